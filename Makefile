@@ -1,0 +1,91 @@
+# PoseBridge: video -> HPE -> pose-anchored cues -> zarr cache -> heads -> metrics.
+# Every target is a thin call of the `posebridge` CLI inside .venv; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PB := $(BIN)/posebridge
+ASSETS := assets
+DL := $(ASSETS)/downloads
+MODELS := $(ASSETS)/models
+DEMO_VIDEOS := $(ASSETS)/videos/demo
+IMAGES := $(ASSETS)/images
+export POSEBRIDGE_MODELS ?= $(CURDIR)/$(MODELS)
+export POSEBRIDGE_CACHE ?= $(CURDIR)/outputs/cache
+export POSEBRIDGE_RUNS ?= $(CURDIR)/outputs/runs
+# Nothing may reach a model hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+VIDEOS ?= $(DEMO_VIDEOS)
+DATASET ?= demo
+SPLIT ?= synthetic_zsl
+SPLITS ?= $(SPLIT)
+ARGS ?=
+
+# Pinned upstream files: the embedded pose models come out of the MediaPipe wheel (Apache-2.0),
+# the demo videos out of the Pose2Sim wheel (BSD-3-Clause), messi5.jpg out of Debian's opencv-doc.
+MP_WHEEL := mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl
+DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
+LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
+P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
+
+.PHONY: help setup models media demo extract train eval test bench-extract bench-train clean-outputs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip==25.3" "setuptools==80.9.0" wheel
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $@
+
+setup: $(BIN)/.installed models media ## create .venv, install, fetch the embedded models and demo media
+
+models: $(MODELS)/pose_detection.tflite $(MODELS)/pose_landmark_full.tflite ## fetch the embedded BlazePose models (sha256-checked)
+
+$(DL)/$(MP_WHEEL):
+	@mkdir -p $(DL)
+	$(BIN)/pip download -q --no-deps mediapipe==0.10.21 --python-version 3.11 --only-binary=:all: -d $(DL)
+
+$(MODELS)/pose_detection.tflite $(MODELS)/pose_landmark_full.tflite &: $(DL)/$(MP_WHEEL) | $(BIN)/.installed
+	@mkdir -p $(MODELS) $(DL)/mp
+	unzip -o -q $(DL)/$(MP_WHEEL) 'mediapipe/modules/pose_detection/pose_detection.tflite' 'mediapipe/modules/pose_landmark/pose_landmark_full.tflite' -d $(DL)/mp
+	echo "$(DET_SHA)  $(DL)/mp/mediapipe/modules/pose_detection/pose_detection.tflite" | sha256sum -c --quiet
+	echo "$(LM_SHA)  $(DL)/mp/mediapipe/modules/pose_landmark/pose_landmark_full.tflite" | sha256sum -c --quiet
+	cp $(DL)/mp/mediapipe/modules/pose_detection/pose_detection.tflite $(DL)/mp/mediapipe/modules/pose_landmark/pose_landmark_full.tflite $(MODELS)/
+
+media: $(DEMO_VIDEOS)/cam01.mp4 $(IMAGES)/messi5.jpg ## fetch the demo videos (Pose2Sim) and messi5.jpg (opencv-doc)
+
+$(DEMO_VIDEOS)/cam01.mp4: | $(BIN)/.installed
+	@mkdir -p $(DL) $(DEMO_VIDEOS)
+	$(BIN)/pip download -q --no-deps pose2sim==0.10.49 -d $(DL)
+	unzip -o -q -j $(DL)/$(P2S_WHEEL) 'Pose2Sim/Demo_SinglePerson/videos/*.mp4' -d $(DEMO_VIDEOS)
+
+$(IMAGES)/messi5.jpg:
+	@mkdir -p $(DL) $(IMAGES)
+	cd $(DL) && (ls opencv-doc_*.deb >/dev/null 2>&1 || apt-get download opencv-doc 2>/dev/null || (apt-get update -qq && apt-get download opencv-doc))
+	dpkg-deb --fsys-tarfile $(DL)/opencv-doc_*.deb | tar -x -O ./usr/share/doc/opencv-doc/examples/data/messi5.jpg > $@
+
+extract: setup ## stage 1 on VIDEOS (default: the demo videos) into the cache of DATASET
+	$(PB) extract --videos "$(VIDEOS)" --dataset "$(DATASET)" $(ARGS)
+
+train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
+	@for s in $(SPLITS); do $(PB) train --split "$$s" $(ARGS) || exit 1; done
+
+demo: setup ## the main job on the embedded default: extract the demo videos, then train+eval the synthetic split
+	$(PB) demo
+
+test: setup ## run the test suite (offline)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench-extract: setup ## stage-1 benchmark vs MediaPipe's own Pose solution (installs the bench extra)
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python bench/bench_extract.py $(ARGS)
+
+bench-train: setup ## stage-2 benchmark: loader throughput, step time, demo split end to end
+	$(BIN)/python bench/bench_train.py $(ARGS)
+
+clean-outputs: ## delete caches and runs (keeps models and media)
+	rm -rf outputs
