@@ -1,19 +1,165 @@
-"""The `posebridge` command line: a thin typer layer over plain functions."""
+"""The `posebridge` command line: a thin typer layer over plain functions.
+
+Each command parses its options and calls one function that tests can call directly. User
+mistakes raise UserError and come out as one line on stderr with exit code 1.
+"""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 from posebridge.pipeline.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="PoseBridge: pose-anchored cue caching (stage 1) and zero-shot heads (stage 2).")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect cue caches.")
+app.add_typer(cache_app, name="cache")
+
+EXIT_SOME_FAILED = 3  # extraction finished, but some clips could not be read (see the failure log)
+
+CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else ./outputs/cache).")
 
 
-def main() -> None:
+def _parse_ints(text: str) -> tuple[int, ...]:
     try:
-        app()
-    except UserError as err:  # user mistakes: one line, exit 1, no traceback
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UserError(f"expected comma-separated joint indices, got '{text}'") from None
+
+
+def build_extract_config(backend: str, levels: str, joints: str, stride: int, max_frames: Optional[int],
+                         window: int, heatmap_patch: int, feature_dtype: str):
+    from posebridge.pipeline.config import BODY13, BLAZEPOSE_JOINTS, CueConfig, ExtractConfig
+
+    joint_sets = {"body13": BODY13, "all": tuple(range(len(BLAZEPOSE_JOINTS)))}
+    cue_joints = joint_sets.get(joints) or _parse_ints(joints)
+    if stride < 1:
+        raise UserError(f"--stride must be >= 1, got {stride}")
+    if feature_dtype not in ("uint8", "float16"):
+        raise UserError(f"--feature-dtype must be uint8 or float16, got '{feature_dtype}'")
+    cues = CueConfig(levels=tuple(l.strip() for l in levels.split(",") if l.strip()), joints=cue_joints,
+                     window=window, heatmap_patch=heatmap_patch, feature_dtype=feature_dtype)
+    return ExtractConfig(backend=backend, cues=cues, stride=stride, max_frames=max_frames)
+
+
+@app.command()
+def extract(
+    videos: Path = typer.Option(..., "--videos", help="Folder of videos (searched recursively)."),
+    dataset: str = typer.Option("demo", "--dataset", help="Cache name; ntu60*/ntu120*/kinetics*/pkummd* names "
+                                "parse those datasets' file names / annotations."),
+    backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline)."),
+    cache_dir: Optional[Path] = CacheDir,
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split)."),
+    levels: str = typer.Option("fpn64,fpn16", "--levels", help="Feature-map levels sampled at the joints."),
+    joints: str = typer.Option("body13", "--joints", help="Cue joints: body13, all, or comma-separated indices."),
+    window: int = typer.Option(3, "--window", help="k x k samples around each joint."),
+    heatmap_patch: int = typer.Option(3, "--heatmap-patch", help="P x P heatmap patch per cue joint."),
+    feature_dtype: str = typer.Option("uint8", "--feature-dtype", help="uint8 (per-clip scales) or float16."),
+    stride: int = typer.Option(1, "--stride", help="Keep every k-th frame."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many frames per clip."),
+    workers: int = typer.Option(1, "--workers", help="Extraction processes (each writes its own shards)."),
+    threads: int = typer.Option(2, "--threads", help="Interpreter threads per worker."),
+    shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per shard write."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Stage 1: run the pose model over VIDEOS and cache skeletons + pose-anchored cues (resumable).
+
+    Exit code 0 when every clip was extracted, 3 when some failed (they are listed in the store's
+    failures.jsonl and retried on the next run), 1 on a usage error.
+    """
+    from posebridge.pipeline.config import RunSettings
+    from posebridge.stages.extract.run import extract as run_extract
+
+    config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype)
+    run = RunSettings(num_threads=threads, workers=workers, shard_clips=shard_clips)
+    summary = run_extract(videos, dataset, cache_dir=cache_dir, config=config, run=run,
+                          annotations=annotations, models_dir=models_dir, progress=progress)
+    for line in summary.lines():
+        typer.echo(line)
+    if summary.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def resolve_store(store: str, cache_dir: Optional[Path] = None) -> Path:
+    """A store path, or a dataset name whose single store under the cache root is meant."""
+    from posebridge.cache.store import list_stores
+    from posebridge.pipeline import paths
+
+    if Path(store).exists():
+        return Path(store)
+    found = list_stores(paths.cache_root(cache_dir), store)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UserError(f"no cache store at '{store}' and no dataset of that name under "
+                        f"{paths.cache_root(cache_dir)}; run `posebridge extract --dataset {store} ...` first")
+    raise UserError(f"dataset '{store}' has {len(found)} stores (different extractor settings): "
+                    + ", ".join(str(p) for p in found) + "; pass one path")
+
+
+@cache_app.command("info")
+def cache_info(store: str = typer.Argument(..., help="Store path or dataset name."), cache_dir: Optional[Path] = CacheDir) -> None:
+    """Print a store's clips, frames, bytes per clip, failures and extractor settings."""
+    import json
+
+    from posebridge.cache.store import CueStore
+
+    info = CueStore.open(resolve_store(store, cache_dir)).info()
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+@app.command()
+def export(
+    store: str = typer.Argument(..., help="Store path or dataset name."),
+    format: str = typer.Option("pyskl", "--format", help="pyskl (pickle) or hdf5."),
+    out: Path = typer.Option(..., "--out", help="Output file."),
+    cache_dir: Optional[Path] = CacheDir,
+) -> None:
+    """Export a cache to the PYSKL pickle format or to HDF5."""
+    from posebridge.cache import export as exporters
+    from posebridge.cache.store import CueStore
+
+    opened = CueStore.open(resolve_store(store, cache_dir))
+    if format == "pyskl":
+        exporters.export_pyskl(opened, out, split=_standard_split(opened))
+    elif format == "hdf5":
+        exporters.export_hdf5(opened, out)
+    else:
+        raise UserError(f"unknown export format '{format}'; use pyskl or hdf5")
+    typer.echo(f"wrote {out}")
+
+
+def _standard_split(store) -> dict | None:
+    """NTU stores get the standard xsub/xview split lists in their PYSKL export."""
+    from posebridge.pipeline.datasets.ntu import ntu_benchmark_splits
+
+    records = store.clips()
+    if records and all("subject" in r.meta for r in records):
+        return ntu_benchmark_splits(records)
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. Usage errors and UserErrors: one line on stderr, exit 1, no traceback."""
+    # typer >= 0.20 vendors click; its exceptions live there.
+    from typer._click import exceptions as click
+
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except UserError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
+    except click.UsageError as err:
+        hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
+        typer.echo(f"error: {err.format_message()}{hint}", err=True)
+        sys.exit(1)
+    except click.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
