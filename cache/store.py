@@ -1,0 +1,345 @@
+"""The cue cache: one zarr v3 store per (dataset, extractor fingerprint).
+
+    <cache_root>/<dataset>/<fingerprint[:16]>/
+      failures.jsonl            clips that produced nothing, and why (manifest.py)
+      store.zarr/               root group attrs: schema_version, dataset, fingerprint, extractor,
+                                layout, created_with
+        parts/<part>/           one group per part, written once by one writer, then renamed in
+          keypoints     [F, V, 5]       float16  (KEYPOINT_CHANNELS; x, y normalised to the image)
+          score         [F]             float16  (pose presence per frame)
+          features      [F, Vc, C]      uint8 (per clip, per channel lo..hi) or float16
+          heatmaps      [F, Vc, P, P]   uint8 = round(p * 255)
+          feature_range [n_clips, 2, C] float32  (lo, hi) of each clip
+          attrs.clips = [{clip_id, content_id, offset, length, label, label_name, fps, height,
+                          width, meta}]; a clip is rows offset:offset+length of every [F, ...] array
+
+Each array of a part is one zarr shard (the unit of writing: one writer, one assignment) made of
+64-frame chunks (the unit of reading). A folder named `.tmp-*` is a part still being written, or
+left by a killed writer; readers never look at it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from posebridge.cache.manifest import FailureLog
+from posebridge.pipeline.errors import UserError
+
+SCHEMA_VERSION = 1
+KEYPOINT_CHANNELS = ("x", "y", "z", "visibility", "presence")
+LAYOUT_KEYS = ("joint_names", "cue_joints", "levels", "feature_channels", "heatmap_patch", "feature_dtype")
+FEATURE_DTYPES = ("uint8", "float16")
+STORE_NAME = "store.zarr"
+PARTS = "parts"
+TMP_PREFIX = ".tmp-"
+# A tmp folder from another host cannot be checked for a live writer; no part takes this long.
+_FOREIGN_TMP_MAX_AGE_S = 24 * 3600
+
+
+@dataclass
+class ClipRecord:
+    clip_id: str  # stable id (path relative to the videos root)
+    content_id: str  # from pipeline.fingerprint.content_id
+    label: int = -1  # -1 unknown
+    label_name: str | None = None
+    fps: float = 0.0
+    height: int = 0
+    width: int = 0
+    meta: dict = field(default_factory=dict)  # subject, camera, setup, youtube_id, ... JSON-able
+    num_frames: int = 0  # filled from the arrays on write
+
+
+@dataclass
+class ClipArrays:
+    keypoints: np.ndarray  # [T, V, 5]
+    score: np.ndarray  # [T]
+    features: np.ndarray  # [T, Vc, C] float32 on write and (dequantised) on read
+    heatmaps: np.ndarray  # [T, Vc, P, P] float32 in [0, 1] on write and on read
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Where one clip lives: its part, its row in the part's clip table, its first frame."""
+
+    record: ClipRecord
+    part: str
+    row: int
+    offset: int
+
+
+def store_dir(cache_root: str | os.PathLike, dataset: str, fingerprint: str) -> Path:
+    if not dataset or dataset in (".", "..") or "/" in dataset or os.sep in dataset:
+        raise UserError(f"dataset name {dataset!r} must be a plain folder name without '/', e.g. 'ntu60'")
+    return Path(cache_root) / dataset / fingerprint[:16]
+
+
+def list_stores(cache_root: str | os.PathLike, dataset: str | None = None) -> list[Path]:
+    pattern = f"{dataset or '*'}/*/{STORE_NAME}/zarr.json"
+    return sorted(p.parent.parent for p in Path(cache_root).glob(pattern))
+
+
+# --- encoding: what a clip looks like on disk ------------------------------------------------
+
+def encode_clip(arrays: ClipArrays, layout: dict) -> dict[str, np.ndarray]:
+    """ClipArrays -> the stored arrays of one clip (feature_range as [2, C])."""
+    features = np.asarray(arrays.features, dtype=np.float32)
+    lo, hi = features.min(axis=(0, 1)), features.max(axis=(0, 1))
+    if layout["feature_dtype"] == "float16":
+        stored = features.astype(np.float16)
+    else:
+        span = hi - lo
+        scale = np.divide(np.float32(255), span, out=np.zeros_like(span), where=span > 0)  # hi == lo -> 0
+        stored = np.clip(np.rint((features - lo) * scale), 0, 255).astype(np.uint8)
+    heatmaps = np.rint(np.clip(np.asarray(arrays.heatmaps, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
+    return {
+        "keypoints": np.asarray(arrays.keypoints).astype(np.float16),
+        "score": np.asarray(arrays.score).astype(np.float16),
+        "features": stored,
+        "heatmaps": heatmaps,
+        "feature_range": np.stack([lo, hi]).astype(np.float32),
+    }
+
+
+def decode_clip(stored: dict[str, np.ndarray], feature_range: np.ndarray) -> ClipArrays:
+    features = stored["features"]
+    if features.dtype == np.uint8:
+        lo, hi = feature_range
+        features = lo + features.astype(np.float32) * ((hi - lo) / np.float32(255))
+    return ClipArrays(
+        keypoints=stored["keypoints"].astype(np.float32),
+        score=stored["score"].astype(np.float32),
+        features=features.astype(np.float32),
+        heatmaps=stored["heatmaps"].astype(np.float32) / np.float32(255),
+    )
+
+
+# --- tmp folders: atomic creation of parts and of the store itself ----------------------------
+
+def new_tmp_dir(parent: Path) -> Path:
+    """A fresh `.tmp-<host>-<pid>-<uuid>` folder; the host and pid let others tell if it is stale."""
+    path = parent / f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _tmp_is_stale(path: Path) -> bool:
+    host, _, pid = path.name[len(TMP_PREFIX):].rpartition("-")[0].rpartition("-")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, owned by another user
+            return False
+        return False
+    return time.time() - path.stat().st_mtime > _FOREIGN_TMP_MAX_AGE_S
+
+
+def _clean_stale_tmp(parent: Path) -> None:
+    for entry in parent.glob(f"{TMP_PREFIX}*"):
+        if entry.is_dir() and _tmp_is_stale(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _created_with() -> dict:
+    versions = {}
+    for pkg in ("posebridge", "zarr", "numcodecs", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return versions
+
+
+class CueStore:
+    """A cue cache on disk. Make one with `create` (for writing) or `open` (for reading)."""
+
+    def __init__(self, path: Path, attrs: dict):
+        self._path = path
+        self._attrs = attrs
+        self._index: dict[str, _Entry] | None = None
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, dataset: str, fingerprint: str, extractor: dict,
+               layout: dict) -> CueStore:
+        """Create the store, or open it if it exists with the same fingerprint (resume)."""
+        path = Path(path)
+        missing = [k for k in LAYOUT_KEYS if k not in layout]
+        if missing:
+            raise ValueError(f"layout lacks {missing}")
+        if layout["feature_dtype"] not in FEATURE_DTYPES:
+            raise UserError(f"feature_dtype {layout['feature_dtype']!r} is not one of {FEATURE_DTYPES}")
+        if not (path / STORE_NAME / "zarr.json").exists():
+            attrs = {
+                "schema_version": SCHEMA_VERSION,
+                "dataset": dataset,
+                "fingerprint": fingerprint,
+                # JSON round trip: tuples become lists, so what we hold equals what a reader sees.
+                "extractor": json.loads(json.dumps(extractor)),
+                "layout": json.loads(json.dumps(layout)),
+                "created_with": _created_with(),
+            }
+            _create_root(path, attrs)
+        store = cls.open(path)
+        if store.fingerprint != fingerprint or store.attrs.get("dataset") != dataset:
+            raise UserError(
+                f"{path} already holds a cue cache of dataset {store.attrs.get('dataset')!r} with fingerprint "
+                f"{store.fingerprint}, not {dataset!r} with {fingerprint}: use another --cache-dir or delete {path}"
+            )
+        _clean_stale_tmp(path)
+        _clean_stale_tmp(store.parts_dir)
+        return store
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> CueStore:
+        path = Path(path)
+        root = path / STORE_NAME
+        if not (root / "zarr.json").is_file():
+            raise UserError(f"{path} is not a PoseBridge cue cache (no {STORE_NAME}/ inside): "
+                            f"pass a folder made by stage 1, <cache_root>/<dataset>/<fingerprint>")
+        try:
+            attrs = zarr.open_group(LocalStore(root, read_only=True), mode="r").attrs.asdict()
+        except (ValueError, TypeError, KeyError) as err:
+            raise UserError(f"{root} is unreadable ({err}): delete {path} and extract again") from err
+        version = attrs.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise UserError(f"{path} has cache schema version {version!r}; this posebridge reads version "
+                            f"{SCHEMA_VERSION}: extract again into another --cache-dir or delete {path}")
+        return cls(path, attrs)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def attrs(self) -> dict:
+        return self._attrs
+
+    @property
+    def fingerprint(self) -> str:
+        return self._attrs["fingerprint"]
+
+    @property
+    def layout(self) -> dict:
+        return self._attrs["layout"]
+
+    @property
+    def parts_dir(self) -> Path:
+        return self._path / STORE_NAME / PARTS
+
+    def part_names(self) -> list[str]:
+        """Complete parts only: tmp folders start with '.'."""
+        return sorted(e.name for e in os.scandir(self.parts_dir) if e.is_dir() and not e.name.startswith("."))
+
+    def clips(self) -> list[ClipRecord]:
+        return [e.record for e in sorted(self._refresh().values(), key=lambda e: e.record.clip_id)]
+
+    def done_content_ids(self) -> set[str]:
+        return {e.record.content_id for e in self._refresh().values()}
+
+    def read_clip(self, clip_id: str) -> ClipArrays:
+        entry = self._entry(clip_id)
+        group = self._open_part(entry.part)
+        rows = slice(entry.offset, entry.offset + entry.record.num_frames)
+        stored = {name: group[name][rows] for name in ("keypoints", "score", "features", "heatmaps")}
+        return decode_clip(stored, group["feature_range"][entry.row])
+
+    def iter_clips(self, clip_ids: Iterable[str] | None = None) -> Iterator[tuple[ClipRecord, ClipArrays]]:
+        """Clips in storage order (part, then offset); each part's span is read once."""
+        index = self._refresh()
+        entries = list(index.values()) if clip_ids is None else [self._entry(c) for c in dict.fromkeys(clip_ids)]
+        by_part: dict[str, list[_Entry]] = defaultdict(list)
+        for entry in entries:
+            by_part[entry.part].append(entry)
+        for part in sorted(by_part):
+            chosen = sorted(by_part[part], key=lambda e: e.offset)
+            start = chosen[0].offset
+            stop = max(e.offset + e.record.num_frames for e in chosen)
+            group = self._open_part(part)
+            span = {name: group[name][start:stop] for name in ("keypoints", "score", "features", "heatmaps")}
+            ranges = group["feature_range"][:]
+            for e in chosen:
+                rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
+                yield e.record, decode_clip({k: v[rows] for k, v in span.items()}, ranges[e.row])
+
+    def info(self) -> dict:
+        records = self.clips()
+        n_frames = sum(r.num_frames for r in records)
+        size = dir_bytes(self._path / STORE_NAME)
+        return {
+            "dataset": self._attrs["dataset"],
+            "fingerprint": self.fingerprint,
+            "n_clips": len(records),
+            "n_frames": n_frames,
+            "n_parts": len(self.part_names()),
+            "bytes_on_disk": size,
+            "bytes_per_clip": size / len(records) if records else 0.0,
+            "bytes_per_300_frames": size / n_frames * 300 if n_frames else 0.0,
+            "n_failures": len(FailureLog(self._path).failures({r.clip_id for r in records} |
+                                                              {r.content_id for r in records})),
+            "layout": self.layout,
+        }
+
+    def _open_part(self, part: str) -> zarr.Group:
+        return zarr.open_group(LocalStore(self.parts_dir / part, read_only=True), mode="r")
+
+    def _entry(self, clip_id: str) -> _Entry:
+        index = self._index if self._index is not None and clip_id in self._index else self._refresh()
+        if clip_id not in index:
+            raise KeyError(f"clip {clip_id!r} is not in the cue cache {self._path}")
+        return index[clip_id]
+
+    def _refresh(self) -> dict[str, _Entry]:
+        """Index every clip of the complete parts.
+
+        A clip can sit in two parts (two runs raced, or its video changed and was extracted again):
+        the most recently written part wins, ties broken by part name, so every reader agrees.
+        """
+        best: dict[str, tuple[tuple[float, str], _Entry]] = {}
+        for part in self.part_names():
+            attrs = self._open_part(part).attrs.asdict()
+            rank = (attrs["written_at"], part)
+            for row, clip in enumerate(attrs["clips"]):
+                fields = {k: v for k, v in clip.items() if k not in ("offset", "length")}
+                entry = _Entry(ClipRecord(**fields, num_frames=clip["length"]), part, row, clip["offset"])
+                if entry.record.clip_id not in best or rank > best[entry.record.clip_id][0]:
+                    best[entry.record.clip_id] = (rank, entry)
+        self._index = {clip_id: entry for clip_id, (_, entry) in best.items()}
+        return self._index
+
+
+def _create_root(path: Path, attrs: dict) -> None:
+    """Build the root group in a tmp folder and rename it in, so racing creators never see half a store."""
+    path.mkdir(parents=True, exist_ok=True)
+    allowed = (STORE_NAME, FailureLog.FILE_NAME)  # the store may appear now if another process won the race
+    unexpected = [p.name for p in path.iterdir() if p.name not in allowed and not p.name.startswith(TMP_PREFIX)]
+    if unexpected:
+        raise UserError(f"{path} exists and is not a cue cache (it holds {unexpected[:3]}): "
+                        f"use another --cache-dir or empty it")
+    tmp = new_tmp_dir(path)
+    try:
+        root = zarr.create_group(store=LocalStore(tmp), zarr_format=3, attributes=attrs)
+        root.create_group(PARTS)
+        os.rename(tmp, path / STORE_NAME)
+    except OSError:
+        if not (path / STORE_NAME / "zarr.json").exists():  # not just a lost race
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
