@@ -143,6 +143,28 @@ def _standard_split(store) -> dict | None:
     return None
 
 
+@app.command()
+def splits(
+    name: Optional[str] = typer.Argument(None, help="Show one split's seen and unseen class names."),
+    kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
+                                                       help="Your Kinetics-200 class list (one K400 name per line)."),
+) -> None:
+    """List the published zero-shot splits (seen/unseen counts, source), or show one in full."""
+    from posebridge.pipeline.splits.registry import get_split, list_splits
+
+    if name is None:
+        typer.echo(f"{'split':34} {'dataset':12} {'seen':>5} {'unseen':>6}  status")
+        for row in list_splits():
+            typer.echo(f"{row['name']:34} {row['dataset']:12} {row['n_seen']:>5} {row['n_unseen']:>6}  {row['status']}")
+        return
+    split = get_split(name, kinetics200_classes=kinetics200_classes)
+    typer.echo(f"{split.name}: {split.dataset}, protocol {split.protocol}, source {split.source}")
+    if split.assumption:
+        typer.echo(f"assumption: {split.assumption}")
+    typer.echo(f"unseen ({len(split.unseen)}): " + "; ".join(f"{i} {split.class_names[i]}" for i in split.unseen))
+    typer.echo(f"seen ({len(split.seen)}): " + "; ".join(f"{i} {split.class_names[i]}" for i in split.seen))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage errors and UserErrors: one line on stderr, exit 1, no traceback."""
     # typer >= 0.20 vendors click; its exceptions live there.
@@ -153,13 +175,15 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
+    except click.NoArgsIsHelpError:
+        sys.exit(0)  # the help text is already printed
     except click.UsageError as err:
         hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
         typer.echo(f"error: {err.format_message()}{hint}", err=True)
         sys.exit(1)
-    except click.Exit as done:
+    except typer.Exit as done:
         sys.exit(done.exit_code)
-    except click.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
