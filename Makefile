@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+BENCH_VENV := .venv-bench
 PB := $(BIN)/posebridge
 ASSETS := assets
 DL := $(ASSETS)/downloads
@@ -22,6 +23,7 @@ DATASET ?= demo
 SPLIT ?= synthetic_zsl
 SPLITS ?= $(SPLIT)
 ARGS ?=
+ANNOTATIONS ?=
 
 # Pinned upstream files: the embedded pose models come out of the MediaPipe wheel (Apache-2.0),
 # the demo videos out of the Pose2Sim wheel (BSD-3-Clause), messi5.jpg out of Debian's opencv-doc.
@@ -68,8 +70,8 @@ $(IMAGES)/messi5.jpg:
 	cd $(DL) && (ls opencv-doc_*.deb >/dev/null 2>&1 || apt-get download opencv-doc 2>/dev/null || (apt-get update -qq && apt-get download opencv-doc))
 	dpkg-deb --fsys-tarfile $(DL)/opencv-doc_*.deb | tar -x -O ./usr/share/doc/opencv-doc/examples/data/messi5.jpg > $@
 
-extract: setup ## stage 1 on VIDEOS (default: the demo videos) into the cache of DATASET
-	$(PB) extract --videos "$(VIDEOS)" --dataset "$(DATASET)" $(ARGS)
+extract: setup ## stage 1 on VIDEOS (default: demo videos) into the cache of DATASET [ANNOTATIONS=kinetics.csv]
+	$(PB) extract --videos "$(VIDEOS)" --dataset "$(DATASET)" $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") $(ARGS)
 
 train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
 	@for s in $(SPLITS); do $(PB) train --split "$$s" $(ARGS) || exit 1; done
@@ -80,9 +82,15 @@ demo: setup ## the main job on the embedded default: extract the demo videos, th
 test: setup ## run the test suite (offline)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench-extract: setup ## stage-1 benchmark vs MediaPipe's own Pose solution (installs the bench extra)
-	$(BIN)/pip install -q -e ".[test,bench]"
-	$(BIN)/python bench/bench_extract.py $(ARGS)
+# MediaPipe brings its own OpenCV build, so the baseline lives in a venv of its own.
+$(BENCH_VENV)/bin/.installed: pyproject.toml
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade "pip==25.3" "setuptools==80.9.0" wheel
+	$(BENCH_VENV)/bin/pip install -q -e ".[bench]"
+	@touch $@
+
+bench-extract: setup $(BENCH_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's own Pose solution (own venv)
+	$(BENCH_VENV)/bin/python bench/bench_extract.py $(ARGS)
 
 bench-train: setup ## stage-2 benchmark: loader throughput, step time, demo split end to end
 	$(BIN)/python bench/bench_train.py $(ARGS)

@@ -165,6 +165,78 @@ def splits(
     typer.echo(f"seen ({len(split.seen)}): " + "; ".join(f"{i} {split.class_names[i]}" for i in split.seen))
 
 
+SplitOpt = typer.Option(None, "--kinetics200-classes", help="Your Kinetics-200 class list (one K400 name per line).")
+GuessOpt = typer.Option(False, "--guess-kinetics200", help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers).")
+
+
+@app.command()
+def train(
+    split: list[str] = typer.Option(..., "--split", help="Split name (repeat for several splits off one cache)."),
+    cache_dir: Optional[Path] = CacheDir,
+    store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
+    pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none)."),
+    cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
+    seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
+    seed: int = typer.Option(0, "--seed", help="First seed."),
+    epochs: int = typer.Option(30, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (bundled) or clip:<local dir or HF id in your cache>."),
+    gzsl_calibration: str = typer.Option("pseudo_unseen", "--gzsl-calibration", help="pseudo_unseen or none."),
+    ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="Test-time prototype refinement (transductive; off by default)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),
+    kinetics200_classes: Optional[Path] = SplitOpt,
+    guess_kinetics200: bool = GuessOpt,
+) -> None:
+    """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.run import train_splits
+
+    base = TrainConfig(split=split[0], cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                       text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device).validate()
+    results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
+                           runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
+                           guess_kinetics200=guess_kinetics200, resume=resume)
+    for result in results:
+        typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
+
+
+@app.command("eval")
+def eval_run(
+    run: Path = typer.Argument(..., help="A run folder written by `posebridge train` (holds checkpoint.pt)."),
+    cache_dir: Optional[Path] = CacheDir,
+    store: Optional[Path] = typer.Option(None, "--store"),
+    pyskl: Optional[Path] = typer.Option(None, "--pyskl"),
+    kinetics200_classes: Optional[Path] = SplitOpt,
+    guess_kinetics200: bool = GuessOpt,
+) -> None:
+    """Re-evaluate a trained run's checkpoint and print its metrics as JSON."""
+    import json
+
+    from posebridge.stages.train.run import evaluate_run
+
+    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl,
+                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+@app.command()
+def demo(
+    videos: Path = typer.Option(Path("assets/videos/demo"), "--videos", help="Demo videos (fetched by `make media`)."),
+    cache_dir: Optional[Path] = CacheDir,
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir"),
+    epochs: int = typer.Option(30, "--epochs"),
+) -> None:
+    """The main job on the embedded default: extract the demo videos, then train + evaluate the
+    SYNTHETIC zero-shot split with and without cues, and print the results table."""
+    from posebridge.stages.demo import run_demo
+
+    for line in run_demo(videos, cache_dir=cache_dir, runs_dir=runs_dir, epochs=epochs):
+        typer.echo(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage errors and UserErrors: one line on stderr, exit 1, no traceback."""
     # typer >= 0.20 vendors click; its exceptions live there.

@@ -1,0 +1,157 @@
+"""Stage-1 benchmark (a script, not a test): frames/s on the same demo videos, four ways.
+
+  (a) MediaPipe's own Python Pose solution (mediapipe 0.10.21, bundled full model), cv2 decode
+  (b) a naive loop over our backend: cv2 decode + full-frame RGB, detector on every frame,
+      append to a list, save an .npz at the end
+  (c) our pipeline end to end: `posebridge extract` into a fresh zarr cache
+  (d) model only: the landmark interpreter's invoke() on a fixed crop, with all tensors
+      preserved (the debug way to read internals) and with just the cue tensors exposed
+
+Every number is measured in this run on this machine; ratios are printed as `N.NNx`.
+Run it with `make bench-extract` (which installs the bench extra into .venv-bench).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from posebridge.pipeline import paths
+from posebridge.pipeline.config import ExtractConfig, RunSettings
+from posebridge.stages.extract.backends.base import make_backend
+from posebridge.stages.extract.backends.blazepose_spec import FEATURE_LEVELS, LANDMARK_FILE, LANDMARK_INPUT_SIZE
+from posebridge.stages.extract.backends.tflite_outputs import load_interpreter
+from posebridge.stages.extract.frames import RGBFrame
+from posebridge.stages.extract.run import extract
+
+THREADS = 2
+
+
+def cv2_frames(path: Path):
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def bench_mediapipe(videos: list[Path]) -> float | None:
+    try:
+        import mediapipe as mp
+    except ImportError:
+        print("(a) skipped: mediapipe is not installed (run `make bench-extract`)")
+        return None
+    frames, start = 0, time.perf_counter()
+    for video in videos:
+        with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) as pose:
+            for rgb in cv2_frames(video):
+                pose.process(rgb)
+                frames += 1
+    return frames / (time.perf_counter() - start)
+
+
+def bench_naive(videos: list[Path], models_dir: Path, out_dir: Path) -> float:
+    backend = make_backend("embedded", ExtractConfig(), models_dir=models_dir, num_threads=THREADS)
+    frames, start = 0, time.perf_counter()
+    for i, video in enumerate(videos):
+        results = []
+        for rgb in cv2_frames(video):
+            backend.reset()  # no tracking: detect on every frame
+            results.append(backend.process(RGBFrame(rgb)))
+            frames += 1
+        np.savez(out_dir / f"naive_{i}.npz", keypoints=np.stack([r.keypoints for r in results]),
+                 features=np.stack([r.features for r in results]), heatmaps=np.stack([r.heatmaps for r in results]))
+    return frames / (time.perf_counter() - start)
+
+
+def bench_pipeline(videos: list[Path], models_dir: Path, work: Path) -> tuple[float, float]:
+    video_dir = work / "videos"
+    video_dir.mkdir()
+    for video in videos:
+        os.symlink(video.resolve(), video_dir / video.name)
+    start = time.perf_counter()
+    summary = extract(video_dir, "bench", cache_dir=work / "cache", models_dir=models_dir,
+                      run=RunSettings(num_threads=THREADS), progress=False)
+    wall = time.perf_counter() - start
+    assert summary.failed == 0, summary.lines()
+    return summary.frames / wall, summary.bytes_per_300_frames
+
+
+def bench_model_only(models_dir: Path, rounds: int = 300) -> dict[str, float]:
+    crop = np.random.default_rng(0).random((1, LANDMARK_INPUT_SIZE, LANDMARK_INPUT_SIZE, 3), dtype=np.float32)
+    levels = ExtractConfig().cues.levels
+    modes = {
+        "preserve_all": load_interpreter(models_dir / LANDMARK_FILE, preserve_all=True, num_threads=THREADS),
+        "exposed_outputs": load_interpreter(models_dir / LANDMARK_FILE, [FEATURE_LEVELS[n].tensor for n in levels],
+                                            num_threads=THREADS),
+    }
+    fps = {}
+    for name, interpreter in modes.items():
+        index = interpreter.get_input_details()[0]["index"]
+        for _ in range(5):  # warm-up invokes are slow
+            interpreter.set_tensor(index, crop)
+            interpreter.invoke()
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(rounds):
+                interpreter.set_tensor(index, crop)
+                interpreter.invoke()
+            best = min(best, (time.perf_counter() - start) / rounds)
+        fps[name] = 1.0 / best
+    return fps
+
+
+def ratio(line: str, num: float | None, den: float | None, target: str = "") -> None:
+    if num is None or den is None:
+        print(f"  n/a   {line}")
+        return
+    print(f"{num / den:6.2f}x {line}" + (f"   [target {target}]" if target else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=Path, default=Path("assets/videos/demo"))
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--skip", default="", help="comma-separated of a,b,c,d to skip")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    videos = sorted(args.videos.glob("*.mp4"))
+    models_dir = paths.models_root(args.models_dir)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+          f"videos: {', '.join(v.name for v in videos)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        a = None if "a" in skip else bench_mediapipe(videos)
+        b = None if "b" in skip else bench_naive(videos, models_dir, work)
+        c, mb = (None, None) if "c" in skip else bench_pipeline(videos, models_dir, work)
+        d = bench_model_only(models_dir)
+    rows = [("(a) MediaPipe Pose solution, end to end", a), ("(b) naive loop over our backend", b),
+            ("(c) our pipeline, end to end into zarr", c),
+            ("(d) model only, all tensors preserved", d["preserve_all"]),
+            ("(d') model only, cue tensors exposed (what (c) runs)", d["exposed_outputs"])]
+    print("\n| method | frames/s |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {'n/a' if value is None else f'{value:.1f}'} |")
+    if mb is not None:
+        print(f"\ncache: {mb / 1e6:.3f} MB per 300 frames")
+    print()
+    ratio("pipeline (c) vs MediaPipe Pose solution (a)", c, a, ">= 2.00x")
+    ratio("pipeline (c) vs naive loop (b)", c, b)
+    ratio("pipeline (c) vs model only with all tensors preserved (d)", c, d["preserve_all"], ">= 0.85x")
+    ratio("pipeline (c) vs model only with cue tensors exposed (d')", c, d["exposed_outputs"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Stage 1 end to end: videos -> HPE -> pose-anchored cues -> zarr cache.
+
+Resumable by construction: clips are written in whole shards that appear atomically, a clip
+counts as done when its content id is in a complete shard, and a re-run skips done clips. A
+kill -9 loses at most the shard being buffered, which the next run recomputes.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from posebridge.cache.manifest import FailureLog
+from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
+from posebridge.cache.writer import ShardWriter
+from posebridge.pipeline import paths
+from posebridge.pipeline.config import ExtractConfig, RunSettings
+from posebridge.pipeline.datasets import ClipSpec, scan
+from posebridge.pipeline.fingerprint import content_id, file_sha256, fingerprint
+from posebridge.stages.extract.backends.base import make_backend
+from posebridge.stages.extract.video import VideoError, iter_frames, probe
+
+
+@dataclass
+class ExtractSummary:
+    store: Path
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    no_person: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    bytes_per_clip: float = 0.0
+    bytes_per_300_frames: float = 0.0
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"store: {self.store}",
+            f"clips: {self.done} extracted, {self.skipped} already cached, {self.failed} failed"
+            + (f", {self.no_person} with no person found" if self.no_person else ""),
+            f"speed: {self.frames} frames in {self.seconds:.1f} s = {self.frames_per_second:.1f} frames/s",
+            f"cache: {self.bytes_per_clip / 1e6:.3f} MB per clip, "
+            f"{self.bytes_per_300_frames / 1e6:.3f} MB per 300 frames",
+        ]
+        for f in self.failures[:10]:
+            out.append(f"failed: {f['clip_id']}: {f['reason']}")
+        if self.failed > 10:
+            out.append(f"... {self.failed - 10} more in {self.store / 'failures.jsonl'}")
+        return out
+
+
+def extractor_identity(config: ExtractConfig, backend) -> dict:
+    """What the cache fingerprint covers: output settings plus the model files' hashes."""
+    models = {name: file_sha256(path) for name, path in sorted(backend.model_files().items())}
+    return {**config.output_settings(), "models": models}
+
+
+def cache_layout(config: ExtractConfig, backend) -> dict:
+    return {
+        "joint_names": list(backend.joint_names),
+        "cue_joints": list(config.cues.joints),
+        "levels": list(config.cues.levels),
+        "feature_channels": backend.feature_channels(),
+        "heatmap_patch": config.cues.heatmap_patch,
+        "feature_dtype": config.cues.feature_dtype,
+    }
+
+
+def _content_ids(specs: list[ClipSpec], memo_path: Path) -> dict[str, str]:
+    """content_id per clip_id, memoised on (size, mtime) so re-runs do not re-read every video.
+
+    The memo only saves reading; the ids themselves depend on bytes alone.
+    """
+    memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    out, changed = {}, False
+    for spec in specs:
+        try:
+            st = os.stat(spec.path)
+        except OSError:
+            continue  # vanished file: the extractor reports it
+        key = [st.st_size, st.st_mtime_ns]
+        hit = memo.get(spec.clip_id)
+        if hit and hit[:2] == key:
+            out[spec.clip_id] = hit[2]
+        else:
+            out[spec.clip_id] = content_id(spec.path)
+            memo[spec.clip_id] = [*key, out[spec.clip_id]]
+            changed = True
+    if changed:
+        tmp = memo_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    return out
+
+
+def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
+                 frame_bar: tqdm | None = None) -> tuple[ClipRecord, ClipArrays]:
+    """Run the backend over one clip's frames; raises VideoError for unreadable input."""
+    info = probe(spec.path)
+    backend.reset()
+    kps, scores, feats, heats = [], [], [], []
+    for frame in iter_frames(spec.path, stride=config.stride, max_frames=config.max_frames):
+        cues = backend.process(frame)
+        kps.append(cues.keypoints)
+        scores.append(cues.score)
+        feats.append(cues.features)
+        heats.append(cues.heatmaps)
+        if frame_bar is not None:
+            frame_bar.update(1)
+    if not kps:
+        raise VideoError("no frames decoded")
+    arrays = ClipArrays(keypoints=np.stack(kps), score=np.asarray(scores, np.float32),
+                        features=np.stack(feats), heatmaps=np.stack(heats))
+    fps = info.fps / config.stride if info.fps else 0.0
+    record = ClipRecord(clip_id=spec.clip_id, content_id=cid, label=spec.label, label_name=spec.label_name,
+                        fps=fps, height=info.height, width=info.width, meta=dict(spec.meta),
+                        num_frames=len(kps))
+    return record, arrays
+
+
+def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
+          models_dir: Path | None, worker: int, progress: bool) -> dict:
+    """One worker: its own backend and its own shards (one writer per shard, no locks)."""
+    store = CueStore.open(store_path)
+    failures = FailureLog(store_path)
+    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads)
+    stats = {"done": 0, "failed": 0, "no_person": 0, "frames": 0}
+    clip_bar = tqdm(total=len(jobs), desc=f"clips[{worker}]" if run.workers > 1 else "clips",
+                    unit="clip", disable=not progress, position=2 * worker, leave=True)
+    frame_bar = tqdm(desc="frames", unit="frame", disable=not progress, position=2 * worker + 1, leave=False)
+    with ShardWriter(store, shard_clips=run.shard_clips, worker=worker) as writer:
+        for spec, cid in jobs:
+            clip_bar.set_postfix_str(spec.clip_id[-40:])
+            try:
+                record, arrays = extract_clip(backend, spec, cid, config, frame_bar)
+            except (VideoError, OSError) as err:
+                failures.record(spec.clip_id, str(spec.path), cid, str(err))
+                stats["failed"] += 1
+            else:
+                writer.add(record, arrays)
+                stats["done"] += 1
+                stats["frames"] += record.num_frames
+                stats["no_person"] += int(float(np.max(arrays.score)) <= 0.0)
+            clip_bar.update(1)
+    frame_bar.close()
+    clip_bar.close()
+    stats["backend"] = dict(backend.stats)
+    return stats
+
+
+def _work_star(args) -> dict:
+    return _work(*args)
+
+
+def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
+            config: ExtractConfig = ExtractConfig(), run: RunSettings = RunSettings(),
+            annotations: Path | None = None, models_dir: Path | None = None,
+            progress: bool = True) -> ExtractSummary:
+    """Extract every clip under `videos` into the store of (dataset, extractor fingerprint)."""
+    specs = scan(Path(videos), dataset, annotations)
+    models_dir = paths.models_root(models_dir)
+    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads)
+    identity = extractor_identity(config, backend)
+    fp = fingerprint(identity)
+    path = store_dir(paths.cache_root(cache_dir), dataset, fp)
+    store = CueStore.create(path, dataset=dataset, fingerprint=fp, extractor=identity,
+                            layout=cache_layout(config, backend))
+    del backend  # workers build their own
+
+    ids = _content_ids(specs, path / "content_ids.json")
+    done_ids = store.done_content_ids()
+    summary = ExtractSummary(store=path)
+    failures = FailureLog(path)
+    todo = []
+    for spec in specs:
+        cid = ids.get(spec.clip_id)
+        if cid is None:
+            failures.record(spec.clip_id, str(spec.path), None, "file vanished before extraction")
+            summary.failed += 1
+        elif cid in done_ids:
+            summary.skipped += 1
+        else:
+            todo.append((spec, cid))
+
+    start = time.perf_counter()
+    n_workers = max(1, min(run.workers, len(todo)))
+    # Contiguous slices keep each worker's shards holding neighbouring clips.
+    bounds = np.linspace(0, len(todo), n_workers + 1).astype(int)
+    slices = [todo[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    args = [(path, jobs, config, run, models_dir, w, progress) for w, jobs in enumerate(slices)]
+    if n_workers <= 1:
+        results = [_work(*a) for a in args]
+    else:
+        with mp.get_context("spawn").Pool(n_workers) as pool:
+            results = pool.map(_work_star, args)
+    summary.seconds = time.perf_counter() - start
+    for r in results:
+        summary.done += r["done"]
+        summary.failed += r["failed"]
+        summary.no_person += r["no_person"]
+        summary.frames += r["frames"]
+
+    info = CueStore.open(path).info()
+    summary.bytes_per_clip = info.get("bytes_per_clip", 0.0)
+    summary.bytes_per_300_frames = info.get("bytes_per_300_frames", 0.0)
+    summary.failures = [f for f in failures.failures(store=CueStore.open(path))]
+    summary.failed = len(summary.failures)
+    return summary

@@ -1,0 +1,156 @@
+"""Stage 2 end to end: split -> cue cache (or PYSKL pickle) -> text bank -> heads -> metrics.
+
+Several splits of one dataset share one loaded cache; each (split, settings) gets a run folder
+per seed plus a results table averaged over seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from posebridge.cache.store import list_stores
+from posebridge.pipeline import paths
+from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.pipeline.splits.registry import Split, get_split
+from posebridge.stages.eval.report import summarise_runs
+from posebridge.stages.train.config import TrainConfig
+from posebridge.stages.train.data import CueDataset, load_pyskl, load_store
+from posebridge.stages.train.loop import evaluate, train
+from posebridge.stages.train.text import class_texts
+from posebridge.stages.train.text_bank import build_text_bank
+from posebridge.stages.train.text_encoders import make_text_encoder
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class SplitResult:
+    split: str
+    group_dir: Path  # holds seed-*/ run folders and the seed-averaged results.md
+    run_dirs: list[Path]
+    table: str
+
+
+# A Kinetics-200 cache is a Kinetics(-400) extraction: its clips carry K400 labels and names.
+_STORE_DATASETS = {"kinetics200": ("kinetics200", "kinetics400", "kinetics"), "kinetics400": ("kinetics400", "kinetics")}
+
+
+def _extract_hint(dataset: str) -> str:
+    hint = f"make extract VIDEOS=/path/to/{dataset}/videos DATASET={dataset}"
+    if dataset.startswith("kinetics"):
+        hint += " ANNOTATIONS=/path/to/kinetics.csv"
+    return hint
+
+
+def check_cache_exists(split_name: str, cache_dir: Path | None) -> None:
+    """Fail first, with the exact extract command, when a split's dataset has no cache at all."""
+    dataset = split_name.lower().split("_")[0]
+    if dataset == SYNTHETIC or dataset not in {"ntu60", "ntu120", "pkummd", "kinetics200", "kinetics400"}:
+        return
+    root = paths.cache_root(cache_dir)
+    if not any(list_stores(root, d) for d in _STORE_DATASETS.get(dataset, (dataset,))):
+        extra = "; kinetics200 splits also need --kinetics200-classes FILE (the K200 class list is not public)" \
+            if dataset == "kinetics200" else ""
+        raise UserError(f"no cue cache for {split_name} (dataset '{dataset}') under {root}; extract it first: "
+                        f"{_extract_hint(dataset)}{extra}")
+
+
+def find_store(split: Split, cache_dir: Path | None = None, store: Path | None = None) -> Path:
+    """The cue cache a split trains on: --store, else the only store of the split's dataset."""
+    if store is not None:
+        return Path(store)
+    root = paths.cache_root(cache_dir)
+    if split.dataset == SYNTHETIC:
+        from posebridge.stages.train.synthetic import write_synthetic_store
+
+        return write_synthetic_store(root)  # generated on first use, reused afterwards
+    found = [p for d in _STORE_DATASETS.get(split.dataset, (split.dataset,)) for p in list_stores(root, d)]
+    if not found:
+        raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; extract it first: "
+                        f"{_extract_hint(split.dataset)} (or train skeleton-only: --pyskl FILE --cues none)")
+    if len(found) > 1:
+        raise UserError(f"dataset '{split.dataset}' has {len(found)} caches from different extractor settings "
+                        f"under {root}: {', '.join(str(p) for p in found)}; choose one with --store")
+    return found[0]
+
+
+def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
+    """Kinetics-200 is a subset of K400: map clips' K400 labels to the split's classes by name."""
+    if split.dataset != "kinetics200":
+        return dataset
+    import numpy as np
+
+    k200 = {name.lower(): i for i, name in enumerate(split.class_names)}
+    new = np.array([k200.get(str(m.get("label_name") or "").lower(), -1) for m in dataset.meta])
+    keep = np.flatnonzero(new >= 0)
+    if len(keep) == 0:
+        raise UserError(f"none of the {len(dataset)} cached clips is labelled with a Kinetics-200 class of "
+                        f"{split.name}; was the cache extracted with --annotations or K400 class folders?")
+    aligned = dataset.subset(keep)
+    aligned.labels = aligned.labels.new_tensor(new[keep])
+    return aligned
+
+
+def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
+                    pyskl: Path | None, loaded: dict) -> CueDataset:
+    key = ("pyskl", str(pyskl)) if pyskl else ("store", str(find_store(split, cache_dir, store)))
+    if key not in loaded:
+        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_store(key[1], num_frames)
+    return align_labels(loaded[key], split)
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """Folder name for a configuration: readable prefix + hash of every setting except the seed."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "device")}
+    return f"cues-{cfg.cues}-{fingerprint(settings)[:8]}"
+
+
+def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
+                 store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
+                 kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
+                 resume: bool = False) -> list[SplitResult]:
+    if pyskl is not None and base.cues != "none":
+        raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
+    if store is None and pyskl is None:
+        for name in split_names:
+            check_cache_exists(name, cache_dir)
+    splits = [get_split(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+              for n in split_names]  # resolve all first: a typo fails before any training
+    encoder = make_text_encoder(base.text_encoder)
+    loaded: dict = {}
+    results = []
+    for split in splits:
+        dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded)
+        bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
+        cfg0 = dataclasses.replace(base, split=split.name)
+        group = paths.runs_root(runs_dir) / split.name / run_name(cfg0)
+        run_dirs = []
+        for seed in range(seeds):
+            cfg = dataclasses.replace(cfg0, seed=cfg0.seed + seed)
+            run_dir = group / f"seed-{cfg.seed}"
+            train(cfg, dataset, split, bank, run_dir, resume=resume)
+            run_dirs.append(run_dir)
+        table = summarise_runs(run_dirs)
+        (group / "results.md").write_text(table + "\n")
+        results.append(SplitResult(split.name, group, run_dirs, table))
+    return results
+
+
+def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
+                 pyskl: Path | None = None, kinetics200_classes: Path | None = None,
+                 guess_kinetics200: bool = False) -> dict:
+    """Re-evaluate a finished run folder's checkpoint on its split."""
+    import json
+
+    from posebridge.stages.train.loop import CHECKPOINT
+
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
+    cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    split = get_split(cfg.split, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {})
+    bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
+    return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank)
