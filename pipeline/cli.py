@@ -108,8 +108,10 @@ def cache_info(store: str = typer.Argument(..., help="Store path or dataset name
 
     from posebridge.cache.store import CueStore
 
-    info = CueStore.open(resolve_store(store, cache_dir)).info()
-    typer.echo(json.dumps(info, indent=2, default=str))
+    opened = CueStore.open(resolve_store(store, cache_dir))
+    info = {"path": str(opened.path), **opened.info(), "extractor": opened.attrs.get("extractor")}
+    for key, value in info.items():
+        typer.echo(f"{key}: {value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)}")
 
 
 @app.command()
@@ -259,3 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

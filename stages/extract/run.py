@@ -36,6 +36,7 @@ class ExtractSummary:
     no_person: int = 0
     frames: int = 0
     seconds: float = 0.0
+    model_calls: int = 0  # landmark + detector invocations in this run
     bytes_per_clip: float = 0.0
     bytes_per_300_frames: float = 0.0
     failures: list[dict] = field(default_factory=list)
@@ -49,7 +50,8 @@ class ExtractSummary:
             f"store: {self.store}",
             f"clips: {self.done} extracted, {self.skipped} already cached, {self.failed} failed"
             + (f", {self.no_person} with no person found" if self.no_person else ""),
-            f"speed: {self.frames} frames in {self.seconds:.1f} s = {self.frames_per_second:.1f} frames/s",
+            (f"speed: {self.frames} frames in {self.seconds:.1f} s = {self.frames_per_second:.1f} frames/s"
+             if self.frames else "speed: nothing new to extract"),
             f"cache: {self.bytes_per_clip / 1e6:.3f} MB per clip, "
             f"{self.bytes_per_300_frames / 1e6:.3f} MB per 300 frames",
         ]
@@ -179,7 +181,9 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     del backend  # workers build their own
 
     ids = _content_ids(specs, path / "content_ids.json")
-    done_ids = store.done_content_ids()
+    # Done = this clip's current bytes are cached. Keyed on both, so a re-encoded file is redone and
+    # the same bytes under two names (two labels, say) stay two clips.
+    done = {(r.clip_id, r.content_id) for r in store.clips()}
     summary = ExtractSummary(store=path)
     failures = FailureLog(path)
     todo = []
@@ -188,7 +192,7 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
         if cid is None:
             failures.record(spec.clip_id, str(spec.path), None, "file vanished before extraction")
             summary.failed += 1
-        elif cid in done_ids:
+        elif (spec.clip_id, cid) in done:
             summary.skipped += 1
         else:
             todo.append((spec, cid))
@@ -210,10 +214,13 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
         summary.failed += r["failed"]
         summary.no_person += r["no_person"]
         summary.frames += r["frames"]
+        summary.model_calls += r["backend"].get("landmark_calls", 0) + r["backend"].get("detector_calls", 0)
 
     info = CueStore.open(path).info()
     summary.bytes_per_clip = info.get("bytes_per_clip", 0.0)
     summary.bytes_per_300_frames = info.get("bytes_per_300_frames", 0.0)
-    summary.failures = [f for f in failures.failures(store=CueStore.open(path))]
+    # Only this scan's clips: a failed file that was since deleted is no longer a failure.
+    current = {spec.clip_id for spec in specs}
+    summary.failures = [f for f in failures.failures(store=CueStore.open(path)) if f["clip_id"] in current]
     summary.failed = len(summary.failures)
     return summary

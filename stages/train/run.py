@@ -13,7 +13,7 @@ from posebridge.cache.store import list_stores
 from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import fingerprint
-from posebridge.pipeline.splits.registry import Split, get_split
+from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
 from posebridge.stages.eval.report import summarise_runs
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, load_pyskl, load_store
@@ -113,8 +113,11 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
                  resume: bool = False) -> list[SplitResult]:
     if pyskl is not None and base.cues != "none":
         raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
-    if store is None and pyskl is None:
-        for name in split_names:
+    known = {n.lower() for n in SPLIT_NAMES}
+    for name in split_names:
+        if name.lower() not in known:
+            get_split(name)  # raises the unknown-name error with close matches
+        if store is None and pyskl is None:
             check_cache_exists(name, cache_dir)
     splits = [get_split(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
               for n in split_names]  # resolve all first: a typo fails before any training

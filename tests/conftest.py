@@ -1,0 +1,50 @@
+"""Shared fixtures: the real assets fetched by `make setup` (models, demo videos, messi5.jpg)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "assets" / "models"
+DEMO_VIDEOS = ROOT / "assets" / "videos" / "demo"
+MESSI = ROOT / "assets" / "images" / "messi5.jpg"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():  # a missing asset is a setup error, not a reason to skip
+        pytest.fail(f"{path} is missing; run `make setup` (make test does) first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    _need(MODELS / "pose_landmark_full.tflite")
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def demo_videos() -> list[Path]:
+    return sorted(_need(DEMO_VIDEOS).glob("*.mp4"))
+
+
+@pytest.fixture(scope="session")
+def messi_jpg() -> Path:
+    return _need(MESSI)
+
+
+@pytest.fixture
+def video_dir(tmp_path, demo_videos) -> Path:
+    """The four demo clips under NTU-style names (two subjects, two actions), as hard copies."""
+    names = ["S001C001P001R001A001_rgb.mp4", "S001C002P002R001A001_rgb.mp4",
+             "S001C001P001R001A023_rgb.mp4", "S001C002P002R001A023_rgb.mp4"]
+    out = tmp_path / "videos"
+    out.mkdir()
+    for src, name in zip(demo_videos, names):
+        shutil.copy(src, out / name)
+    return out

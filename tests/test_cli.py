@@ -1,0 +1,48 @@
+"""The command line: every --help works, user mistakes are one line with exit code 1."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["export"], ["splits"], ["train"], ["eval"], ["demo"]]
+
+
+def run(*args: str, env_cache: str | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ)
+    if env_cache:
+        env["POSEBRIDGE_CACHE"] = env_cache
+    return subprocess.run([sys.executable, "-m", "posebridge.pipeline.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "posebridge")
+def test_help(command):
+    out = run(*command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage" in out.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["extract"], "Missing option '--videos'"),
+    (["extract", "--videos", "/no/such/dir"], "/no/such/dir"),
+    (["extract", "--videos", ".", "--stride", "0"], "--stride"),
+    (["extract", "--videos", ".", "--backend", "openpose"], "openpose"),
+    (["splits", "ntu60_55"], "did you mean: ntu60_55_5"),
+    (["train", "--split", "ntu60_55"], "did you mean"),
+    (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),
+    (["train", "--split", "kinetics200_180_20"], "make extract"),
+    (["eval", "/no/such/run"], "not a run folder"),
+    (["export", "nothing-here", "--out", "x.pkl"], "no cache store"),
+    (["frobnicate"], "No such command"),
+])
+def test_user_mistakes_are_one_line_and_exit_1(args, expected, tmp_path):
+    out = run(*args, env_cache=str(tmp_path))
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith("INFO:")]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in out.stderr
