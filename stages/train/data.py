@@ -1,0 +1,333 @@
+"""Stage-2 data: a cue cache (or a PYSKL pickle) as in-memory tensors, and its ZSL partition.
+
+Caches are small (~0.5 MB per clip), so a whole dataset is read once, clip by clip, into fixed
+length tensors. Every clip is brought to the same frame:
+
+- time: resampled to `num_frames` frames by uniform sampling with linear interpolation between
+  the two nearest frames. Shorter clips are stretched, longer ones subsampled (no low-pass filter:
+  fast motion in long clips may alias). Deterministic, no random crops.
+- space: x, y in pixels (z on x's scale), centred on the clip's mean body centre (mid-hip) and
+  divided by its median shoulder-to-hip distance, or the median bounding-box diagonal when the
+  torso is never seen. Joints below MIN_CONFIDENCE keep their coordinates; only the statistics
+  ignore them, and `confidence` tells the model how far to trust each joint.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posebridge.cache.export import read_pyskl
+from posebridge.cache.store import KEYPOINT_CHANNELS, CueStore
+from posebridge.pipeline.datasets.ntu import is_train_sample
+from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.fingerprint import file_sha256
+from posebridge.pipeline.splits.registry import Split
+
+MIN_CONFIDENCE = 0.3  # below it a joint does not enter the centre / scale statistics
+KINETICS_FALLBACK_TRAIN_PERCENT = 80
+_X, _Y, _Z, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "z", "visibility"))
+
+
+@dataclass(frozen=True)
+class SkeletonLayout:
+    """Which joints give a skeleton's body centre and torso length."""
+
+    name: str
+    centre: tuple[int, ...]  # averaged: the body centre (mid-hip)
+    shoulders: tuple[int, ...]  # averaged: top of the torso
+    hips: tuple[int, ...]  # averaged: bottom of the torso
+
+
+# By number of joints: BlazePose 33, NTU RGB+D (Kinect v2) 25, COCO 17.
+LAYOUTS = {
+    33: SkeletonLayout("blazepose33", centre=(23, 24), shoulders=(11, 12), hips=(23, 24)),
+    25: SkeletonLayout("ntu25", centre=(0,), shoulders=(20,), hips=(0,)),  # spine base, spine shoulder
+    17: SkeletonLayout("coco17", centre=(11, 12), shoulders=(5, 6), hips=(11, 12)),
+}
+
+
+@dataclass
+class CueDataset:
+    keypoints: torch.Tensor  # [N, T, V, 3] float32, normalised x, y, z
+    confidence: torch.Tensor  # [N, T, V] float32 (visibility; 1 for PYSKL 3D)
+    features: torch.Tensor | None  # [N, T, Vc, C] float32; None for skeleton-only sources
+    heatmaps: torch.Tensor | None  # [N, T, Vc, P*P] float32
+    labels: torch.Tensor  # [N] int64 dataset class index, -1 unknown
+    clip_ids: list[str]
+    meta: list[dict]
+    cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
+    source_fingerprint: str  # store fingerprint, or sha256 of the PYSKL file
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx) -> CueDataset:
+        """Rows `idx` (integer indices or a boolean mask), in that order."""
+        idx = np.asarray(idx)
+        idx = torch.from_numpy(np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64))
+        rows = idx.tolist()
+        return replace(
+            self, keypoints=self.keypoints[idx], confidence=self.confidence[idx],
+            features=None if self.features is None else self.features[idx],
+            heatmaps=None if self.heatmaps is None else self.heatmaps[idx],
+            labels=self.labels[idx], clip_ids=[self.clip_ids[i] for i in rows], meta=[self.meta[i] for i in rows])
+
+
+# --- per-clip transforms ----------------------------------------------------------------------
+
+def resample(x: np.ndarray, num_frames: int) -> np.ndarray:
+    """[T, ...] -> [num_frames, ...]: uniform positions from the first to the last frame, linear blend."""
+    if len(x) == 1:
+        return np.repeat(x, num_frames, axis=0)
+    position = np.linspace(0, len(x) - 1, num_frames)
+    low = np.minimum(np.floor(position).astype(np.int64), len(x) - 2)
+    frac = (position - low).reshape(-1, *([1] * (x.ndim - 1))).astype(x.dtype)
+    return x[low] * (1 - frac) + x[low + 1] * frac
+
+
+def layout_for(num_joints: int, source: str) -> SkeletonLayout:
+    if num_joints not in LAYOUTS:
+        known = ", ".join(f"{v} ({layout.name})" for v, layout in LAYOUTS.items())
+        raise UserError(f"{source} has {num_joints} joints per skeleton; stage 2 knows {known}: "
+                        f"convert the keypoints to one of these layouts")
+    return LAYOUTS[num_joints]
+
+
+def _mean_of(xyz: np.ndarray, ok: np.ndarray, joints: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame mean of `joints` [T, 3], and whether all of them were trustworthy [T]."""
+    return xyz[:, joints].mean(axis=1), ok[:, joints].all(axis=1)
+
+
+def normalise_skeleton(xyz: np.ndarray, confidence: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
+    """[T, V, 3] pixel (or metric) coordinates -> centred on the clip's body centre, in torso units."""
+    ok = (confidence >= MIN_CONFIDENCE) & np.isfinite(xyz).all(axis=-1)
+    xyz = np.where(np.isfinite(xyz), xyz, 0.0)
+
+    centre, centre_ok = _mean_of(xyz, ok, layout.centre)
+    if centre_ok.any():
+        origin = centre[centre_ok].mean(axis=0)
+    elif ok.any():  # hips never seen: the mean of the joints that were
+        origin = xyz[ok].mean(axis=0)
+    else:
+        origin = np.zeros(3, dtype=xyz.dtype)
+
+    top, top_ok = _mean_of(xyz, ok, layout.shoulders)
+    bottom, bottom_ok = _mean_of(xyz, ok, layout.hips)
+    torso_ok = top_ok & bottom_ok
+    # 2D: BlazePose z is a noisy estimate, and all layouts are upright enough for x, y alone.
+    scale = float(np.median(np.linalg.norm((top - bottom)[torso_ok, :2], axis=-1))) if torso_ok.any() else 0.0
+    if scale <= 0:
+        scale = _median_bbox_diagonal(xyz, ok)
+    return ((xyz - origin) / (scale if scale > 0 else 1.0)).astype(np.float32)
+
+
+def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:
+    diagonals = []
+    for frame, frame_ok in zip(xyz, ok):
+        if frame_ok.sum() >= 2:
+            points = frame[frame_ok, :2]
+            diagonals.append(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+    return float(np.median(diagonals)) if diagonals else 0.0
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
+    """A whole cue cache as tensors (clips in storage order)."""
+    store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
+    n = len(store.clips())
+    if n == 0:
+        raise UserError(f"{store.path} holds no clips yet: run `posebridge extract` for it first")
+    layout = store.layout
+    num_joints, cue_joints = len(layout["joint_names"]), tuple(layout["cue_joints"])
+    skeleton = layout_for(num_joints, str(store.path))
+    patch_cells = layout["heatmap_patch"] ** 2
+
+    keypoints = np.empty((n, num_frames, num_joints, 3), np.float32)
+    confidence = np.empty((n, num_frames, num_joints), np.float32)
+    features = np.empty((n, num_frames, len(cue_joints), layout["feature_channels"]), np.float32)
+    heatmaps = np.empty((n, num_frames, len(cue_joints), patch_cells), np.float32)
+    labels, clip_ids, meta = np.empty(n, np.int64), [], []
+    for i, (record, arrays) in enumerate(store.iter_clips()):
+        kp = arrays.keypoints
+        # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
+        xyz = kp[..., [_X, _Y, _Z]] * np.array([record.width, record.height, record.width], np.float32)
+        visibility = kp[..., _VISIBILITY]
+        keypoints[i] = resample(normalise_skeleton(xyz, visibility, skeleton), num_frames)
+        confidence[i] = resample(visibility, num_frames)
+        features[i] = resample(arrays.features, num_frames)
+        heatmaps[i] = resample(arrays.heatmaps.reshape(len(kp), len(cue_joints), patch_cells), num_frames)
+        labels[i] = record.label
+        clip_ids.append(record.clip_id)
+        meta.append(dict(record.meta))
+    return CueDataset(
+        keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
+        features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
+        clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint)
+
+
+def _main_person(keypoint: np.ndarray, score: np.ndarray | None) -> int:
+    """The person with the highest mean score; without scores (3D), the one present in most frames
+    (PYSKL pads absent people with zeros)."""
+    if score is not None:
+        return int(np.argmax(score.reshape(len(score), -1).mean(axis=1)))
+    present = np.abs(keypoint).reshape(*keypoint.shape[:2], -1).sum(axis=-1) > 0  # [M, T]
+    return int(np.argmax(present.sum(axis=1)))
+
+
+def load_pyskl(path: str | Path, num_frames: int = 64) -> CueDataset:
+    """A PYSKL pickle as a skeleton-only CueDataset (features and heatmaps None).
+
+    One person per clip. 2D keypoints (pixels) get z = 0 and their keypoint_score as confidence;
+    3D keypoints are used as they are, with confidence 1. meta["pyskl_split"] lists the names of
+    the pickle's split lists that hold the clip (e.g. ["xsub_train", "xview_val"]).
+    """
+    path = Path(path)
+    data = read_pyskl(path)
+    annotations = data["annotations"]
+    if not annotations:
+        raise UserError(f"{path} holds no annotations")
+    splits_of: dict[str, list[str]] = {}
+    for split_name, ids in data["split"].items():
+        for clip_id in ids:
+            splits_of.setdefault(clip_id, []).append(split_name)
+
+    n = len(annotations)
+    num_joints = np.shape(annotations[0]["keypoint"])[2]
+    skeleton = layout_for(num_joints, str(path))
+    keypoints = np.empty((n, num_frames, num_joints, 3), np.float32)
+    confidence = np.empty((n, num_frames, num_joints), np.float32)
+    labels, clip_ids, meta = np.empty(n, np.int64), [], []
+    for i, ann in enumerate(annotations):
+        kp = np.asarray(ann["keypoint"], np.float32)
+        if kp.shape[2] != num_joints:
+            raise UserError(f"{path}: {ann['frame_dir']} has {kp.shape[2]} joints, the first clip {num_joints}; "
+                            f"one file must use one skeleton layout")
+        score = np.asarray(ann["keypoint_score"], np.float32) if "keypoint_score" in ann else None
+        person = _main_person(kp, score)
+        if kp.shape[-1] == 2:
+            xyz = np.concatenate([kp[person], np.zeros_like(kp[person, ..., :1])], axis=-1)
+        elif kp.shape[-1] == 3:
+            xyz = kp[person]
+        else:
+            raise UserError(f"{path}: {ann['frame_dir']} has {kp.shape[-1]} values per joint; expected 2 (x, y) or 3")
+        conf = score[person] if score is not None else np.ones(xyz.shape[:2], np.float32)
+        keypoints[i] = resample(normalise_skeleton(xyz, conf, skeleton), num_frames)
+        confidence[i] = resample(conf, num_frames)
+        labels[i] = int(ann["label"])
+        clip_ids.append(str(ann["frame_dir"]))
+        meta.append({"pyskl_split": splits_of.get(ann["frame_dir"], []), "total_frames": int(ann["total_frames"])})
+    return CueDataset(
+        keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence), features=None,
+        heatmaps=None, labels=torch.from_numpy(labels), clip_ids=clip_ids, meta=meta, cue_joints=(),
+        source_fingerprint=file_sha256(path))
+
+
+# --- partition --------------------------------------------------------------------------------
+
+def _pyskl_side(meta: dict, benchmark: str) -> bool | None:
+    splits = meta.get("pyskl_split", ())
+    if f"{benchmark}_train" in splits:
+        return True
+    if f"{benchmark}_val" in splits:
+        return False
+    return None
+
+
+def _ntu_xsub_side(meta: dict) -> bool | None:
+    return is_train_sample(meta, "xsub") if "subject" in meta else _pyskl_side(meta, "xsub")
+
+
+def _pku_xsub_side(meta: dict) -> bool | None:
+    if meta.get("split") in ("train", "test"):
+        return meta["split"] == "train"
+    return _pyskl_side(meta, "xsub")
+
+
+def _kinetics_side(meta: dict) -> bool | None:
+    split = meta.get("split")
+    if split == "train":
+        return True
+    return False if split in ("val", "validate", "test") else None
+
+
+def _synthetic_side(meta: dict) -> bool | None:
+    return {"train": True, "test": False}.get(meta.get("split"))
+
+
+_SIDES = {"ntu_xsub": _ntu_xsub_side, "pku_xsub": _pku_xsub_side, "kinetics": _kinetics_side,
+          "synthetic": _synthetic_side}
+_NEEDS = {
+    "ntu_xsub": "subject ids (extract from NTU file names, or load a PYSKL pickle with xsub_train/xsub_val lists)",
+    "pku_xsub": "meta['split'] train/test or a PYSKL pickle with xsub_train/xsub_val lists",
+    "synthetic": "meta['split'] train/test (write the store with posebridge's synthetic generator)",
+}
+
+
+def _hash_side(clip_id: str) -> bool:
+    """Deterministic KINETICS_FALLBACK_TRAIN_PERCENT / rest split from the clip id alone."""
+    bucket = int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "big") % 100
+    return bucket < KINETICS_FALLBACK_TRAIN_PERCENT
+
+
+def train_side(ds: CueDataset, protocol: str) -> np.ndarray:
+    """[N] bool: whether each sample is on the protocol's training side."""
+    if protocol not in _SIDES:
+        raise UserError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(_SIDES)}")
+    sides = [_SIDES[protocol](m) for m in ds.meta]
+    missing = [ds.clip_ids[i] for i, side in enumerate(sides) if side is None]
+    if missing and protocol == "kinetics":
+        warnings.warn(f"{len(missing)} clips (e.g. {missing[0]!r}) carry no Kinetics train/val split; "
+                      f"they are split {KINETICS_FALLBACK_TRAIN_PERCENT}/{100 - KINETICS_FALLBACK_TRAIN_PERCENT} "
+                      f"by a hash of the clip id, which is not the official split", stacklevel=3)
+        sides = [_hash_side(c) if s is None else s for c, s in zip(ds.clip_ids, sides)]
+    elif missing:
+        raise UserError(f"clip {missing[0]!r} (and {len(missing) - 1} more) lacks what protocol {protocol} "
+                        f"needs: {_NEEDS[protocol]}")
+    return np.asarray(sides, dtype=bool)
+
+
+def _stratified_val(train_pool: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """round(val_fraction * n) samples of each class (at least one stays in train), seeded per class."""
+    chosen = []
+    for label in np.unique(labels[train_pool]):
+        members = train_pool[labels[train_pool] == label]
+        count = min(int(round(val_fraction * len(members))), len(members) - 1)
+        rng = np.random.default_rng([seed, int(label)])
+        chosen.append(rng.permutation(members)[:count])
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
+
+
+def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Sorted index arrays into `ds`:
+
+    train      seen classes, protocol's training side, minus val
+    val        held-out seen-class samples of the training side (stratified per class)
+    test_zsl   unseen classes, test side
+    test_gzsl  seen and unseen classes, test side
+    Samples with an unknown label (-1) are in none of them.
+    """
+    labels = ds.labels.numpy()
+    if len(labels) and labels.max() >= len(split.class_names):
+        raise UserError(f"the data has label {labels.max()}, but split {split.name} has {len(split.class_names)} "
+                        f"classes: pick a split of the data's dataset")
+    is_train = train_side(ds, split.protocol)
+    seen, unseen = np.isin(labels, split.seen), np.isin(labels, split.unseen)
+    train_pool = np.flatnonzero(is_train & seen)
+    val = _stratified_val(train_pool, labels, val_fraction, seed)
+    parts = {
+        "train": np.setdiff1d(train_pool, val),
+        "val": val,
+        "test_zsl": np.flatnonzero(~is_train & unseen),
+        "test_gzsl": np.flatnonzero(~is_train & (seen | unseen)),
+    }
+    for name in ("train", "test_zsl"):
+        if len(parts[name]) == 0:
+            raise UserError(f"split {split.name} leaves no {name} samples in this data "
+                            f"({len(labels)} clips): the data lacks those classes or that side of the protocol")
+    return {name: idx.astype(np.int64) for name, idx in parts.items()}
