@@ -29,7 +29,7 @@ BODY13 = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 class CueConfig:
     """Which pose-anchored cues to keep, and how (all of it changes the cache)."""
 
-    # Feature-map levels of the landmark model, by short name (see backends/blazepose.py).
+    # Feature-map levels of the landmark model, by short name (see backends/blazepose_spec.py).
     levels: tuple[str, ...] = ("fpn64", "fpn16")
     joints: tuple[int, ...] = BODY13
     window: int = 3  # k x k bilinear samples around each joint, averaged

@@ -12,8 +12,10 @@ import cv2
 import numpy as np
 
 _BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
-_HALF = np.diag([1.0, 1.0, 1.0])
-_HALF[0, 0] = _HALF[1, 1] = 2.0  # chroma pixel (u, v) sits at luma pixel (2u, 2v)
+# A chroma sample covers a 2x2 luma block, so chroma pixel (u, v) is centred on luma pixel
+# (2u + 0.5, 2v + 0.5) (OpenCV pixel-centre coordinates); these map chroma <-> luma pixels.
+_CHROMA_TO_LUMA = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
+_LUMA_TO_CHROMA = np.array([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25]])
 
 
 @dataclass
@@ -64,7 +66,7 @@ class YUV420Frame:
         luma = int(round(16 + value * 219 / 255))  # BT.601 limited range, as COLOR_YUV2RGB_I420 reads it
         y_out = cv2.warpAffine(y, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=mode,
                                borderValue=luma)
-        m_uv = (np.vstack([matrix, [0, 0, 1]]) @ _HALF)[:2] * 0.5  # chroma in, half-size out
+        m_uv = _LUMA_TO_CHROMA @ np.vstack([matrix, [0, 0, 1]]) @ _CHROMA_TO_LUMA
         half = size // 2
         u_out = cv2.warpAffine(u, m_uv, (half, half), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=128)
         v_out = cv2.warpAffine(v, m_uv, (half, half), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=128)

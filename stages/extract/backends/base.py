@@ -1,0 +1,47 @@
+"""What every pose backend hands to stage 1, and how a backend is chosen by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from posebridge.pipeline.config import ExtractConfig
+from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.paths import models_root
+
+
+@dataclass
+class FrameCues:
+    keypoints: np.ndarray  # [V, 5] float32: x/W, y/H, z/W, visibility, presence; zeros when no person
+    score: float  # pose presence of the tracked person; 0.0 when there is none
+    features: np.ndarray  # [Vc, C] float32: per cue joint, levels concatenated in CueConfig.levels order
+    heatmaps: np.ndarray  # [Vc, P, P] float32 in [0, 1]: the joint's own heatmap channel around it
+
+
+class PoseBackend(Protocol):
+    name: str
+    joint_names: tuple[str, ...]
+    stats: dict  # counters, at least detector_calls and landmark_calls
+
+    def feature_channels(self) -> int: ...
+
+    def model_files(self) -> dict[str, Path]: ...
+
+    def reset(self) -> None: ...
+
+    def process(self, frame) -> FrameCues: ...
+
+
+KNOWN_BACKENDS = ("embedded",)
+
+
+def make_backend(name: str, config: ExtractConfig, models_dir: Path | None = None,
+                 num_threads: int = 2) -> PoseBackend:
+    """The backend called `name`, reading its model files from models_dir (default: models_root())."""
+    if name == "embedded":
+        from .blazepose import BlazePoseBackend  # imports the TFLite runtime only when needed
+
+        return BlazePoseBackend(config, Path(models_dir) if models_dir else models_root(), num_threads)
+    raise UserError(f"unknown pose backend {name!r}; known backends: {', '.join(KNOWN_BACKENDS)}")
