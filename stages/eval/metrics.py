@@ -1,0 +1,114 @@
+"""ZSL / GZSL metrics in plain numpy.
+
+Conventions: `scores` is [N, K] (higher = more likely), `labels` [N] are column indices into it.
+Accuracies are fractions in [0, 1]; the report turns them into percentages.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def zsl_topk(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracy over the given classes (k is capped at the number of classes)."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    out = {}
+    for k in ks:
+        hit = (order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1)
+        out[f"top{k}"] = float(hit.mean()) if len(labels) else math.nan
+    return out
+
+
+def per_class_accuracy(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of each class [num_classes]; NaN for a class with no samples."""
+    preds, labels = np.asarray(preds), np.asarray(labels)
+    correct = np.bincount(labels[preds == labels], minlength=num_classes).astype(float)
+    total = np.bincount(labels, minlength=num_classes).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+
+
+def mean_class_accuracy(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """Mean of per-class recall over the classes that have samples."""
+    acc = per_class_accuracy(preds, labels, num_classes)
+    return float(np.nanmean(acc)) if np.isfinite(acc).any() else math.nan
+
+
+def confusion_matrix(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """[true, predicted] counts."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(labels), np.asarray(preds)), 1)
+    return cm
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
+
+
+def calibrated_predictions(scores: np.ndarray, seen_mask: np.ndarray, gamma: float) -> np.ndarray:
+    """Calibrated stacking (Chao et al. 2016): subtract gamma from every seen-class score, then argmax."""
+    return np.argmax(np.asarray(scores) - gamma * np.asarray(seen_mask, dtype=float), axis=1)
+
+
+def gzsl(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, gamma: float = 0.0) -> dict[str, float]:
+    """Seen accuracy, unseen accuracy and their harmonic mean over seen ∪ unseen classes."""
+    labels, seen_mask = np.asarray(labels), np.asarray(seen_mask, dtype=bool)
+    correct = calibrated_predictions(scores, seen_mask, gamma) == labels
+    from_seen = seen_mask[labels]
+    seen = float(correct[from_seen].mean()) if from_seen.any() else math.nan
+    unseen = float(correct[~from_seen].mean()) if (~from_seen).any() else math.nan
+    h = harmonic_mean(seen, unseen) if not (math.isnan(seen) or math.isnan(unseen)) else math.nan
+    return {"seen": seen, "unseen": unseen, "h": h, "gamma": float(gamma)}
+
+
+def choose_gamma(val_scores: np.ndarray, val_labels: np.ndarray, seen_mask: np.ndarray) -> float:
+    """The calibration gamma that maximises H on validation data (never on test data).
+
+    A sample's prediction flips only where gamma crosses (best seen score - best unseen score), so
+    testing one gamma between each pair of neighbouring flip points (and one beyond each end) covers
+    every distinct outcome. Ties go to the gamma nearest zero (least calibration).
+    """
+    scores, seen_mask = np.asarray(val_scores, dtype=float), np.asarray(seen_mask, dtype=bool)
+    if not seen_mask.any() or seen_mask.all() or len(val_labels) == 0:
+        return 0.0
+    flips = np.unique(scores[:, seen_mask].max(axis=1) - scores[:, ~seen_mask].max(axis=1))
+    candidates = np.concatenate([[0.0, flips[0] - 1.0], (flips[:-1] + flips[1:]) / 2.0, [flips[-1] + 1.0]])
+    best_gamma, best_h = 0.0, -1.0
+    for gamma in sorted(candidates, key=abs):  # nearest zero first, so ties keep the smaller shift
+        h = gzsl(scores, val_labels, seen_mask, gamma)["h"]
+        if not math.isnan(h) and h > best_h:
+            best_gamma, best_h = float(gamma), h
+    return best_gamma
+
+
+def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
+    flat = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def aggregate(runs: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Mean ± sample std (ddof=1; 0 for a single run) of every numeric metric over runs (seeds).
+
+    Nested dicts are flattened to dotted keys ("zsl.top1"); keys missing from some runs use those
+    that have them.
+    """
+    flats = [_flatten(r) for r in runs]
+    keys = sorted({k for f in flats for k in f})
+    out = {}
+    for key in keys:
+        values = np.array([f[key] for f in flats if key in f and not math.isnan(f[key])])
+        if len(values) == 0:
+            out[key] = {"mean": math.nan, "std": math.nan, "n": 0}
+            continue
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[key] = {"mean": float(values.mean()), "std": std, "n": len(values)}
+    return out

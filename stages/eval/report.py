@@ -1,0 +1,136 @@
+"""Run folders: what a run writes next to its checkpoint, and the tables researchers paste.
+
+Each run folder holds config.json, fingerprints.json, versions.json, metrics.json, results.md,
+confusion.png (unseen classes) and per_class.png. summarise_runs() turns several run folders into
+one markdown table, averaging runs that differ only in their seed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from posebridge.pipeline.errors import UserError
+from posebridge.stages.eval.metrics import aggregate
+
+TABLE_HEADER = "| split | cues | ZSL top-1 | top-5 | GZSL S | U | H | seeds |"
+_TABLE_RULE = "|---|---|---|---|---|---|---|---|"
+_COLUMNS = ("zsl.top1", "zsl.top5", "gzsl.seen", "gzsl.unseen", "gzsl.h")
+_PACKAGES = ("torch", "numpy", "zarr", "transformers", "posebridge")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _cell(stats: dict | None) -> str:
+    """Percent, mean ± std."""
+    if not stats or stats["n"] == 0 or math.isnan(stats["mean"]):
+        return "–"
+    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
+
+
+def results_table(rows: Iterable[tuple[str, str, list[dict]]]) -> str:
+    """Markdown table; each row is (split, cues, metrics of its seeds)."""
+    lines = [TABLE_HEADER, _TABLE_RULE]
+    for split, cues, runs in rows:
+        stats = aggregate(runs)
+        cells = " | ".join(_cell(stats.get(key)) for key in _COLUMNS)
+        lines.append(f"| {split} | {cues} | {cells} | {len(runs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, rows, out=np.zeros(confusion.shape, dtype=float), where=rows > 0)
+    size = max(4.0, 0.45 * n + 2.0)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(normalised, vmin=0.0, vmax=1.0, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("ZSL confusion (unseen classes, row-normalised)")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_per_class(path: Path, accuracy: np.ndarray, names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.nan_to_num(np.asarray(accuracy, dtype=float) * 100.0)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(names) + 2.0), 4.0))
+    ax.bar(range(len(names)), values, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("ZSL accuracy per unseen class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: dict, details: dict) -> None:
+    """All run-folder files except the checkpoint. `details` has unseen_names, confusion, per_class."""
+    run_dir = Path(run_dir)
+    _write_json(run_dir / "config.json", config)
+    _write_json(run_dir / "fingerprints.json", fingerprints)
+    _write_json(run_dir / "versions.json", versions())
+    _write_json(run_dir / "metrics.json", metrics)
+    table = results_table([(metrics.get("split", config.get("split", "?")), metrics.get("cues", config.get("cues", "?")), [metrics])])
+    calibration = metrics.get("calibration") or {}
+    notes = [f"- seed {metrics.get('seed', config.get('seed'))}, {metrics.get('epochs', '?')} epochs; "
+             f"GZSL gamma {metrics.get('gzsl', {}).get('gamma', 0.0):.3f} ({calibration.get('method', 'none')})"]
+    if fingerprints.get("split_assumption"):
+        notes.append(f"- split assumption: {fingerprints['split_assumption']}")
+    (run_dir / "results.md").write_text(table + "\n" + "\n".join(notes) + "\n")
+    plot_confusion(run_dir / "confusion.png", np.asarray(details["confusion"]), details["unseen_names"])
+    plot_per_class(run_dir / "per_class.png", np.asarray(details["per_class"]), details["unseen_names"])
+
+
+def summarise_runs(run_dirs: Iterable[Path]) -> str:
+    """One markdown table over run folders; runs with the same split and cues are averaged over seeds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "metrics.json"
+        if not path.exists():
+            raise UserError(f"{path} is missing; that run did not finish (rerun it, or leave its folder out)")
+        metrics = json.loads(path.read_text())
+        groups.setdefault((metrics["split"], metrics["cues"]), []).append(metrics)
+    return results_table((split, cues, runs) for (split, cues), runs in groups.items())

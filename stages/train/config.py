@@ -1,0 +1,74 @@
+"""Stage-2 configuration in one place: one dataclass, printed at the start and saved with every run."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from posebridge.pipeline.errors import UserError
+
+CUE_MODES = ("none", "heatmap", "features", "all")
+CALIBRATIONS = ("pseudo_unseen", "none")
+
+
+@dataclass
+class TrainConfig:
+    split: str
+    cues: str = "all"  # which pose-anchored cues enter the bridge: none | heatmap | features | all
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 2
+    grad_clip: float = 1.0
+    num_frames: int = 64  # T the data loader resamples every clip to
+    dim: int = 128  # width of the skeleton / cue tokens
+    joint_dim: int = 32  # per-joint width inside the skeleton encoder (kept small: it runs on T x V)
+    layers: int = 2  # graph + temporal blocks in the skeleton encoder, each halving T
+    skeleton_pool: int = 2  # frames averaged before the skeleton encoder (after motion is taken)
+    cue_pool: int = 4  # frames averaged before the cue encoder
+    heads: int = 4  # cross-attention heads of the bridge
+    motion_bone: bool = True  # add motion (x[t+1]-x[t]) and bone (child-parent) input channels
+    text_encoder: str = "minilm"
+    # Prototype: mix * name + (1 - mix) * description, then a shared residual adapter.
+    proto_mix: float = 0.5
+    # Loss weights: global InfoNCE, part-aware and temporal-segment alignment.
+    w_global: float = 1.0
+    w_part: float = 0.5
+    w_temporal: float = 0.5
+    # Weights of the part / segment scores added to the global score at inference.
+    score_part: float = 0.3
+    score_temporal: float = 0.3
+    # Light, seeded augmentation: random temporal crop (fraction of T kept) and scale jitter.
+    crop_min: float = 0.8
+    scale_jitter: float = 0.1
+    val_fraction: float = 0.1
+    gzsl_calibration: str = "pseudo_unseen"  # pseudo_unseen | none
+    calibration_epochs: int | None = None  # epochs of the auxiliary calibration model (None: = epochs)
+    # Test-time prototype refinement (DynaPURLS idea), transductive, off by default.
+    ttr: bool = False
+    ttr_per_class: int = 8  # memory size per class (class-balanced)
+    ttr_min_conf: float = 0.5  # softmax confidence a test sample needs to enter the memory
+    ttr_step: float = 0.5  # how far a prototype moves toward its memory mean
+    device: str = "auto"  # auto | cpu | cuda
+
+    def validate(self) -> "TrainConfig":
+        if self.cues not in CUE_MODES:
+            raise UserError(f"--cues '{self.cues}' is unknown; use one of {', '.join(CUE_MODES)}")
+        if self.gzsl_calibration not in CALIBRATIONS:
+            raise UserError(f"gzsl_calibration '{self.gzsl_calibration}' is unknown; use one of {', '.join(CALIBRATIONS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UserError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1")
+        if not 0.0 < self.crop_min <= 1.0:
+            raise UserError(f"crop_min must be in (0, 1], got {self.crop_min}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--device '{self.device}' is unknown; use auto, cpu or cuda")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

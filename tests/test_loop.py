@@ -1,0 +1,206 @@
+"""train() / evaluate() end to end on a tiny random CueDataset (synthetic tensors: mechanics only)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.splits.registry import Split
+from posebridge.stages.train import loop
+from posebridge.stages.train.config import TrainConfig
+from posebridge.stages.train.data import CueDataset, partition
+from posebridge.stages.train.text_bank import TextBank
+
+K, SEEN, UNSEEN = 8, (0, 1, 2, 3, 5, 6), (4, 7)
+PER_CLASS, TRAIN_PER_CLASS = 8, 6
+T, V, VC, C, P2, D = 12, 33, 13, 8, 9, 16
+RUN_FILES = ("checkpoint.pt", "config.json", "fingerprints.json", "versions.json", "metrics.json", "results.md",
+             "confusion.png", "per_class.png")
+
+
+def tiny_dataset(seed: int = 0) -> CueDataset:
+    g = torch.Generator().manual_seed(seed)
+    n = K * PER_CLASS
+    labels = torch.arange(K).repeat_interleave(PER_CLASS)
+    # A class-dependent offset, so there is something to learn; the rest is noise.
+    keypoints = torch.randn(n, T, V, 3, generator=g) * 0.3 + labels.float().view(n, 1, 1, 1) / K
+    meta = [{"split": "train" if i % PER_CLASS < TRAIN_PER_CLASS else "test"} for i in range(n)]
+    return CueDataset(
+        keypoints=keypoints, confidence=torch.rand(n, T, V, generator=g),
+        features=torch.randn(n, T, VC, C, generator=g), heatmaps=torch.rand(n, T, VC, P2, generator=g),
+        labels=labels, clip_ids=[f"clip{i:03d}" for i in range(n)], meta=meta,
+        cue_joints=tuple(range(VC)), source_fingerprint="f" * 64)
+
+
+def tiny_split() -> Split:
+    return Split(name="tiny_test_split", dataset="synthetic", class_names=tuple(f"class {k}" for k in range(K)),
+                 seen=SEEN, unseen=UNSEEN, protocol="synthetic", source="tests/test_loop.py (random)")
+
+
+def tiny_bank(seed: int = 0) -> TextBank:
+    g = torch.Generator().manual_seed(seed)
+    unit = lambda *s: F.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
+    parts_mask = torch.ones(K, 4, dtype=torch.bool)
+    parts_mask[0, 1:] = False  # a class with only some part texts
+    return TextBank(class_names=[f"class {k}" for k in range(K)], name=unit(K, D), description=unit(K, D),
+                    parts=unit(K, 4, D), parts_mask=parts_mask, temporal=unit(K, 3, D),
+                    temporal_mask=torch.ones(K, 3, dtype=torch.bool), fingerprint="b" * 64)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = dict(split="tiny_test_split", epochs=2, batch_size=16, dim=32, joint_dim=16, num_frames=T,
+                skeleton_pool=1, warmup_epochs=1, val_fraction=0.34, device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def without_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "seconds"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    metrics = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), run_dir)
+    return run_dir, metrics
+
+
+def test_train_writes_every_run_file_and_sane_metrics(trained):
+    run_dir, metrics = trained
+    for name in RUN_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+    fingerprints = json.loads((run_dir / "fingerprints.json").read_text())
+    assert fingerprints["data"] == "f" * 64 and fingerprints["text_bank"] == "b" * 64
+    assert "| split | cues | ZSL top-1 |" in (run_dir / "results.md").read_text()
+    assert metrics["epochs"] == 2 and metrics["samples"]["test_zsl"] == len(UNSEEN) * (PER_CLASS - TRAIN_PER_CLASS)
+    for value in (metrics["zsl"]["top1"], metrics["gzsl"]["seen"], metrics["gzsl"]["unseen"]):
+        assert 0.0 <= value <= 1.0
+    assert metrics["zsl"]["top5"] == 1.0  # only 2 unseen classes
+    assert set(metrics["calibration"]["pseudo_unseen"]) <= set(SEEN)
+    assert json.loads((run_dir / "metrics.json").read_text())["zsl"] == metrics["zsl"]
+
+
+def test_same_seed_twice_gives_identical_metrics(trained, tmp_path):
+    _, first = trained
+    again = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
+    assert without_timing(again) == without_timing(first)
+    other = loop.train(tiny_config(seed=1), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "seed1")
+    assert other["train_loss"] != first["train_loss"]
+
+
+def test_resume_continues_from_the_saved_epoch(trained, tmp_path, monkeypatch):
+    _, straight = trained
+    real_save = loop._save_checkpoint
+
+    def crash_after_first_epoch(path, payload):
+        real_save(path, payload)
+        raise KeyboardInterrupt  # the process dies right after epoch 1 was saved
+
+    monkeypatch.setattr(loop, "_save_checkpoint", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
+    assert torch.load(tmp_path / loop.CHECKPOINT, weights_only=False)["epoch"] == 1
+
+    saved_epochs = []
+    monkeypatch.setattr(loop, "_save_checkpoint", lambda path, payload: (saved_epochs.append(payload["epoch"]),
+                                                                         real_save(path, payload)))
+    resumed = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
+    assert saved_epochs == [2, 2]  # epoch 2 only, then the final save with the calibration
+    assert without_timing(resumed) == without_timing(straight)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(trained, tmp_path):
+    run_dir, _ = trained
+    (tmp_path / loop.CHECKPOINT).write_bytes((run_dir / loop.CHECKPOINT).read_bytes())
+    with pytest.raises(UserError, match="lr"):
+        loop.train(tiny_config(lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
+
+
+def test_evaluate_reproduces_the_training_metrics(trained):
+    run_dir, metrics = trained
+    again = loop.evaluate(run_dir / loop.CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank())
+    for key in ("zsl", "gzsl", "gzsl_uncalibrated"):
+        assert again[key] == metrics[key]
+    assert again["data_matches_training"]
+    with pytest.raises(UserError, match="text bank"):
+        loop.evaluate(run_dir / loop.CHECKPOINT, tiny_dataset(), tiny_split(),
+                      dataclasses.replace(tiny_bank(), fingerprint="c" * 64))
+
+
+def test_calibration_gamma_ignores_test_labels_and_test_samples():
+    cfg, split, bank = tiny_config(epochs=1), tiny_split(), tiny_bank()
+    ds = tiny_dataset()
+    gammas = []
+    for shuffle_seed in (None, 1, 2):
+        if shuffle_seed is not None:  # scramble labels and inputs of the test side only
+            test = np.flatnonzero([m["split"] == "test" for m in ds.meta])
+            perm = np.random.default_rng(shuffle_seed).permutation(test)
+            ds.labels[test] = ds.labels[perm].clone()
+            ds.keypoints[test] = torch.randn(len(test), T, V, 3)
+        parts = partition(ds, split, cfg.val_fraction, cfg.seed)
+        data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
+        texts = loop.class_text_tensors(bank, torch.device("cpu"))
+        info = loop.calibrate_gamma(cfg, loop.model_args(cfg, ds, bank), data, parts, split, texts)
+        assert info["method"] == "pseudo_unseen" and "note" not in info
+        gammas.append(info["gamma"])
+    assert gammas[0] == gammas[1] == gammas[2]
+
+
+def test_pseudo_unseen_classes_are_seen_classes_chosen_by_seed():
+    split = tiny_split()
+    a, b = loop.pseudo_unseen_classes(split, 0), loop.pseudo_unseen_classes(split, 0)
+    assert np.array_equal(a, b) and len(a) == len(UNSEEN) and set(a) <= set(SEEN)
+    assert any(not np.array_equal(a, loop.pseudo_unseen_classes(split, s)) for s in range(1, 6))
+
+
+def test_one_epoch_with_the_real_loss_changes_the_weights():
+    cfg, ds, bank = tiny_config(), tiny_dataset(), tiny_bank()
+    args = loop.model_args(cfg, ds, bank)
+    state = loop.new_fit_state(cfg, args, torch.device("cpu"), seed=0)
+    before = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+    data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
+    texts = loop.class_text_tensors(bank, torch.device("cpu"))
+    losses = loop.fit(state, cfg, data, np.arange(16), np.array(SEEN), texts, epochs=1)
+    assert len(losses) == 1 and np.isfinite(losses[0])
+    changed = [n for n, p in state.model.named_parameters() if not torch.equal(p, before[n])]
+    assert "skeleton.embed.weight" in changed and "adapter.mlp.3.weight" in changed and "logit_scale" in changed
+
+
+def test_user_errors_for_bad_settings(tmp_path):
+    ds, split, bank = tiny_dataset(), tiny_split(), tiny_bank()
+    with pytest.raises(UserError, match="--cues"):
+        loop.train(tiny_config(cues="rgb"), ds, split, bank, tmp_path)
+    with pytest.raises(UserError, match="num_frames"):
+        loop.train(tiny_config(num_frames=64), ds, split, bank, tmp_path)
+    skeleton_only = dataclasses.replace(ds, features=None, heatmaps=None)
+    with pytest.raises(UserError, match="--cues none"):
+        loop.train(tiny_config(), skeleton_only, split, bank, tmp_path)
+
+
+def test_test_time_refinement_moves_only_the_refinable_columns():
+    cfg, ds, bank = tiny_config(), tiny_dataset(), tiny_bank()
+    state = loop.new_fit_state(cfg, loop.model_args(cfg, ds, bank), torch.device("cpu"), seed=0)
+    data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
+    texts = loop.class_text_tensors(bank, torch.device("cpu"))
+    visual = loop.embed(state.model, data, np.arange(len(ds)))
+    classes = np.arange(K)
+    plain = loop.score(state.model, visual, texts, classes, cfg)
+    refine = classes == plain.argmax(1)[0]  # a class that has at least one member to move toward
+    assert np.array_equal(plain, loop.score(state.model, visual, texts, classes, cfg, refine=refine))  # off by default
+    refined = loop.score(state.model, visual, texts, classes, dataclasses.replace(cfg, ttr=True, ttr_min_conf=0.0),
+                         refine=refine)
+    assert np.allclose(refined[:, ~refine], plain[:, ~refine])
+    assert not np.allclose(refined[:, refine], plain[:, refine])
+
+
+def test_learning_rate_warms_up_linearly_then_decays_to_a_tenth():
+    assert loop.lr_at(0, 100, 10, 1.0) == pytest.approx(0.1)
+    assert loop.lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
+    assert loop.lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert loop.lr_at(55, 100, 10, 1.0) == pytest.approx(0.55)  # half way through the cosine
+    assert loop.lr_at(100, 100, 10, 1.0) == pytest.approx(0.1)

@@ -1,0 +1,59 @@
+"""Run-folder files and the markdown tables."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from posebridge.pipeline.errors import UserError
+from posebridge.stages.eval.report import TABLE_HEADER, results_table, summarise_runs, write_run_report
+
+NAMES = ["wave hand", "kick leg", "nod head"]
+
+
+def metrics(split: str, cues: str, seed: int, top1: float, h: float) -> dict:
+    return {"split": split, "cues": cues, "seed": seed, "epochs": 3,
+            "zsl": {"top1": top1, "top5": 1.0}, "gzsl": {"seen": 0.8, "unseen": 0.4, "h": h, "gamma": 0.5},
+            "calibration": {"method": "pseudo_unseen", "gamma": 0.5}}
+
+
+def write(run_dir, m: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    details = {"unseen_names": NAMES, "confusion": np.array([[2, 1, 0], [0, 3, 0], [1, 0, 2]]),
+               "per_class": np.array([2 / 3, 1.0, 2 / 3])}
+    write_run_report(run_dir, {"split": m["split"], "cues": m["cues"], "seed": m["seed"]},
+                     {"data": "d" * 64, "text_bank": "t" * 64, "split_assumption": "only a test"}, m, details)
+
+
+def test_run_report_writes_every_file(tmp_path):
+    write(tmp_path, metrics("ntu60_55_5", "all", 0, 0.625, 0.5))
+    for name in ("config.json", "fingerprints.json", "versions.json", "metrics.json", "results.md",
+                 "confusion.png", "per_class.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    versions = json.loads((tmp_path / "versions.json").read_text())
+    assert set(versions) >= {"python", "torch", "numpy", "zarr", "transformers", "posebridge"}
+    results = (tmp_path / "results.md").read_text()
+    assert results.startswith(TABLE_HEADER)
+    assert "| ntu60_55_5 | all | 62.5 ± 0.0 | 100.0 ± 0.0 | 80.0 ± 0.0 | 40.0 ± 0.0 | 50.0 ± 0.0 | 1 |" in results
+    assert "only a test" in results
+
+
+def test_summary_averages_seeds_and_keeps_cue_modes_apart(tmp_path):
+    dirs = []
+    for i, (cues, seed, top1) in enumerate([("all", 0, 0.5), ("all", 1, 0.7), ("none", 0, 0.4)]):
+        dirs.append(tmp_path / f"run{i}")
+        write(dirs[-1], metrics("synthetic_zsl", cues, seed, top1, 0.5))
+    table = summarise_runs(dirs)
+    lines = table.strip().splitlines()
+    assert lines[0] == TABLE_HEADER and len(lines) == 4
+    assert "| synthetic_zsl | all | 60.0 ± 14.1 |" in table and lines[2].endswith("| 2 |")
+    assert "| synthetic_zsl | none | 40.0 ± 0.0 |" in table
+
+
+def test_missing_values_show_a_dash_and_unfinished_runs_are_named(tmp_path):
+    table = results_table([("x", "none", [{"zsl": {"top1": 0.5}}])])
+    assert "| x | none | 50.0 ± 0.0 | – |" in table
+    with pytest.raises(UserError, match="metrics.json"):
+        summarise_runs([tmp_path])
