@@ -172,7 +172,7 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     """Extract every clip under `videos` into the store of (dataset, extractor fingerprint)."""
     specs = scan(Path(videos), dataset, annotations)
     models_dir = paths.models_root(models_dir)
-    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads)
+    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1)
     identity = extractor_identity(config, backend)
     fp = fingerprint(identity)
     path = store_dir(paths.cache_root(cache_dir), dataset, fp)
@@ -198,6 +198,7 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
             todo.append((spec, cid))
 
     start = time.perf_counter()
+    run = run.resolved(len(todo))
     n_workers = max(1, min(run.workers, len(todo)))
     # Contiguous slices keep each worker's shards holding neighbouring clips.
     bounds = np.linspace(0, len(todo), n_workers + 1).astype(int)
