@@ -150,8 +150,10 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
 
     keypoints = np.empty((n, num_frames, num_joints, 3), np.float32)
     confidence = np.empty((n, num_frames, num_joints), np.float32)
-    features = np.empty((n, num_frames, len(cue_joints), layout["feature_channels"]), np.float32)
-    heatmaps = np.empty((n, num_frames, len(cue_joints), patch_cells), np.float32)
+    # Cues stay float16 in memory (they come from uint8 codes; float16 keeps every code apart) so a
+    # full NTU-scale cache fits in RAM; batches are cast to float32 after indexing.
+    features = np.empty((n, num_frames, len(cue_joints), layout["feature_channels"]), np.float16)
+    heatmaps = np.empty((n, num_frames, len(cue_joints), patch_cells), np.float16)
     labels, clip_ids, meta = np.empty(n, np.int64), [], []
     for i, (record, arrays) in enumerate(store.iter_clips()):
         kp = arrays.keypoints
@@ -164,7 +166,7 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
         heatmaps[i] = resample(arrays.heatmaps.reshape(len(kp), len(cue_joints), patch_cells), num_frames)
         labels[i] = record.label
         clip_ids.append(record.clip_id)
-        meta.append(dict(record.meta))
+        meta.append({**record.meta, "label_name": record.label_name})
     return CueDataset(
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),

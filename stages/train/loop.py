@@ -77,8 +77,8 @@ def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
     return DeviceData(
         ds.keypoints.to(device, torch.float32),
         ds.confidence.to(device, torch.float32),
-        ds.features.to(device, torch.float32) if need_features else None,
-        ds.heatmaps.to(device, torch.float32) if need_heatmaps else None,
+        ds.features.to(device) if need_features else None,  # float16 until a batch is drawn
+        ds.heatmaps.to(device) if need_heatmaps else None,
         ds.labels.cpu().numpy(),
     )
 
@@ -111,8 +111,8 @@ def _batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen: to
     device = data.keypoints.device
     idx = idx.to(device)
     kp, conf = data.keypoints[idx], data.confidence[idx]
-    feat = data.features[idx] if data.features is not None else None
-    hm = data.heatmaps[idx] if data.heatmaps is not None else None
+    feat = data.features[idx].float() if data.features is not None else None
+    hm = data.heatmaps[idx].float() if data.heatmaps is not None else None
     if gen is None:
         return kp, conf, feat, hm
     b, t = kp.shape[:2]
