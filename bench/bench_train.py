@@ -1,0 +1,134 @@
+"""Stage-2 benchmark (a script, not a test), on the SYNTHETIC demo split.
+
+  loader      clips/s from the zarr cache into training tensors: load_store (one read per part)
+              against a naive loop of read_clip calls (the baseline)
+  step time   one optimisation step on a batch already in memory, against the same step with
+              its batch drawn from the dataset tensors (indexing + augmentation): the difference
+              is the loader's overhead (target <= 20%)
+  end to end  `posebridge train --split synthetic_zsl` (text bank, training, pseudo-unseen
+              calibration model, evaluation, report) in seconds (target < 60 s on 2 CPU cores)
+
+Run it with `make bench-train`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posebridge.cache.store import CueStore
+from posebridge.pipeline.splits.registry import get_split
+from posebridge.stages.train.config import TrainConfig
+from posebridge.stages.train.data import load_store, normalise_skeleton, layout_for, partition, resample
+from posebridge.stages.train import loop
+from posebridge.stages.train.losses import LossWeights, posebridge_loss
+from posebridge.stages.train.run import train_splits
+from posebridge.stages.train.synthetic import write_synthetic_store
+from posebridge.stages.train.text import class_texts
+from posebridge.stages.train.text_bank import build_text_bank
+from posebridge.stages.train.text_encoders import make_text_encoder
+
+
+def naive_load(store: CueStore, num_frames: int) -> int:
+    """Baseline: one read_clip per clip, then the same resampling as load_store."""
+    layout = layout_for(len(store.layout["joint_names"]), "bench")
+    n = 0
+    for record in store.clips():
+        arrays = store.read_clip(record.clip_id)
+        xyz = arrays.keypoints[..., :3] * np.array([record.width, record.height, record.width], np.float32)
+        resample(normalise_skeleton(xyz, arrays.keypoints[..., 3], layout), num_frames)
+        resample(arrays.features, num_frames)
+        n += 1
+    return n
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[float, float]:
+    """Seconds per step without and with drawing the batch from the dataset tensors."""
+    torch.set_num_threads(loop.CPU_THREADS)
+    device = torch.device("cpu")
+    parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
+    data = loop.to_device(dataset, cfg.cues, device)
+    texts = loop.class_text_tensors(bank, device)
+    state = loop.new_fit_state(cfg, loop.model_args(cfg, dataset, bank), device, cfg.seed)
+    seen = np.array(split.seen)
+    column = np.full(len(split.class_names), -1)
+    column[seen] = np.arange(len(seen))
+    train_idx = torch.as_tensor(parts["train"])
+    class_rows = texts.rows(seen)
+    weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal)
+    fixed_idx = train_idx[: cfg.batch_size]
+    fixed = loop._batch(data, fixed_idx, cfg, state.generator)
+    fixed_targets = torch.as_tensor(column[data.labels[fixed_idx.numpy()]])
+
+    def step(batch, targets):
+        visual = state.model(*batch)
+        protos = state.model.prototypes(class_rows.name, class_rows.description)
+        loss, _ = posebridge_loss(visual, protos, class_rows, targets, state.model.scale(), weights)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+
+    def run(draw: bool) -> float:
+        for _ in range(3):  # warm-up
+            step(fixed, fixed_targets)
+        start = time.perf_counter()
+        for _ in range(steps):
+            if draw:
+                idx = train_idx[torch.randint(len(train_idx), (cfg.batch_size,), generator=state.generator)]
+                step(loop._batch(data, idx, cfg, state.generator), torch.as_tensor(column[data.labels[idx.numpy()]]))
+            else:
+                step(fixed, fixed_targets)
+        return (time.perf_counter() - start) / steps
+
+    return run(False), run(True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        store_path, gen_s = timed(write_synthetic_store, cache)
+        store = CueStore.open(store_path)
+        n = len(store.clips())
+        print(f"synthetic store: {n} clips written in {gen_s:.1f} s")
+        cfg = TrainConfig(split="synthetic_zsl")
+        _, naive_s = timed(naive_load, store, cfg.num_frames)
+        dataset, load_s = timed(load_store, store, cfg.num_frames)
+        split = get_split("synthetic_zsl")
+        bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), cache)
+        bare, drawn = step_times(cfg, dataset, split, bank, args.steps)
+        results, e2e_s = timed(lambda: train_splits(["synthetic_zsl"], base=dataclasses.replace(cfg, epochs=args.epochs),
+                                                     cache_dir=cache, runs_dir=Path(tmp) / "runs"))
+    overhead = (drawn - bare) / drawn
+    print("\n| measure | value |\n|---|---|")
+    print(f"| loader, load_store (zarr -> tensors) | {n / load_s:.0f} clips/s |")
+    print(f"| loader baseline, read_clip per clip | {n / naive_s:.0f} clips/s |")
+    print(f"| step, batch in memory (batch {cfg.batch_size}) | {bare * 1e3:.1f} ms |")
+    print(f"| step, batch drawn from the dataset | {drawn * 1e3:.1f} ms |")
+    print(f"| train + calibrate + evaluate synthetic_zsl ({args.epochs} epochs) | {e2e_s:.1f} s |")
+    print()
+    print(f"{naive_s / load_s:6.2f}x loader: load_store vs read_clip per clip")
+    print(f"{overhead:6.1%}  loader overhead in a training step   [target <= 20%]")
+    print(f"{e2e_s / 60:6.2f}x demo split end to end vs the 60 s budget   [target < 1.00x]")
+    print(results[0].table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Stage 1 -> stage 2 on real clips: a cache of the demo videos under NTU names trains and evaluates
+on the published ntu60_55_5 split (two seen classes from training subjects, two unseen classes from
+a test subject). Tiny on purpose: it checks the plumbing, not accuracy."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from posebridge.pipeline.config import ExtractConfig
+from posebridge.pipeline.errors import UserError
+from posebridge.stages.extract.run import extract
+from posebridge.stages.train.config import TrainConfig
+from posebridge.stages.train.run import evaluate_run, train_splits
+
+# A001 / A023 are seen in ntu60_55_5; A011 (reading) and A012 (writing) are unseen.
+# Subjects 1 and 2 are cross-subject training subjects, 3 is a test subject.
+NAMES = ["S001C001P001R001A001_rgb.mp4", "S001C001P002R001A023_rgb.mp4",
+         "S001C001P003R001A011_rgb.mp4", "S001C001P003R001A012_rgb.mp4"]
+
+
+@pytest.fixture(scope="module")
+def ntu_cache(tmp_path_factory, demo_videos, models_dir):
+    root = tmp_path_factory.mktemp("ntu")
+    videos = root / "videos"
+    videos.mkdir()
+    for src, name in zip(demo_videos, NAMES):
+        shutil.copy(src, videos / name)
+    summary = extract(videos, "ntu60", cache_dir=root / "cache", config=ExtractConfig(max_frames=30),
+                      models_dir=models_dir, progress=False)
+    assert summary.done == 4
+    return root
+
+
+def test_real_clips_train_and_evaluate_on_a_published_split(ntu_cache):
+    cfg = TrainConfig(split="ntu60_55_5", epochs=2, batch_size=4, gzsl_calibration="none")
+    result = train_splits(["ntu60_55_5"], base=cfg, cache_dir=ntu_cache / "cache", runs_dir=ntu_cache / "runs")[0]
+    run_dir = result.run_dirs[0]
+    for name in ("config.json", "fingerprints.json", "versions.json", "metrics.json", "results.md",
+                 "confusion.png", "per_class.png", "checkpoint.pt"):
+        assert (run_dir / name).exists(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["samples"]["train"] == 2 and metrics["samples"]["test_zsl"] == 2
+    assert "| ntu60_55_5 |" in result.table
+    again = evaluate_run(run_dir, cache_dir=ntu_cache / "cache")
+    assert again["zsl"] == metrics["zsl"]
+
+
+def test_cues_need_a_cache_not_a_pyskl_pickle(ntu_cache, tmp_path):
+    with pytest.raises(UserError, match="--cues none"):
+        train_splits(["ntu60_55_5"], base=TrainConfig(split="ntu60_55_5"), pyskl=tmp_path / "x.pkl",
+                     runs_dir=tmp_path)
+
+
+def test_missing_cache_names_the_extract_command(tmp_path):
+    with pytest.raises(UserError, match="make extract VIDEOS=.* DATASET=ntu120"):
+        train_splits(["ntu120_110_10"], base=TrainConfig(split="ntu120_110_10"), cache_dir=tmp_path, runs_dir=tmp_path)
