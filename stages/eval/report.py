@@ -49,9 +49,11 @@ def _json_default(obj):
 
 
 def _cell(stats: dict | None) -> str:
-    """Percent, mean ± std."""
+    """Percent: mean ± std over seeds, or the one value when there is one seed."""
     if not stats or stats["n"] == 0 or math.isnan(stats["mean"]):
         return "–"
+    if stats["n"] == 1:
+        return f"{100 * stats['mean']:.1f}"
     return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
 
 
