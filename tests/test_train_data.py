@@ -250,3 +250,30 @@ def test_unknown_skeleton_layout_is_a_user_error(tmp_path):
            "keypoint": np.zeros((1, 4, 18, 2), np.float32)}
     with pytest.raises(UserError, match="18 joints"):
         load_pyskl(_write_pickle(tmp_path / "openpose.pkl", [ann], {}), num_frames=8)
+
+
+def test_load_store_rows_follow_clip_ids_not_part_order(tmp_path):
+    """Two stores with the same clips written in different part orders load identically."""
+    from posebridge.cache.store import CueStore, store_dir
+    from posebridge.cache.writer import ShardWriter
+    from posebridge.stages.train.synthetic import generate_clip, store_layout
+    from posebridge.cache.store import ClipArrays, ClipRecord
+    from posebridge.stages.train.data import load_store
+
+    clips = []
+    for label in range(3):
+        kp, score, feat, hm = generate_clip(label, 0, 0)
+        clips.append((ClipRecord(clip_id=f"c{label}", content_id=f"x{label}", label=label, width=640, height=480),
+                      ClipArrays(keypoints=kp, score=score, features=feat, heatmaps=hm)))
+    loaded = []
+    for name, order in (("a", clips), ("b", clips[::-1])):
+        store = CueStore.create(store_dir(tmp_path, name, "f" * 64), dataset=name, fingerprint="f" * 64,
+                                extractor={}, layout=store_layout())
+        with ShardWriter(store, shard_clips=1) as writer:  # one part per clip, parts named at random
+            for record, arrays in order:
+                writer.add(record, arrays)
+        loaded.append(load_store(store, num_frames=24))
+    a, b = loaded
+    assert a.clip_ids == b.clip_ids == ["c0", "c1", "c2"]
+    assert torch.equal(a.keypoints, b.keypoints) and torch.equal(a.features, b.features)
+    assert a.labels.tolist() == [0, 1, 2]

@@ -138,7 +138,7 @@ def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:
 # --- loaders ----------------------------------------------------------------------------------
 
 def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
-    """A whole cue cache as tensors (clips in storage order)."""
+    """A whole cue cache as tensors, one row per clip in clip_id order."""
     store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
     n = len(store.clips())
     if n == 0:
@@ -154,8 +154,12 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
     # full NTU-scale cache fits in RAM; batches are cast to float32 after indexing.
     features = np.empty((n, num_frames, len(cue_joints), layout["feature_channels"]), np.float16)
     heatmaps = np.empty((n, num_frames, len(cue_joints), patch_cells), np.float16)
-    labels, clip_ids, meta = np.empty(n, np.int64), [], []
-    for i, (record, arrays) in enumerate(store.iter_clips()):
+    labels, clip_ids, meta = np.empty(n, np.int64), [""] * n, [{}] * n
+    # Rows in clip_id order, not storage order: part names are random, and the same cache must give
+    # the same batches (hence the same metrics) however its parts happened to be written.
+    row_of = {record.clip_id: i for i, record in enumerate(store.clips())}
+    for record, arrays in store.iter_clips():
+        i = row_of[record.clip_id]
         kp = arrays.keypoints
         # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
         xyz = kp[..., [_X, _Y, _Z]] * np.array([record.width, record.height, record.width], np.float32)
@@ -165,8 +169,8 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
         features[i] = resample(arrays.features, num_frames)
         heatmaps[i] = resample(arrays.heatmaps.reshape(len(kp), len(cue_joints), patch_cells), num_frames)
         labels[i] = record.label
-        clip_ids.append(record.clip_id)
-        meta.append({**record.meta, "label_name": record.label_name})
+        clip_ids[i] = record.clip_id
+        meta[i] = {**record.meta, "label_name": record.label_name}
     return CueDataset(
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
