@@ -56,3 +56,39 @@ def test_cues_need_a_cache_not_a_pyskl_pickle(ntu_cache, tmp_path):
 def test_missing_cache_names_the_extract_command(tmp_path):
     with pytest.raises(UserError, match="make extract VIDEOS=.* DATASET=ntu120"):
         train_splits(["ntu120_110_10"], base=TrainConfig(split="ntu120_110_10"), cache_dir=tmp_path, runs_dir=tmp_path)
+
+
+def test_skeleton_only_training_from_a_pyskl_export(ntu_cache):
+    """The PYSKL route: export the cache (with NTU's xsub lists), train on the pickle with --cues none."""
+    from posebridge.cache.export import export_pyskl
+    from posebridge.cache.store import CueStore, list_stores
+    from posebridge.pipeline.datasets.ntu import ntu_benchmark_splits
+
+    store = CueStore.open(list_stores(ntu_cache / "cache", "ntu60")[0])
+    pickle_path = ntu_cache / "ntu60_blazepose.pkl"
+    export_pyskl(store, pickle_path, split=ntu_benchmark_splits(store.clips()))
+    cfg = TrainConfig(split="ntu60_55_5", cues="none", epochs=2, batch_size=4, gzsl_calibration="none")
+    result = train_splits(["ntu60_55_5"], base=cfg, pyskl=pickle_path, runs_dir=ntu_cache / "runs-pyskl")[0]
+    metrics = json.loads((result.run_dirs[0] / "metrics.json").read_text())
+    assert metrics["cues"] == "none"
+    assert metrics["samples"]["train"] == 2 and metrics["samples"]["test_zsl"] == 2
+
+
+def test_cli_export_writes_pyskl_with_ntu_splits_and_hdf5(ntu_cache, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from posebridge.cache.export import read_hdf5, read_pyskl
+
+    env = {**os.environ, "POSEBRIDGE_CACHE": str(ntu_cache / "cache")}
+    for fmt, out in (("pyskl", tmp_path / "x.pkl"), ("hdf5", tmp_path / "x.h5")):
+        done = subprocess.run([sys.executable, "-m", "posebridge.pipeline.cli", "export", "ntu60", "--format", fmt,
+                               "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+    data = read_pyskl(tmp_path / "x.pkl")
+    assert set(data["split"]["xsub_train"]) == {NAMES[0], NAMES[1]}
+    assert set(data["split"]["xsub_val"]) == {NAMES[2], NAMES[3]}
+    assert data["annotations"][0]["keypoint"].shape == (1, 30, 33, 2)
+    _, clips = read_hdf5(tmp_path / "x.h5")
+    assert len(clips) == 4

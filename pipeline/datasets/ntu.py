@@ -80,10 +80,10 @@ def is_train_sample(meta: Mapping[str, int], benchmark: str) -> bool:
     raise UserError(f"unknown NTU benchmark {benchmark!r}; choose one of xsub, xview, xset")
 
 
-def ntu_benchmark_splits(items: Iterable[ClipSpec | Mapping], variant: str | None = None) -> dict[str, list[str]]:
+def ntu_benchmark_splits(items: Iterable, variant: str | None = None) -> dict[str, list[str]]:
     """pyskl-style {"xsub_train": [clip ids], "xsub_val": [...], ...}.
 
-    `items` are ClipSpecs or records {"clip_id": ..., "meta": {...}}; without NTU meta the id's
+    `items` are ClipSpecs, cache ClipRecords or {"clip_id", "meta"} mappings; without NTU meta the id's
     file name is parsed. NTU-60 gets xsub and xview, NTU-120 xsub and xset (the official
     benchmarks of each); `variant` None infers it from the samples.
     """
@@ -98,8 +98,12 @@ def ntu_benchmark_splits(items: Iterable[ClipSpec | Mapping], variant: str | Non
     return splits
 
 
-def _clip_id_and_meta(item: ClipSpec | Mapping) -> tuple[str, Mapping[str, int]]:
-    clip_id, meta = (item.clip_id, item.meta) if isinstance(item, ClipSpec) else (item["clip_id"], item.get("meta") or {})
+def _clip_id_and_meta(item) -> tuple[str, Mapping[str, int]]:
+    """A ClipSpec, a cache ClipRecord (both have .clip_id/.meta) or a {"clip_id", "meta"} mapping."""
+    if isinstance(item, Mapping):
+        clip_id, meta = item["clip_id"], item.get("meta") or {}
+    else:
+        clip_id, meta = item.clip_id, item.meta or {}
     if "subject" not in meta:
         meta = parse_ntu_name(Path(clip_id).name)
         if meta is None:

@@ -139,6 +139,10 @@ def _bar_off(progress: bool) -> bool | None:
 def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
           models_dir: Path | None, worker: int, progress: bool) -> dict:
     """One worker: its own backend and its own shards (one writer per shard, no locks)."""
+    if run.workers > 1:
+        import cv2
+
+        cv2.setNumThreads(1)  # the cores are already shared out between workers
     store = CueStore.open(store_path)
     failures = FailureLog(store_path)
     backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads)
