@@ -74,7 +74,7 @@ extract: setup ## stage 1 on VIDEOS (default: demo videos) into the cache of DAT
 	$(PB) extract --videos "$(VIDEOS)" --dataset "$(DATASET)" $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") $(ARGS)
 
 train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
-	@for s in $(SPLITS); do $(PB) train --split "$$s" $(ARGS) || exit 1; done
+	$(PB) train $(foreach s,$(SPLITS),--split $(s)) $(ARGS)
 
 demo: setup ## the main job on the embedded default: extract the demo videos, then train+eval the synthetic split
 	$(PB) demo
