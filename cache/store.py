@@ -251,9 +251,6 @@ class CueStore:
     def clips(self) -> list[ClipRecord]:
         return [e.record for e in sorted(self._refresh().values(), key=lambda e: e.record.clip_id)]
 
-    def done_content_ids(self) -> set[str]:
-        return {e.record.content_id for e in self._refresh().values()}
-
     def read_clip(self, clip_id: str) -> ClipArrays:
         entry = self._entry(clip_id)
         group = self._open_part(entry.part)
@@ -292,8 +289,7 @@ class CueStore:
             "bytes_on_disk": size,
             "bytes_per_clip": size / len(records) if records else 0.0,
             "bytes_per_300_frames": size / n_frames * 300 if n_frames else 0.0,
-            "n_failures": len(FailureLog(self._path).failures({r.clip_id for r in records} |
-                                                              {r.content_id for r in records})),
+            "n_failures": len(FailureLog(self._path).failures()),
             "layout": self.layout,
         }
 
@@ -328,7 +324,7 @@ class CueStore:
 def _create_root(path: Path, attrs: dict) -> None:
     """Build the root group in a tmp folder and rename it in, so racing creators never see half a store."""
     path.mkdir(parents=True, exist_ok=True)
-    allowed = (STORE_NAME, FailureLog.FILE_NAME)  # the store may appear now if another process won the race
+    allowed = (STORE_NAME, FailureLog.FILE_NAME, "content_ids.json")  # the store may appear now if another process won the race
     unexpected = [p.name for p in path.iterdir() if p.name not in allowed and not p.name.startswith(TMP_PREFIX)]
     if unexpected:
         raise UserError(f"{path} exists and is not a cue cache (it holds {unexpected[:3]}): "

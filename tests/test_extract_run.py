@@ -80,7 +80,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(video_dir, models_dir, tm
     reference = extract(video_dir, "demo", cache_dir=tmp_path / "ref", config=ExtractConfig(max_frames=40),
                         run=ONE_PER_SHARD, models_dir=models_dir, progress=False)
     cmd = [sys.executable, "-m", "posebridge.pipeline.cli", "extract", "--videos", str(video_dir), "--dataset", "demo",
-           "--cache-dir", str(tmp_path / "killed"), "--max-frames", "40", "--shard-clips", "1",
+           "--cache-dir", str(tmp_path / "killed"), "--max-frames", "40", "--shard-clips", "1", "--workers", "1",
            "--models-dir", str(models_dir), "--no-progress"]
     parts = reference.store.relative_to(tmp_path / "ref") / "store.zarr" / "parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -103,8 +103,38 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(video_dir, models_dir, tm
 
 
 def test_two_workers_equal_one(video_dir, models_dir, tmp_path):
-    one = extract(video_dir, "demo", cache_dir=tmp_path / "a", config=FAST, models_dir=models_dir, progress=False)
+    one = extract(video_dir, "demo", cache_dir=tmp_path / "a", config=FAST, run=RunSettings(workers=1, num_threads=1),
+                  models_dir=models_dir, progress=False)
     two = extract(video_dir, "demo", cache_dir=tmp_path / "b", config=FAST, run=RunSettings(workers=2, num_threads=1),
                   models_dir=models_dir, progress=False)
     assert two.done == 4
     _assert_same(_arrays(one.store), _arrays(two.store))
+
+
+def test_relabelled_clips_are_redone_so_label_numbering_never_mixes(tmp_path, demo_videos, models_dir):
+    videos = tmp_path / "classes"
+    for cls, src in (("a", demo_videos[0]), ("b", demo_videos[1])):
+        (videos / cls).mkdir(parents=True)
+        shutil.copy(src, videos / cls / "clip.mp4")
+    first = extract(videos, "mine", cache_dir=tmp_path / "c", config=FAST, models_dir=models_dir, progress=False)
+    assert {r.clip_id: r.label for r in CueStore.open(first.store).clips()} == {"a/clip.mp4": 0, "b/clip.mp4": 1}
+    (videos / "aa").mkdir()  # a new class sorts between the old ones: b's label number changes
+    shutil.copy(demo_videos[2], videos / "aa" / "clip.mp4")
+    again = extract(videos, "mine", cache_dir=tmp_path / "c", config=FAST, models_dir=models_dir, progress=False)
+    assert (again.done, again.skipped) == (2, 1)
+    labels = {r.clip_id: (r.label, r.label_name) for r in CueStore.open(again.store).clips()}
+    assert labels == {"a/clip.mp4": (0, "a"), "aa/clip.mp4": (1, "aa"), "b/clip.mp4": (2, "b")}
+
+
+def test_a_cached_clip_whose_file_breaks_is_reported_failed(video_dir, models_dir, tmp_path):
+    first = extract(video_dir, "ntu60", cache_dir=tmp_path, config=FAST, models_dir=models_dir, progress=False)
+    assert first.failed == 0
+    broken = video_dir / "S001C001P001R001A001_rgb.mp4"
+    broken.write_bytes(broken.read_bytes()[:5000])  # re-encoded / truncated since it was cached
+    again = extract(video_dir, "ntu60", cache_dir=tmp_path, config=FAST, models_dir=models_dir, progress=False)
+    assert (again.done, again.skipped, again.failed) == (0, 3, 1)
+    assert again.failures[0]["clip_id"] == broken.name
+    assert CueStore.open(again.store).info()["n_failures"] == 1
+    shutil.copy(video_dir / "S001C002P002R001A001_rgb.mp4", broken)  # fixed again: extracted, resolved
+    fixed = extract(video_dir, "ntu60", cache_dir=tmp_path, config=FAST, models_dir=models_dir, progress=False)
+    assert (fixed.done, fixed.failed) == (1, 0) and CueStore.open(fixed.store).info()["n_failures"] == 0

@@ -22,7 +22,7 @@ from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline import paths
 from posebridge.pipeline.config import ExtractConfig, RunSettings
 from posebridge.pipeline.datasets import ClipSpec, scan
-from posebridge.pipeline.fingerprint import content_id, file_sha256, fingerprint
+from posebridge.pipeline.fingerprint import canonical_json, content_id, file_sha256, fingerprint
 from posebridge.stages.extract.backends.base import make_backend
 from posebridge.stages.extract.video import VideoError, iter_frames, probe
 
@@ -77,6 +77,10 @@ def cache_layout(config: ExtractConfig, backend) -> dict:
         "heatmap_patch": config.cues.heatmap_patch,
         "feature_dtype": config.cues.feature_dtype,
     }
+
+
+def _labels(clip: ClipSpec | ClipRecord) -> str:
+    return canonical_json([clip.label, clip.label_name, clip.meta])
 
 
 def _content_ids(specs: list[ClipSpec], memo_path: Path) -> dict[str, str]:
@@ -137,7 +141,7 @@ def _bar_off(progress: bool) -> bool | None:
 
 
 def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
-          models_dir: Path | None, worker: int, progress: bool) -> dict:
+          models_dir: Path | None, worker: int, progress: bool, failed_before: set[str]) -> dict:
     """One worker: its own backend and its own shards (one writer per shard, no locks)."""
     if run.workers > 1:
         import cv2
@@ -155,11 +159,14 @@ def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractCon
             clip_bar.set_postfix_str(spec.clip_id[-40:])
             try:
                 record, arrays = extract_clip(backend, spec, cid, config, frame_bar)
-            except (VideoError, OSError) as err:
-                failures.record(spec.clip_id, str(spec.path), cid, str(err))
+            except Exception as err:  # one bad file must not end the run; the log keeps the reason
+                reason = str(err) if isinstance(err, (VideoError, OSError)) else f"{type(err).__name__}: {err}"
+                failures.record(spec.clip_id, str(spec.path), cid, reason)
                 stats["failed"] += 1
             else:
                 writer.add(record, arrays)
+                if spec.clip_id in failed_before:
+                    failures.resolve(spec.clip_id, cid)
                 stats["done"] += 1
                 stats["frames"] += record.num_frames
                 stats["no_person"] += int(float(np.max(arrays.score)) <= 0.0)
@@ -190,9 +197,11 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     del backend  # workers build their own
 
     ids = _content_ids(specs, path / "content_ids.json")
-    # Done = this clip's current bytes are cached. Keyed on both, so a re-encoded file is redone and
-    # the same bytes under two names (two labels, say) stay two clips.
-    done = {(r.clip_id, r.content_id) for r in store.clips()}
+    # Done = this clip's current bytes are cached with its current labels. Keyed on the id and the
+    # bytes, so a re-encoded file is redone and the same bytes under two names stay two clips; a
+    # changed label (a class folder added, an annotation file given) redoes the clip too, and the
+    # newer shard wins, so old and new label numbering never mix in one store.
+    done = {(r.clip_id, r.content_id): _labels(r) for r in store.clips()}
     summary = ExtractSummary(store=path)
     failures = FailureLog(path)
     todo = []
@@ -201,7 +210,7 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
         if cid is None:
             failures.record(spec.clip_id, str(spec.path), None, "file vanished before extraction")
             summary.failed += 1
-        elif (spec.clip_id, cid) in done:
+        elif done.get((spec.clip_id, cid)) == _labels(spec):
             summary.skipped += 1
         else:
             todo.append((spec, cid))
@@ -212,7 +221,8 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     # Contiguous slices keep each worker's shards holding neighbouring clips.
     bounds = np.linspace(0, len(todo), n_workers + 1).astype(int)
     slices = [todo[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    args = [(path, jobs, config, run, models_dir, w, progress) for w, jobs in enumerate(slices)]
+    failed_before = {f["clip_id"] for f in failures.failures()}
+    args = [(path, jobs, config, run, models_dir, w, progress, failed_before) for w, jobs in enumerate(slices)]
     if n_workers <= 1:
         results = [_work(*a) for a in args]
     else:
@@ -231,6 +241,6 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     summary.bytes_per_300_frames = info.get("bytes_per_300_frames", 0.0)
     # Only this scan's clips: a failed file that was since deleted is no longer a failure.
     current = {spec.clip_id for spec in specs}
-    summary.failures = [f for f in failures.failures(store=CueStore.open(path)) if f["clip_id"] in current]
+    summary.failures = [f for f in failures.failures() if f["clip_id"] in current]
     summary.failed = len(summary.failures)
     return summary
