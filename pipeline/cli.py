@@ -36,8 +36,10 @@ def build_extract_config(backend: str, levels: str, joints: str, stride: int, ma
 
     joint_sets = {"body13": BODY13, "all": tuple(range(len(BLAZEPOSE_JOINTS)))}
     cue_joints = joint_sets.get(joints) or _parse_ints(joints)
-    if stride < 1:
-        raise UserError(f"--stride must be >= 1, got {stride}")
+    for flag, value in (("--stride", stride), ("--window", window), ("--heatmap-patch", heatmap_patch),
+                        ("--max-frames", max_frames if max_frames is not None else 1)):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
     if feature_dtype not in ("uint8", "float16"):
         raise UserError(f"--feature-dtype must be uint8 or float16, got '{feature_dtype}'")
     cues = CueConfig(levels=tuple(l.strip() for l in levels.split(",") if l.strip()), joints=cue_joints,
@@ -48,8 +50,8 @@ def build_extract_config(backend: str, levels: str, joints: str, stride: int, ma
 @app.command()
 def extract(
     videos: Path = typer.Option(..., "--videos", help="Folder of videos (searched recursively)."),
-    dataset: str = typer.Option("demo", "--dataset", help="Cache name; ntu60*/ntu120*/kinetics*/pkummd* names "
-                                "parse those datasets' file names / annotations."),
+    dataset: str = typer.Option("demo", "--dataset", help="Cache name; ntu60*/ntu120*/kinetics* names parse "
+                                "those datasets' file names / annotations; others: a folder, or one folder per class."),
     backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline)."),
     cache_dir: Optional[Path] = CacheDir,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split)."),

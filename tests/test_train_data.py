@@ -277,3 +277,17 @@ def test_load_store_rows_follow_clip_ids_not_part_order(tmp_path):
     assert a.clip_ids == b.clip_ids == ["c0", "c1", "c2"]
     assert torch.equal(a.keypoints, b.keypoints) and torch.equal(a.features, b.features)
     assert a.labels.tolist() == [0, 1, 2]
+
+
+def test_frames_without_a_person_hold_the_nearest_pose():
+    from posebridge.stages.train.data import layout_for, normalise_skeleton
+
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(500, 50, (6, 33, 3)).astype(np.float32)
+    conf = np.ones((6, 33), np.float32)
+    xyz[[0, 3]] = 0.0  # the pose model found nobody in frames 0 and 3: all-zero keypoints
+    conf[[0, 3]] = 0.0
+    out = normalise_skeleton(xyz, conf, layout_for(33, "test"))
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[3], out[2])  # ties go to the earlier frame
+    assert np.abs(out).max() < 10  # nothing thrown to the image origin

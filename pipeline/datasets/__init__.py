@@ -1,6 +1,6 @@
 """Dataset adapters: turn a videos folder into a sorted list of `ClipSpec`s for stage 1.
 
-`--dataset NAME` names the cache's dataset and, unless `--kind` is given, also picks the kind:
+`--dataset NAME` names the cache's dataset and also picks the kind (`scan(kind=...)` overrides it):
 1. NAME starting with "ntu60", "ntu120" or "kinetics" (any case; "ntu60_xsub" counts) selects
    that kind. "pkummd" is refused: PKU-MMD videos are untrimmed (many actions per video), and
    stage 1 extracts whole files; cut per-action clips into class folders instead.
@@ -24,7 +24,8 @@ DATASET_KINDS = ("folder", "classfolders", "ntu60", "ntu120", "kinetics")
 _PREFIX_KINDS = ("ntu60", "ntu120", "kinetics")
 _UNSUPPORTED_PREFIXES = {
     "pkummd": "PKU-MMD videos are untrimmed (many actions per video) and stage 1 extracts whole files; "
-              "cut one clip per action into <class name>/ folders and use --kind classfolders",
+              "cut one clip per action into <class name>/ folders named exactly as PKU-MMD's classes, extract "
+              "them under another dataset name, and train with --store <that store> (or from a PYSKL pickle)",
 }
 
 __all__ = ["ClipSpec", "DATASET_KINDS", "dataset_kind", "is_train_sample", "ntu_benchmark_splits",

@@ -10,6 +10,7 @@ import json
 import multiprocessing as mp
 import os
 import time
+from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +63,17 @@ class ExtractSummary:
         return out
 
 
+# Libraries whose version can change the numbers a clip gets (decoder, colour conversion, kernels).
+RUNTIME_PACKAGES = ("ai-edge-litert", "av", "opencv-python-headless", "numpy")
+
+
 def extractor_identity(config: ExtractConfig, backend) -> dict:
-    """What the cache fingerprint covers: output settings plus the model files' hashes."""
+    """What the cache fingerprint covers: output settings, model file hashes, the backend's own
+    output-shaping constants and the versions of the libraries that compute the numbers."""
     models = {name: file_sha256(path) for name, path in sorted(backend.model_files().items())}
-    return {**config.output_settings(), "models": models}
+    runtime = {pkg: metadata.version(pkg) for pkg in RUNTIME_PACKAGES}
+    return {**config.output_settings(), "models": models, "backend_settings": getattr(backend, "settings", dict)(),
+            "runtime": runtime}
 
 
 def cache_layout(config: ExtractConfig, backend) -> dict:
@@ -186,9 +194,9 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
             annotations: Path | None = None, models_dir: Path | None = None,
             progress: bool = True) -> ExtractSummary:
     """Extract every clip under `videos` into the store of (dataset, extractor fingerprint)."""
-    specs = scan(Path(videos), dataset, annotations)
     models_dir = paths.models_root(models_dir)
-    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1)
+    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1)  # checks the config
+    specs = scan(Path(videos), dataset, annotations)
     identity = extractor_identity(config, backend)
     fp = fingerprint(identity)
     path = store_dir(paths.cache_root(cache_dir), dataset, fp)

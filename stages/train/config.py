@@ -61,6 +61,10 @@ class TrainConfig:
             raise UserError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1")
         if not 0.0 < self.crop_min <= 1.0:
             raise UserError(f"crop_min must be in (0, 1], got {self.crop_min}")
+        if self.ttr and self.gzsl_calibration == "pseudo_unseen":
+            # gamma would be chosen on unrefined validation scores but applied to refined test scores
+            raise UserError("--ttr refines prototypes on test data, which the pseudo-unseen GZSL calibration "
+                            "cannot see; use --ttr with --gzsl-calibration none")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"--device '{self.device}' is unknown; use auto, cpu or cuda")
         return self

@@ -123,7 +123,23 @@ def normalise_skeleton(xyz: np.ndarray, confidence: np.ndarray, layout: Skeleton
     scale = float(np.median(np.linalg.norm((top - bottom)[torso_ok, :2], axis=-1))) if torso_ok.any() else 0.0
     if scale <= 0:
         scale = _median_bbox_diagonal(xyz, ok)
-    return ((xyz - origin) / (scale if scale > 0 else 1.0)).astype(np.float32)
+    out = ((xyz - origin) / (scale if scale > 0 else 1.0)).astype(np.float32)
+    return out[_nearest_present_frame(ok.any(axis=1))]
+
+
+def _nearest_present_frame(present: np.ndarray) -> np.ndarray:
+    """Index of the nearest frame with a person, per frame. Frames without one (all-zero keypoints
+    from the pose model) would otherwise sit at the image origin, far off in torso units, and turn
+    into huge jumps in the motion stream; holding the nearest pose keeps them harmless (their
+    confidence stays 0)."""
+    frames = np.arange(len(present))
+    found = np.flatnonzero(present)
+    if len(found) in (0, len(present)):
+        return frames
+    after = np.clip(np.searchsorted(found, frames), 0, len(found) - 1)
+    before = np.clip(after - 1, 0, len(found) - 1)
+    prev, nxt = found[before], found[after]
+    return np.where(np.abs(frames - prev) <= np.abs(nxt - frames), prev, nxt)
 
 
 def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:

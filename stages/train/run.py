@@ -101,10 +101,11 @@ def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store
     return align_labels(loaded[key], split)
 
 
-def run_name(cfg: TrainConfig) -> str:
-    """Folder name for a configuration: readable prefix + hash of every setting except the seed."""
+def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
+    """Folder name: readable prefix + hash of the data source and every setting except the seed,
+    so runs on another cache or pickle never overwrite these."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "device")}
-    return f"cues-{cfg.cues}-{fingerprint(settings)[:8]}"
+    return f"cues-{cfg.cues}-{fingerprint([settings, data_fingerprint])[:8]}"
 
 
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
@@ -128,7 +129,7 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
         dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded)
         bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
         cfg0 = dataclasses.replace(base, split=split.name)
-        group = paths.runs_root(runs_dir) / split.name / run_name(cfg0)
+        group = paths.runs_root(runs_dir) / split.name / run_name(cfg0, dataset.source_fingerprint)
         run_dirs = []
         for seed in range(seeds):
             cfg = dataclasses.replace(cfg0, seed=cfg0.seed + seed)
@@ -136,6 +137,8 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
             train(cfg, dataset, split, bank, run_dir, resume=resume)
             run_dirs.append(run_dir)
         table = summarise_runs(run_dirs)
+        if split.assumption:  # e.g. a guessed Kinetics-200 class list: every table says so
+            table += f"\nASSUMPTION: {split.assumption}\n"
         (group / "results.md").write_text(table + "\n")
         results.append(SplitResult(split.name, group, run_dirs, table))
     return results

@@ -22,7 +22,7 @@ import numpy as np
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
-from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.pipeline.fingerprint import file_sha256, fingerprint
 from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.train.text import ClassTexts, prompts
 
@@ -323,9 +323,15 @@ def generate_clip(label: int, index: int, seed: int = 0) -> tuple[np.ndarray, np
 # --- store ------------------------------------------------------------------------------------
 
 def generator_settings(clips_per_class: int, seed: int) -> dict:
-    """Everything that changes the generated store, and so enters its fingerprint."""
+    """Everything that changes the generated store, and so enters its fingerprint.
+
+    The generator's constants (signal strengths, clip lengths, image size, ...) live in this file,
+    so its source hash is part of the fingerprint: any edit regenerates the store (a few seconds)
+    rather than silently reusing one made by other code.
+    """
     return {"generator_version": GENERATOR_VERSION, "dataset": DATASET, "clips_per_class": clips_per_class,
-            "seed": seed, "train_fraction": TRAIN_FRACTION, "num_classes": len(synthetic_classes())}
+            "seed": seed, "train_fraction": TRAIN_FRACTION, "num_classes": len(synthetic_classes()),
+            "layout": store_layout(), "source_sha256": file_sha256(__file__)}
 
 
 def store_layout() -> dict:

@@ -8,6 +8,7 @@ so a tracking slip costs a detector call rather than a frame without pose.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ from posebridge.pipeline.fingerprint import file_sha256
 from .. import cues
 from . import blazepose_roi as geometry
 from .base import FrameCues
-from .blazepose_detector import PoseDetector
-from .blazepose_landmarks import LandmarkModel, LandmarkOutput, sigmoid
-from .blazepose_spec import (AUX_ROI_POINTS, DETECTOR_FILE, DETECTOR_SHA256, LANDMARK_FILE,
+from .blazepose_detector import NMS_IOU_THRESHOLD, PoseDetector
+from .blazepose_landmarks import REFINE_KERNEL, REFINE_MIN_CONFIDENCE, LandmarkModel, LandmarkOutput, sigmoid
+from .blazepose_spec import (AUX_ROI_POINTS, DETECTOR_FILE, DETECTOR_SHA256, FEATURE_LEVELS, LANDMARK_FILE,
                              LANDMARK_INPUT_SIZE, LANDMARK_SHA256)
 
 _PINNED_MODELS = {"pose_detection": (DETECTOR_FILE, DETECTOR_SHA256),
@@ -43,11 +44,23 @@ def pinned_model_files(models_dir: Path) -> dict[str, Path]:
     return files
 
 
+def _check_cue_config(config: ExtractConfig) -> None:
+    """Refuse cue settings this model cannot serve, before any store is created for them."""
+    unknown = [name for name in config.cues.levels if name not in FEATURE_LEVELS]
+    if unknown or not config.cues.levels:
+        raise UserError(f"--levels {','.join(config.cues.levels) or '(empty)'}: the embedded model has levels "
+                        f"{', '.join(FEATURE_LEVELS)}")
+    bad = [j for j in config.cues.joints if not 0 <= j < len(BLAZEPOSE_JOINTS)]
+    if bad or not config.cues.joints:
+        raise UserError(f"--joints {bad or '(empty)'}: BlazePose joints are 0..{len(BLAZEPOSE_JOINTS) - 1}")
+
+
 class BlazePoseBackend:
     name = "embedded"
     joint_names = BLAZEPOSE_JOINTS
 
     def __init__(self, config: ExtractConfig, models_dir: Path, num_threads: int = 2):
+        _check_cue_config(config)
         self.config = config
         self._files = pinned_model_files(models_dir)
         self._detector = PoseDetector(self._files["pose_detection"], config.min_detection_score, num_threads)
@@ -60,6 +73,12 @@ class BlazePoseBackend:
 
     def model_files(self) -> dict[str, Path]:
         return dict(self._files)
+
+    def settings(self) -> dict:
+        """Constants of this backend's code that shape its output (they enter the cache fingerprint)."""
+        return {"nms_iou": NMS_IOU_THRESHOLD, "roi_scale": geometry.ROI_SCALE,
+                "refine": [REFINE_KERNEL, REFINE_MIN_CONFIDENCE],
+                "levels": {name: dataclasses.asdict(FEATURE_LEVELS[name]) for name in self.config.cues.levels}}
 
     def reset(self) -> None:
         self._roi = None
