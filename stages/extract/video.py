@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 
 from posebridge.stages.extract.frames import RGBFrame, YUV420Frame
+from posebridge.pipeline.datasets.base import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 # Container formats whose declared stream duration comes from an index, not a bitrate guess.
 _INDEXED_FORMATS = frozenset({"mov", "mp4", "avi", "matroska"})
 _END = object()  # sentinel the decode thread puts after the last frame

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from posebridge.pipeline.errors import UserError
+from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
 
-PART_NAMES = ("head", "hands", "torso", "legs")
 NUM_SEGMENTS = 3  # start / middle / end thirds
 
 # Joint -> body part, per skeleton layout (keyed by the number of joints V). "hands" is the whole
