@@ -95,5 +95,20 @@ bench-extract: setup $(BENCH_VENV)/bin/.installed ## stage-1 benchmark vs MediaP
 bench-train: setup ## stage-2 benchmark: loader throughput, step time, demo split end to end
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
+# The optional mmpose backend lives in a venv of its own; the main .venv never gets mmpose.
+# chumpy (an mmpose dependency) must be built without build isolation: its setup.py imports pip.
+MMPOSE_VENV := .venv-mmpose
+
+$(MMPOSE_VENV)/bin/.installed: pyproject.toml
+	@test -x $(MMPOSE_VENV)/bin/python || $(PYTHON) -m venv $(MMPOSE_VENV)
+	$(MMPOSE_VENV)/bin/pip install -q --upgrade "pip==25.3" "setuptools==80.9.0" wheel
+	$(MMPOSE_VENV)/bin/pip install -q --no-build-isolation --no-deps "chumpy==0.70"
+	$(MMPOSE_VENV)/bin/pip install -q -e ".[test,mmpose]"
+	@touch $@
+
+.PHONY: test-mmpose
+test-mmpose: models media $(MMPOSE_VENV)/bin/.installed ## build .venv-mmpose (mmpose extra) and test the mmpose backend
+	$(MMPOSE_VENV)/bin/python -m pytest -q tests/test_mmpose_backend.py $(ARGS)
+
 clean-outputs: ## delete caches and runs (keeps models and media)
 	rm -rf outputs

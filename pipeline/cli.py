@@ -52,7 +52,8 @@ def extract(
     videos: Path = typer.Option(..., "--videos", help="Folder of videos (searched recursively)."),
     dataset: str = typer.Option("demo", "--dataset", help="Cache name; ntu60*/ntu120*/kinetics* names parse "
                                 "those datasets' file names / annotations; others: a folder, or one folder per class."),
-    backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline)."),
+    backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline, "
+                                "CPU) or mmpose (the mmpose extra; GPU when there is one; use --levels backbone)."),
     cache_dir: Optional[Path] = CacheDir,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split)."),
     levels: str = typer.Option("fpn64,fpn16", "--levels", help="Feature-map levels sampled at the joints."),
@@ -67,6 +68,10 @@ def extract(
     shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per shard write."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),
+    mmpose_config: Optional[str] = typer.Option(None, "--mmpose-config", help="mmpose backend: config name in the "
+                                                "mmpose wheel or a local config file (default: HRNet-w32 256x192 COCO)."),
+    device: Optional[str] = typer.Option(None, "--device", help="mmpose backend: cuda or cpu (default: cuda if available)."),
 ) -> None:
     """Stage 1: run the pose model over VIDEOS and cache skeletons + pose-anchored cues (resumable).
 
@@ -78,8 +83,12 @@ def extract(
 
     config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype)
     run = RunSettings(num_threads=threads, workers=workers, shard_clips=shard_clips)
-    summary = run_extract(videos, dataset, cache_dir=cache_dir, config=config, run=run,
-                          annotations=annotations, models_dir=models_dir, progress=progress)
+    options = {k: v for k, v in (("checkpoint", mmpose_checkpoint), ("model_config", mmpose_config),
+                                 ("device", device)) if v is not None}
+    if options and backend != "mmpose":
+        raise UserError(f"--mmpose-checkpoint/--mmpose-config/--device apply to --backend mmpose, not {backend}")
+    summary = run_extract(videos, dataset, cache_dir=cache_dir, config=config, run=run, annotations=annotations,
+                          models_dir=models_dir, progress=progress, backend_options=options)
     for line in summary.lines():
         typer.echo(line)
     if summary.failed:

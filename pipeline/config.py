@@ -61,7 +61,6 @@ class RunSettings:
     num_threads: int = 0  # interpreter threads per worker; 0 = cores / workers
     workers: int = 0  # extraction processes, each owning whole shards; 0 = one per core (<= clips)
     shard_clips: int = 16  # clips buffered per shard before one write
-    device: str = "cpu"
 
     def resolved(self, num_clips: int) -> "RunSettings":
         """Concrete workers/threads. Measured on 2 cores: two single-threaded workers beat one

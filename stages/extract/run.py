@@ -149,7 +149,8 @@ def _bar_off(progress: bool) -> bool | None:
 
 
 def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
-          models_dir: Path | None, worker: int, progress: bool, failed_before: set[str]) -> dict:
+          models_dir: Path | None, worker: int, progress: bool, failed_before: set[str],
+          backend_options: dict) -> dict:
     """One worker: its own backend and its own shards (one writer per shard, no locks)."""
     if run.workers > 1:
         import cv2
@@ -157,7 +158,8 @@ def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractCon
         cv2.setNumThreads(1)  # the cores are already shared out between workers
     store = CueStore.open(store_path)
     failures = FailureLog(store_path)
-    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads)
+    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads,
+                           **backend_options)
     stats = {"done": 0, "failed": 0, "no_person": 0, "frames": 0}
     clip_bar = tqdm(total=len(jobs), desc=f"clips[{worker}]" if run.workers > 1 else "clips",
                     unit="clip", disable=_bar_off(progress), position=2 * worker, leave=True)
@@ -192,10 +194,14 @@ def _work_star(args) -> dict:
 def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
             config: ExtractConfig = ExtractConfig(), run: RunSettings = RunSettings(),
             annotations: Path | None = None, models_dir: Path | None = None,
-            progress: bool = True) -> ExtractSummary:
-    """Extract every clip under `videos` into the store of (dataset, extractor fingerprint)."""
+            progress: bool = True, backend_options: dict | None = None) -> ExtractSummary:
+    """Extract every clip under `videos` into the store of (dataset, extractor fingerprint).
+
+    backend_options go to the backend (mmpose: checkpoint=, model_config=, device=)."""
+    backend_options = backend_options or {}
     models_dir = paths.models_root(models_dir)
-    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1)  # checks the config
+    backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1,  # checks the config
+                           **backend_options)
     specs = scan(Path(videos), dataset, annotations)
     identity = extractor_identity(config, backend)
     fp = fingerprint(identity)
@@ -230,7 +236,8 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     bounds = np.linspace(0, len(todo), n_workers + 1).astype(int)
     slices = [todo[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     failed_before = {f["clip_id"] for f in failures.failures()}
-    args = [(path, jobs, config, run, models_dir, w, progress, failed_before) for w, jobs in enumerate(slices)]
+    args = [(path, jobs, config, run, models_dir, w, progress, failed_before, backend_options)
+            for w, jobs in enumerate(slices)]
     if n_workers <= 1:
         results = [_work(*a) for a in args]
     else:
