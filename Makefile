@@ -24,6 +24,7 @@ SPLIT ?= synthetic_zsl
 SPLITS ?= $(SPLIT)
 ARGS ?=
 ANNOTATIONS ?=
+RUN ?=
 
 # Pinned upstream files: the embedded pose models come out of the MediaPipe wheel (Apache-2.0),
 # the demo videos out of the Pose2Sim wheel (BSD-3-Clause), messi5.jpg out of Debian's opencv-doc.
@@ -75,6 +76,10 @@ extract: setup ## stage 1 on VIDEOS (default: demo videos) into the cache of DAT
 
 train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
 	$(PB) train $(foreach s,$(SPLITS),--split $(s)) $(ARGS)
+
+eval: $(BIN)/.installed ## re-evaluate a trained run folder: make eval RUN=outputs/runs/<split>/<name>/seed-0
+	@test -n "$(RUN)" || { echo "error: give the run folder: make eval RUN=outputs/runs/<split>/<name>/seed-0" >&2; exit 1; }
+	$(PB) eval "$(RUN)" $(ARGS)
 
 demo: setup ## the main job on the embedded default: extract the demo videos, then train+eval the synthetic split
 	$(PB) demo
