@@ -147,7 +147,7 @@ def test_heatmap_patch_peaks_at_its_centre_for_confident_joints(messi_rgb):
 
 def test_rgb_and_yuv_frames_give_close_keypoints(backend, messi, messi_rgb):
     backend.reset()
-    yuv = backend.process(YUV420Frame(cv2.cvtColor(messi_rgb, cv2.COLOR_RGB2YUV_I420)))
+    yuv = backend.process(YUV420Frame.from_i420(cv2.cvtColor(messi_rgb, cv2.COLOR_RGB2YUV_I420)))
     distance = np.hypot(*(yuv.keypoints[list(BODY13), :2] - messi.keypoints[list(BODY13), :2]).T)
     assert np.median(distance) < 0.01 and distance.max() < 0.03
     assert abs(yuv.score - messi.score) < 0.05
@@ -161,7 +161,7 @@ def test_tracking_on_video_runs_the_detector_once(backend):
         for i, frame in enumerate(container.decode(video=0)):
             if i == 30:
                 break
-            cues = backend.process(YUV420Frame(frame.to_ndarray(format="yuv420p")))
+            cues = backend.process(YUV420Frame.from_i420(frame.to_ndarray(format="yuv420p")))
             keypoints.append(cues.keypoints[list(BODY13), :2])
             scores.append(cues.score)
     assert backend.stats["detector_calls"] - before["detector_calls"] == 1

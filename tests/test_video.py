@@ -69,7 +69,7 @@ def test_decode_thread_ends_after_an_error_and_after_the_last_frame(tmp_path):
 def test_yuv_warp_matches_the_rgb_path():
     with av.open(str(CAM01)) as container:
         decoded = next(container.decode(video=0))
-        yuv = YUV420Frame(decoded.to_ndarray(format="yuv420p"))
+        yuv = YUV420Frame.from_i420(decoded.to_ndarray(format="yuv420p"))
         rgb = RGBFrame(decoded.to_ndarray(format="rgb24"))
     crop = np.array([[0.3, 0.02, -100.0], [-0.02, 0.3, -150.0]])
     diff = np.abs(yuv.warp(crop, 256).astype(int) - rgb.warp(crop, 256).astype(int))
@@ -81,7 +81,7 @@ def test_yuv_warp_matches_the_rgb_path():
 def test_rotation_of_yuv_planes_matches_rotating_rgb():
     # Synthetic planes (mechanics only): any [H*3/2, W] buffer is a valid I420 picture.
     planes = np.random.default_rng(3).integers(0, 256, (240 * 3 // 2, 136), dtype=np.uint8)
-    frame = YUV420Frame(planes)
+    frame = YUV420Frame.from_i420(planes)
     for turns in (1, 2, 3):
         turned = rotate(frame, turns)
         assert np.array_equal(turned.to_rgb(), np.rot90(frame.to_rgb(), turns))
@@ -163,3 +163,17 @@ def test_corrupt_data_mid_file_is_reported_after_the_frames_before_it(tmp_path):
 def test_unreadable_image(tmp_path):
     (tmp_path / "photo.jpg").write_text("not a jpeg")
     assert str(_reason(tmp_path / "photo.jpg")) == "cannot open: not a readable image"
+
+
+def test_zero_copy_planes_equal_pyav_packed_array(demo_videos):
+    """YUV420Frame.from_av wraps the decoder's padded buffers; it must hold exactly PyAV's pixels."""
+    import av
+    import numpy as np
+
+    with av.open(str(demo_videos[0])) as container:
+        decoded = next(container.decode(video=0))
+        view = YUV420Frame.from_av(decoded)
+        np.testing.assert_array_equal(view.i420, decoded.to_ndarray(format="yuv420p"))
+        matrix = np.array([[0.2, 0.05, 10.0], [-0.05, 0.2, 300.0]])
+        packed = YUV420Frame.from_i420(decoded.to_ndarray(format="yuv420p"))
+        np.testing.assert_array_equal(view.warp(matrix, 256), packed.warp(matrix, 256))

@@ -204,7 +204,7 @@ def _to_frame(frame: av.VideoFrame) -> Frame:
     # Only yuv420p is handed out as planes: YUV420Frame converts with BT.601 limited range, so
     # full-range (yuvj420p), 10-bit and 4:2:2/4:4:4 streams take swscale's exact RGB path.
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        out: Frame = YUV420Frame(frame.to_ndarray(format="yuv420p"))
+        out: Frame = YUV420Frame.from_av(frame)
     else:
         out = RGBFrame(frame.to_ndarray(format="rgb24"))
     return rotate(out, _quarter_turns(frame.rotation))
@@ -221,13 +221,7 @@ def rotate(frame: Frame, quarter_turns: int) -> Frame:
         return frame
     if isinstance(frame, RGBFrame):
         return RGBFrame(np.ascontiguousarray(np.rot90(frame.rgb, quarter_turns)))
-    h, w = frame.height, frame.width
-    y = np.rot90(frame.i420[:h], quarter_turns)
-    chroma = frame.i420[h:].reshape(2, h // 2, w // 2)
-    u, v = (np.rot90(plane, quarter_turns) for plane in chroma)
-    new_h, new_w = y.shape
-    packed = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(new_h * 3 // 2, new_w)
-    return YUV420Frame(packed)
+    return YUV420Frame(*(np.ascontiguousarray(np.rot90(plane, quarter_turns)) for plane in (frame.y, frame.u, frame.v)))
 
 
 def _open_video(path: Path):
