@@ -52,10 +52,11 @@ def test_model_files_are_the_pinned_ones():
 
 
 @pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")
-def test_every_pinned_tensor_name_is_exposed_and_matches_preserve_all():
+@pytest.mark.parametrize("prune", [False, True], ids=["appended", "pruned"])
+def test_every_pinned_tensor_name_is_exposed_and_matches_preserve_all(prune):
     path = models_root() / spec.LANDMARK_FILE
-    names = [level.tensor for level in spec.FEATURE_LEVELS.values()]
-    exposed = load_interpreter(path, names)
+    read = [spec.LANDMARKS_TENSOR, spec.PRESENCE_TENSOR, spec.HEATMAP_TENSOR]
+    exposed = load_interpreter(path, read + [level.tensor for level in spec.FEATURE_LEVELS.values()], prune=prune)
     reference = load_interpreter(path, preserve_all=True)
     outputs = output_index_by_name(exposed)
     tensors = {d["name"]: d["index"] for d in reference.get_tensor_details()}
@@ -67,8 +68,24 @@ def test_every_pinned_tensor_name_is_exposed_and_matches_preserve_all():
         value = exposed.get_tensor(outputs[level.tensor])
         assert value.shape == (1, level.size, level.size, level.channels), name
         np.testing.assert_allclose(value, reference.get_tensor(tensors[level.tensor]), atol=1e-4, err_msg=name)
-    for name in (spec.LANDMARKS_TENSOR, spec.PRESENCE_TENSOR, spec.HEATMAP_TENSOR):
+    for name in read:
         np.testing.assert_allclose(exposed.get_tensor(outputs[name]), reference.get_tensor(tensors[name]), atol=1e-4)
+    # Pruning keeps only what is read: the segmentation mask and world landmarks are gone.
+    assert ("Identity_2" in outputs) == (not prune) and ("Identity_4" in outputs) == (not prune)
+
+
+def test_pruning_removes_the_unread_branches_and_keeps_results_bit_identical():
+    path = models_root() / spec.LANDMARK_FILE
+    read = [spec.LANDMARKS_TENSOR, spec.PRESENCE_TENSOR, spec.HEATMAP_TENSOR, spec.FEATURE_LEVELS["fpn64"].tensor]
+    full, pruned = (load_interpreter(path, read, prune=p, num_threads=1) for p in (False, True))
+    assert len(pruned._get_ops_details()) < len(full._get_ops_details()) - 30
+    crop = np.random.default_rng(1).random((1, 256, 256, 3), dtype=np.float32)
+    for interpreter in (full, pruned):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], crop)
+        interpreter.invoke()
+    a, b = output_index_by_name(full), output_index_by_name(pruned)
+    for name in read:
+        np.testing.assert_array_equal(full.get_tensor(a[name]), pruned.get_tensor(b[name]), err_msg=name)
 
 
 def test_ssd_anchors_follow_the_graph():

@@ -60,8 +60,9 @@ def refine_from_heatmap(xy: np.ndarray, heatmap_logits: np.ndarray, crop_size: i
 class LandmarkModel:
     def __init__(self, model_path: Path, levels: Iterable[str], num_threads: int = 2):
         self.level_names = tuple(levels)
-        self._interpreter = load_interpreter(
-            model_path, [FEATURE_LEVELS[name].tensor for name in self.level_names], num_threads=num_threads)
+        # Only what run() reads stays in the model: the segmentation and world-landmark branches are pruned.
+        read = [LANDMARKS_TENSOR, PRESENCE_TENSOR, HEATMAP_TENSOR] + [FEATURE_LEVELS[n].tensor for n in self.level_names]
+        self._interpreter = load_interpreter(model_path, read, prune=True, num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._outputs = output_index_by_name(self._interpreter)
 
