@@ -241,8 +241,15 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
     if n_workers <= 1:
         results = [_work(*a) for a in args]
     else:
-        with mp.get_context("spawn").Pool(n_workers) as pool:
+        pool = mp.get_context("spawn").Pool(n_workers)
+        try:
             results = pool.map(_work_star, args)
+            pool.close()  # let workers exit on their own (terminate() leaks their semaphores)
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     summary.seconds = time.perf_counter() - start
     for r in results:
         summary.done += r["done"]
