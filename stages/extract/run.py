@@ -229,8 +229,12 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
         else:
             todo.append((spec, cid))
 
-    start = time.perf_counter()
     run = run.resolved(len(todo))
+    if progress:  # the settings of this run, once, before the bars (they are saved in the store too)
+        print(f"extract {dataset}: {len(specs)} clips ({summary.skipped} cached), {run.workers} worker(s) x "
+              f"{run.num_threads} thread(s); store {path}; settings {canonical_json(config.output_settings())}",
+              flush=True)
+    start = time.perf_counter()
     n_workers = max(1, min(run.workers, len(todo)))
     # Contiguous slices keep each worker's shards holding neighbouring clips.
     bounds = np.linspace(0, len(todo), n_workers + 1).astype(int)
