@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path

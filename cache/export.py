@@ -5,36 +5,22 @@ old file or the complete new one.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import pickle
-import uuid
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import h5py
 import numpy as np
 
 from posebridge.cache.store import KEYPOINT_CHANNELS, ClipArrays, ClipRecord, CueStore
+from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.errors import UserError
 
 _X, _Y, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "visibility"))
 _PYSKL_REQUIRED = ("frame_dir", "total_frames", "label", "keypoint")
-
-
-@contextlib.contextmanager
-def _atomic_output(out_path: str | os.PathLike) -> Iterator[Path]:
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- PYSKL -------------------------------------------------------------------------------------
@@ -54,7 +40,7 @@ def export_pyskl(store: CueStore, out_path: str | os.PathLike,
     annotations.sort(key=lambda a: a["frame_dir"])
     data = {"split": {name: [c for c in ids if c in have] for name, ids in split.items()},
             "annotations": annotations}
-    with _atomic_output(out_path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
     return {name: ids for name, ids in missing.items() if ids}
 
@@ -112,7 +98,7 @@ def export_hdf5(store: CueStore, out_path: str | os.PathLike) -> None:
 
     Root attr `store_attrs` and each clip's attr `record` are JSON, so any HDF5 reader can use it.
     """
-    with _atomic_output(out_path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["store_attrs"] = json.dumps(store.attrs)
         clips = f.create_group("clips")
         for record, arrays in store.iter_clips():

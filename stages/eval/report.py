@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.eval.metrics import aggregate
 
@@ -35,9 +36,8 @@ def versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(obj):

@@ -21,6 +21,7 @@ from posebridge.cache.manifest import FailureLog
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline import paths
+from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.config import ExtractConfig, RunSettings
 from posebridge.pipeline.datasets import ClipSpec, scan
 from posebridge.pipeline.fingerprint import canonical_json, content_id, file_sha256, fingerprint
@@ -112,9 +113,8 @@ def _content_ids(specs: list[ClipSpec], memo_path: Path) -> dict[str, str]:
             memo[spec.clip_id] = [*key, out[spec.clip_id]]
             changed = True
     if changed:
-        tmp = memo_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_path)
+        with atomic_path(memo_path) as tmp:
+            tmp.write_text(json.dumps(memo))
     return out
 
 

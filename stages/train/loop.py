@@ -8,7 +8,6 @@ folder. evaluate() repeats the scoring from a checkpoint.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.eval import metrics as M
@@ -308,9 +308,8 @@ def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
     """Write to a temporary file and rename: a crash mid-write never leaves a torn checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig) -> None:

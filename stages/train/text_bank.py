@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.stages.train.text import PART_NAMES, TEMPORAL_NAMES, ClassTexts
 from posebridge.stages.train.text_encoders import TextEncoder
@@ -66,14 +65,8 @@ def _load_shards(folder: Path, wanted: set[str], dim: int) -> dict[str, np.ndarr
 
 
 def _write_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def cached_embeddings(texts: list[str], encoder: TextEncoder, cache_dir: Path) -> dict[str, np.ndarray]:
