@@ -275,17 +275,20 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     Returns (metrics for metrics.json, details for the plots)."""
     seen, unseen = np.array(split.seen), np.array(split.unseen)
     out: dict = {}
-    zsl_idx = parts["test_zsl"]
+    # The ZSL samples are the unseen-class part of the GZSL samples: embed the test side once.
+    gzsl_idx, zsl_idx = parts["test_gzsl"], parts["test_zsl"]
+    test_visual = embed(model, data, gzsl_idx)
+    rows = torch.as_tensor(np.searchsorted(gzsl_idx, zsl_idx))
     zsl_labels = _columns(data.labels[zsl_idx], unseen)
-    zsl_scores = score(model, embed(model, data, zsl_idx), texts, unseen, cfg, refine=np.ones(len(unseen), bool))
+    zsl_scores = score(model, Visual(*(t[rows] for t in test_visual)), texts, unseen, cfg,
+                       refine=np.ones(len(unseen), bool))
     zsl_preds = zsl_scores.argmax(1) if len(zsl_idx) else np.zeros(0, np.int64)
     per_class = M.per_class_accuracy(zsl_preds, zsl_labels, len(unseen))
     out["zsl"] = {**M.zsl_topk(zsl_scores, zsl_labels), "mean_class_acc": M.mean_class_accuracy(zsl_preds, zsl_labels, len(unseen)),
                   "samples": int(len(zsl_idx))}
     both = np.array(sorted(set(seen.tolist()) | set(unseen.tolist())))
     seen_mask = np.isin(both, seen)
-    gzsl_idx = parts["test_gzsl"]
-    gzsl_scores = score(model, embed(model, data, gzsl_idx), texts, both, cfg, refine=~seen_mask)
+    gzsl_scores = score(model, test_visual, texts, both, cfg, refine=~seen_mask)
     gzsl_labels = _columns(data.labels[gzsl_idx], both)
     out["gzsl"] = {**M.gzsl(gzsl_scores, gzsl_labels, seen_mask, gamma), "samples": int(len(gzsl_idx))}
     out["gzsl_uncalibrated"] = M.gzsl(gzsl_scores, gzsl_labels, seen_mask, 0.0)

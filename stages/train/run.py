@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from posebridge.cache.store import list_stores
 from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
@@ -44,13 +46,18 @@ def _extract_hint(dataset: str) -> str:
     return hint
 
 
+def dataset_stores(root: Path, dataset: str) -> list[Path]:
+    """Every cue store under `root` that can serve `dataset`'s splits."""
+    return [p for d in _STORE_DATASETS.get(dataset, (dataset,)) for p in list_stores(root, d)]
+
+
 def check_cache_exists(split_name: str, cache_dir: Path | None) -> None:
     """Fail first, with the exact extract command, when a split's dataset has no cache at all."""
     dataset = split_name.lower().split("_")[0]
     if dataset == SYNTHETIC or dataset not in {"ntu60", "ntu120", "pkummd", "kinetics200", "kinetics400"}:
         return
     root = paths.cache_root(cache_dir)
-    if not any(list_stores(root, d) for d in _STORE_DATASETS.get(dataset, (dataset,))):
+    if not dataset_stores(root, dataset):
         extra = "; kinetics200 splits also need --kinetics200-classes FILE (the K200 class list is not public)" \
             if dataset == "kinetics200" else ""
         raise UserError(f"no cue cache for {split_name} (dataset '{dataset}') under {root}; extract it first: "
@@ -66,7 +73,7 @@ def find_store(split: Split, cache_dir: Path | None = None, store: Path | None =
         from posebridge.stages.train.synthetic import write_synthetic_store
 
         return write_synthetic_store(root)  # generated on first use, reused afterwards
-    found = [p for d in _STORE_DATASETS.get(split.dataset, (split.dataset,)) for p in list_stores(root, d)]
+    found = dataset_stores(root, split.dataset)
     if not found:
         raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; extract it first: "
                         f"{_extract_hint(split.dataset)} (or train skeleton-only: --pyskl FILE --cues none)")
@@ -80,8 +87,6 @@ def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
     """Kinetics-200 is a subset of K400: map clips' K400 labels to the split's classes by name."""
     if split.dataset != "kinetics200":
         return dataset
-    import numpy as np
-
     k200 = {name.lower(): i for i, name in enumerate(split.class_names)}
     new = np.array([k200.get(str(m.get("label_name") or "").lower(), -1) for m in dataset.meta])
     keep = np.flatnonzero(new >= 0)
