@@ -266,10 +266,12 @@ def test_load_store_rows_follow_clip_ids_not_part_order(tmp_path):
         clips.append((ClipRecord(clip_id=f"c{label}", content_id=f"x{label}", label=label, width=640, height=480),
                       ClipArrays(keypoints=kp, score=score, features=feat, heatmaps=hm)))
     loaded = []
-    for name, order in (("a", clips), ("b", clips[::-1])):
+    # "a": one part per clip (parts named at random); "b": one part holding c2, c1, c0 in that order,
+    # so its storage order is certainly not clip_id order.
+    for name, order, per_part in (("a", clips, 1), ("b", clips[::-1], 3)):
         store = CueStore.create(store_dir(tmp_path, name, "f" * 64), dataset=name, fingerprint="f" * 64,
                                 extractor={}, layout=store_layout())
-        with ShardWriter(store, shard_clips=1) as writer:  # one part per clip, parts named at random
+        with ShardWriter(store, shard_clips=per_part) as writer:
             for record, arrays in order:
                 writer.add(record, arrays)
         loaded.append(load_store(store, num_frames=24))
