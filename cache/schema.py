@@ -1,0 +1,190 @@
+"""The typed contract between the stages: the skeleton registry and the cache layout (schema v2).
+
+Every producer (embedded and mmpose backends, the synthetic generator) and every consumer (stage-2
+loader, heads, exports) looks skeletons up here by NAME, never by joint count, and reads a store's
+layout through `CacheLayout.from_attrs`, which refuses a layout it cannot trust.
+
+Schema 2 stores hold M person slots per frame: keypoints [F, M, V, 5], score [F, M], features
+[F, M, Vc, C], heatmaps [F, M, Vc, P, P]. Schema 1 stores (no person axis) are read as M = 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from posebridge.pipeline.errors import UserError
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+KEYPOINT_CHANNELS = ("x", "y", "z", "visibility", "presence")
+FEATURE_DTYPES = ("uint8", "float16")
+# "sigmoid": a heatmap channel's per-cell sigmoid (BlazePose, mmpose heatmap heads);
+# "simcc_outer": the outer product of a SimCC head's softmaxed x and y vectors.
+HEATMAP_KINDS = ("sigmoid", "simcc_outer")
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """One keypoint layout: names, tree, body parts and the joints normalisation needs."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    parents: tuple[int, ...]  # for the bone stream; the root is its own parent (a zero bone)
+    parts: tuple[tuple[int, ...], ...]  # joints of head, hands, torso, legs (text.PART_NAMES order)
+    centre: tuple[int, ...]  # averaged: the body centre (mid-hip)
+    shoulders: tuple[int, ...]  # averaged: top of the torso
+    hips: tuple[int, ...]  # averaged: bottom of the torso
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    def __post_init__(self):
+        v = len(self.joint_names)
+        assert len(self.parents) == v and all(0 <= p < v for p in self.parents), self.name
+        assert all(0 <= j < v for group in (*self.parts, self.centre, self.shoulders, self.hips) for j in group)
+
+
+BLAZEPOSE33 = Skeleton(
+    "blazepose33",
+    joint_names=(
+        "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+        "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+        "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+        "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+        "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+        "right_heel", "left_foot_index", "right_foot_index",
+    ),
+    parents=(0, 0, 1, 2, 0, 4, 5, 3, 6, 0, 0, 0, 0, 11, 12, 13, 14, 15, 16, 15, 16, 15, 16,
+             11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
+    # "hands" is the whole arm below the shoulder: elbows and wrists carry most of what a hand does.
+    parts=(tuple(range(0, 11)), (13, 14, 15, 16, 17, 18, 19, 20, 21, 22), (11, 12, 23, 24), tuple(range(25, 33))),
+    centre=(23, 24), shoulders=(11, 12), hips=(23, 24),
+)
+
+COCO17 = Skeleton(
+    "coco17",
+    joint_names=(
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+        "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+        "right_knee", "left_ankle", "right_ankle",
+    ),
+    parents=(0, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
+    parts=((0, 1, 2, 3, 4), (7, 8, 9, 10), (5, 6, 11, 12), (13, 14, 15, 16)),
+    centre=(11, 12), shoulders=(5, 6), hips=(11, 12),
+)
+
+NTU25 = Skeleton(  # Kinect v2 order, 0-based
+    "ntu25",
+    joint_names=(
+        "spine_base", "spine_mid", "neck", "head", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+        "right_shoulder", "right_elbow", "right_wrist", "right_hand", "left_hip", "left_knee", "left_ankle",
+        "left_foot", "right_hip", "right_knee", "right_ankle", "right_foot", "spine_shoulder",
+        "left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb",
+    ),
+    parents=(0, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 7, 11, 11),
+    parts=((2, 3), (5, 6, 7, 9, 10, 11, 21, 22, 23, 24), (0, 1, 4, 8, 12, 16, 20), (13, 14, 15, 17, 18, 19)),
+    centre=(0,), shoulders=(20,), hips=(0,),  # spine base, spine shoulder
+)
+
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (BLAZEPOSE33, COCO17, NTU25)}
+
+# BlazePose-33 index of each COCO-17 joint (COCO order): the PYSKL export's default mapping.
+BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+assert tuple(BLAZEPOSE33.joint_names[i] for i in BLAZEPOSE_TO_COCO17) == COCO17.joint_names
+
+# Joints at which cues are sampled by default: the 13 body joints (nose, shoulders, elbows,
+# wrists, hips, knees, ankles), BlazePose indices. Face and finger points add bytes but little context.
+BODY13 = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+
+def skeleton(name: str) -> Skeleton:
+    if name not in SKELETONS:
+        raise UserError(f"unknown skeleton {name!r}; known: {', '.join(SKELETONS)}")
+    return SKELETONS[name]
+
+
+def skeleton_for_joints(num_joints: int, source: str) -> Skeleton:
+    """The registry's skeleton with this many joints, for sources that carry no names (PYSKL pickles
+    follow exactly one of these layouts: COCO-17 2D, NTU-25 3D, or our BlazePose-33 export)."""
+    found = [s for s in SKELETONS.values() if s.num_joints == num_joints]
+    if not found:
+        known = ", ".join(f"{s.num_joints} ({s.name})" for s in SKELETONS.values())
+        raise UserError(f"{source} has {num_joints} joints per skeleton; stage 2 knows {known}: "
+                        f"convert the keypoints to one of these layouts")
+    return found[0]
+
+
+def skeleton_named_by(joint_names, source: str) -> Skeleton:
+    """The registry's skeleton whose joint names are exactly these."""
+    names = tuple(joint_names)
+    for s in SKELETONS.values():
+        if s.joint_names == names:
+            return s
+    raise UserError(f"{source}: its {len(names)} joint names match no registered skeleton "
+                    f"({', '.join(SKELETONS)}); add it to cache/schema.py")
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """What every frame of a store holds; written to the root attrs `layout`, validated on open."""
+
+    skeleton: str
+    joint_names: tuple[str, ...]
+    cue_joints: tuple[int, ...]  # indices into joint_names where cues are sampled
+    levels: tuple[str, ...]
+    feature_channels: int
+    heatmap_patch: int
+    feature_dtype: str = "uint8"
+    heatmap_kind: str = "sigmoid"
+    max_persons: int = 2
+
+    def __post_init__(self):
+        where = "cache layout"
+        reg = skeleton(self.skeleton)
+        if tuple(self.joint_names) != reg.joint_names:
+            raise UserError(f"{where}: joint names do not match the registry's {self.skeleton}")
+        bad = [j for j in self.cue_joints if not 0 <= j < len(self.joint_names)]
+        if bad or not self.cue_joints:
+            raise UserError(f"{where}: cue joints {bad or '(empty)'} are not joints 0..{len(self.joint_names) - 1}")
+        if self.feature_dtype not in FEATURE_DTYPES:
+            raise UserError(f"feature_dtype {self.feature_dtype!r} is not one of {FEATURE_DTYPES}")
+        if self.heatmap_kind not in HEATMAP_KINDS:
+            raise UserError(f"heatmap_kind {self.heatmap_kind!r} is not one of {HEATMAP_KINDS}")
+        if self.max_persons < 1 or self.feature_channels < 0 or self.heatmap_patch < 1:
+            raise UserError(f"{where}: max_persons, heatmap_patch must be >= 1 and feature_channels >= 0 "
+                            f"(got {self.max_persons}, {self.heatmap_patch}, {self.feature_channels})")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    def frame_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-frame shape of each stored array."""
+        m, v, vc, p = self.max_persons, self.num_joints, len(self.cue_joints), self.heatmap_patch
+        return {"keypoints": (m, v, len(KEYPOINT_CHANNELS)), "score": (m,),
+                "features": (m, vc, self.feature_channels), "heatmaps": (m, vc, p, p)}
+
+    def to_attrs(self) -> dict:
+        """JSON-ready (tuples as lists), as a reader of the store's attrs sees it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict, schema_version: int = SCHEMA_VERSION, source: str = "store") -> CacheLayout:
+        """The layout of a store's root attrs. Schema 1 had no skeleton name, kind or person axis:
+        its skeleton is found by its joint names, its heatmaps were sigmoid, and it holds one person."""
+        attrs = dict(attrs)
+        if schema_version == 1:
+            attrs = {**attrs, "skeleton": skeleton_named_by(attrs.get("joint_names", ()), source).name,
+                     "heatmap_kind": "sigmoid", "max_persons": 1}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        missing = sorted(required - attrs.keys())
+        if missing:
+            raise UserError(f"{source}: its layout lacks {missing}; it was not written by this posebridge: "
+                            f"extract again into another --cache-dir")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items() if k in fields}
+        try:
+            return cls(**values)
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
