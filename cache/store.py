@@ -5,17 +5,20 @@
       store.zarr/               root group attrs: schema_version, dataset, fingerprint, extractor,
                                 layout, created_with
         parts/<part>/           one group per part, written once by one writer, then renamed in
-          keypoints     [F, V, 5]       float16  (KEYPOINT_CHANNELS; x, y normalised to the image)
-          score         [F]             float16  (pose presence per frame)
-          features      [F, Vc, C]      uint8 (per clip, per channel lo..hi) or float16
-          heatmaps      [F, Vc, P, P]   uint8 = round(p * 255)
-          feature_range [n_clips, 2, C] float32  (lo, hi) of each clip
+          keypoints     [F, M, V, 5]     float16  (KEYPOINT_CHANNELS; x, y normalised to the image)
+          score         [F, M]           float16  (pose presence per frame and person slot; 0 = empty)
+          features      [F, M, Vc, C]    uint8 (per clip, per channel lo..hi) or float16
+          heatmaps      [F, M, Vc, P, P] uint8 = round(p * 255)
+          feature_range [n_clips, 2, C]  float32  (lo, hi) of each clip, over its present persons
           attrs.clips = [{clip_id, content_id, offset, length, label, label_name, fps, height,
                           width, meta}]; a clip is rows offset:offset+length of every [F, ...] array
 
 Each array of a part is one zarr shard (the unit of writing: one writer, one assignment) made of
 64-frame chunks (the unit of reading). A folder named `.tmp-*` is a part still being written, or
 left by a killed writer; readers never look at it.
+
+M = layout.max_persons person slots (schema v2, cache/schema.py), main actor first. A schema-1
+store (no person axis) is read as M = 1: its arrays get the axis on read, its layout says so.
 """
 from __future__ import annotations
 
@@ -36,12 +39,9 @@ import zarr
 from zarr.storage import LocalStore
 
 from posebridge.cache.manifest import FailureLog
+from posebridge.cache.schema import KEYPOINT_CHANNELS, READABLE_SCHEMAS, SCHEMA_VERSION, CacheLayout  # noqa: F401
 from posebridge.pipeline.errors import UserError
 
-SCHEMA_VERSION = 1
-KEYPOINT_CHANNELS = ("x", "y", "z", "visibility", "presence")
-LAYOUT_KEYS = ("joint_names", "cue_joints", "levels", "feature_channels", "heatmap_patch", "feature_dtype")
-FEATURE_DTYPES = ("uint8", "float16")
 STORE_NAME = "store.zarr"
 PARTS = "parts"
 TMP_PREFIX = ".tmp-"
@@ -64,10 +64,10 @@ class ClipRecord:
 
 @dataclass
 class ClipArrays:
-    keypoints: np.ndarray  # [T, V, 5]
-    score: np.ndarray  # [T]
-    features: np.ndarray  # [T, Vc, C] float32 on write and (dequantised) on read
-    heatmaps: np.ndarray  # [T, Vc, P, P] float32 in [0, 1] on write and on read
+    keypoints: np.ndarray  # [T, M, V, 5]
+    score: np.ndarray  # [T, M]; 0 where a slot holds nobody
+    features: np.ndarray  # [T, M, Vc, C] float32 on write and (dequantised) on read
+    heatmaps: np.ndarray  # [T, M, Vc, P, P] float32 in [0, 1] on write and on read
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,22 @@ def list_stores(cache_root: str | os.PathLike, dataset: str | None = None) -> li
 
 # --- encoding: what a clip looks like on disk ------------------------------------------------
 
-def encode_clip(arrays: ClipArrays, layout: dict) -> dict[str, np.ndarray]:
-    """ClipArrays -> the stored arrays of one clip (feature_range as [2, C])."""
+def encode_clip(arrays: ClipArrays, layout: CacheLayout) -> dict[str, np.ndarray]:
+    """ClipArrays -> the stored arrays of one clip (feature_range as [2, C]).
+
+    The range covers the present persons only (empty slots are zeros, restored as zeros on read),
+    so an empty slot costs no quantisation precision."""
     features = np.asarray(arrays.features, dtype=np.float32)
-    lo, hi = features.min(axis=(0, 1)), features.max(axis=(0, 1))
-    if layout["feature_dtype"] == "float16":
+    present = np.asarray(arrays.score) > 0  # [T, M]
+    seen = features[present] if present.any() else np.zeros((1, *features.shape[2:]), np.float32)
+    lo, hi = seen.min(axis=(0, 1)), seen.max(axis=(0, 1))
+    if layout.feature_dtype == "float16":
         stored = features.astype(np.float16)
     else:
         span = hi - lo
         scale = np.divide(np.float32(255), span, out=np.zeros_like(span), where=span > 0)  # hi == lo -> 0
         stored = np.clip(np.rint((features - lo) * scale), 0, 255).astype(np.uint8)
+        stored[~present] = 0
     heatmaps = np.rint(np.clip(np.asarray(arrays.heatmaps, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
     return {
         "keypoints": np.asarray(arrays.keypoints).astype(np.float16),
@@ -113,11 +119,15 @@ def encode_clip(arrays: ClipArrays, layout: dict) -> dict[str, np.ndarray]:
     }
 
 
-def decode_clip(stored: dict[str, np.ndarray], feature_range: np.ndarray) -> ClipArrays:
+def decode_clip(stored: dict[str, np.ndarray], feature_range: np.ndarray, schema_version: int = SCHEMA_VERSION
+                ) -> ClipArrays:
+    if schema_version == 1:  # the one place a schema-1 clip becomes M = 1
+        stored = {name: array[:, None] for name, array in stored.items()}
     features = stored["features"]
     if features.dtype == np.uint8:
         lo, hi = feature_range
         features = lo + features.astype(np.float32) * ((hi - lo) / np.float32(255))
+        features[~(stored["score"] > 0)] = 0.0  # empty slots are zeros, as they were written
     return ClipArrays(
         keypoints=stored["keypoints"].astype(np.float32),
         score=stored["score"].astype(np.float32),
@@ -178,14 +188,11 @@ class CueStore:
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, dataset: str, fingerprint: str, extractor: dict,
-               layout: dict) -> CueStore:
+               layout: CacheLayout) -> CueStore:
         """Create the store, or open it if it exists with the same fingerprint (resume)."""
         path = Path(path)
-        missing = [k for k in LAYOUT_KEYS if k not in layout]
-        if missing:
-            raise ValueError(f"layout lacks {missing}")
-        if layout["feature_dtype"] not in FEATURE_DTYPES:
-            raise UserError(f"feature_dtype {layout['feature_dtype']!r} is not one of {FEATURE_DTYPES}")
+        if not isinstance(layout, CacheLayout):
+            raise TypeError(f"layout must be a cache.schema.CacheLayout, not {type(layout).__name__}")
         if not (path / STORE_NAME / "zarr.json").exists():
             attrs = {
                 "schema_version": SCHEMA_VERSION,
@@ -193,7 +200,7 @@ class CueStore:
                 "fingerprint": fingerprint,
                 # JSON round trip: tuples become lists, so what we hold equals what a reader sees.
                 "extractor": json.loads(json.dumps(extractor)),
-                "layout": json.loads(json.dumps(layout)),
+                "layout": layout.to_attrs(),
                 "created_with": _created_with(),
             }
             _create_root(path, attrs)
@@ -219,10 +226,13 @@ class CueStore:
         except (ValueError, TypeError, KeyError) as err:
             raise UserError(f"{root} is unreadable ({err}): delete {path} and extract again") from err
         version = attrs.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise UserError(f"{path} has cache schema version {version!r}; this posebridge reads version "
-                            f"{SCHEMA_VERSION}: extract again into another --cache-dir or delete {path}")
-        return cls(path, attrs)
+        if version not in READABLE_SCHEMAS:
+            raise UserError(f"{path} has cache schema version {version!r}; this posebridge reads versions "
+                            f"{', '.join(map(str, READABLE_SCHEMAS))}: extract again into another --cache-dir "
+                            f"or delete {path}")
+        store = cls(path, attrs)
+        store._layout = CacheLayout.from_attrs(attrs.get("layout", {}), version, source=str(path))
+        return store
 
     @property
     def path(self) -> Path:
@@ -237,8 +247,13 @@ class CueStore:
         return self._attrs["fingerprint"]
 
     @property
-    def layout(self) -> dict:
-        return self._attrs["layout"]
+    def schema_version(self) -> int:
+        return self._attrs["schema_version"]
+
+    @property
+    def layout(self) -> CacheLayout:
+        """The typed layout; a schema-1 store's says max_persons = 1."""
+        return self._layout
 
     @property
     def parts_dir(self) -> Path:
@@ -256,7 +271,7 @@ class CueStore:
         group = self._open_part(entry.part)
         rows = slice(entry.offset, entry.offset + entry.record.num_frames)
         stored = {name: group[name][rows] for name in ("keypoints", "score", "features", "heatmaps")}
-        return decode_clip(stored, group["feature_range"][entry.row])
+        return decode_clip(stored, group["feature_range"][entry.row], self.schema_version)
 
     def iter_clips(self, clip_ids: Iterable[str] | None = None) -> Iterator[tuple[ClipRecord, ClipArrays]]:
         """Clips in storage order (part, then offset); each part's span is read once."""
@@ -274,7 +289,7 @@ class CueStore:
             ranges = group["feature_range"][:]
             for e in chosen:
                 rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
-                yield e.record, decode_clip({k: v[rows] for k, v in span.items()}, ranges[e.row])
+                yield e.record, decode_clip({k: v[rows] for k, v in span.items()}, ranges[e.row], self.schema_version)
 
     def info(self) -> dict:
         records = self.clips()
@@ -290,7 +305,8 @@ class CueStore:
             "bytes_per_clip": size / len(records) if records else 0.0,
             "bytes_per_300_frames": size / n_frames * 300 if n_frames else 0.0,
             "n_failures": len(FailureLog(self._path).failures()),
-            "layout": self.layout,
+            "schema_version": self.schema_version,
+            "layout": self.layout.to_attrs(),
         }
 
     def _open_part(self, part: str) -> zarr.Group:

@@ -19,6 +19,9 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
+from posebridge.pipeline.errors import UserError
+
+from posebridge.cache.schema import SCHEMA_VERSION, CacheLayout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, dir_bytes, encode_clip, new_tmp_dir
 
 # The unit of reading: at least 64 frames, and ~64 KiB, since zarr's per-chunk cost (~0.5 ms) would
@@ -35,6 +38,9 @@ class ShardWriter:
     def __init__(self, store: CueStore, shard_clips: int = 16, worker: int = 0):
         if shard_clips < 1:
             raise ValueError("shard_clips must be >= 1")
+        if store.schema_version != SCHEMA_VERSION:  # a store never mixes two schemas
+            raise UserError(f"{store.path} is a schema-{store.schema_version} cue cache, read-only for this "
+                            f"posebridge: extract into a new store (a new --cache-dir, or delete {store.path})")
         self.store = store
         self.shard_clips = shard_clips
         self.worker = worker
@@ -63,16 +69,12 @@ class ShardWriter:
         self.flush()  # also while an exception propagates: every buffered clip is complete
 
 
-def _check(record: ClipRecord, arrays: ClipArrays, layout: dict) -> None:
+def _check(record: ClipRecord, arrays: ClipArrays, layout: CacheLayout) -> None:
     """Catch caller bugs at add() time, with the clip named, not later inside a zarr write."""
     t = len(arrays.score)
     if t == 0:
         raise ValueError(f"{record.clip_id}: zero-frame clips are never written; record them as failures")
-    v, vc = len(layout["joint_names"]), len(layout["cue_joints"])
-    c, p = layout["feature_channels"], layout["heatmap_patch"]
-    expected = {
-        "keypoints": (t, v, 5), "score": (t,), "features": (t, vc, c), "heatmaps": (t, vc, p, p),
-    }
+    expected = {name: (t, *shape) for name, shape in layout.frame_shapes().items()}
     for name, shape in expected.items():
         got = np.shape(getattr(arrays, name))
         if got != shape:

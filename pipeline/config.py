@@ -9,21 +9,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from posebridge.cache.schema import BLAZEPOSE33, BODY13  # noqa: F401 (BODY13 re-exported)
+
 # Bump when the meaning or layout of what stage 1 writes changes: every old store then misses.
-EXTRACT_STAGE_VERSION = 1
+EXTRACT_STAGE_VERSION = 2  # 2: schema v2, up to max_persons people per frame
 
-BLAZEPOSE_JOINTS = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
-    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
-    "right_heel", "left_foot_index", "right_foot_index",
-)
-
-# Joints at which cues are sampled by default: the 13 body joints (nose, shoulders, elbows,
-# wrists, hips, knees, ankles). Face and finger points add bytes but little new context.
-BODY13 = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+# Topology lives in the skeleton registry (cache/schema.py); these names are kept for the callers.
+BLAZEPOSE_JOINTS = BLAZEPOSE33.joint_names
 
 
 @dataclass(frozen=True)
@@ -49,6 +41,7 @@ class ExtractConfig:
     max_frames: int | None = None  # stop after this many kept frames per clip
     min_detection_score: float = 0.5  # detector threshold (the value compiled into MediaPipe 0.10.21)
     min_pose_presence: float = 0.5  # below it the person is lost and the detector runs again
+    max_persons: int = 2  # person slots per frame (M); a slot keeps one track's identity over a clip
 
     def output_settings(self) -> dict:
         return {"stage_version": EXTRACT_STAGE_VERSION, **dataclasses.asdict(self)}

@@ -1,6 +1,7 @@
 """The cue cache on real zarr stores: round trips, resume safety, concurrency, the failure log."""
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import socket
@@ -13,25 +14,31 @@ import pytest
 import zarr
 
 from posebridge.cache.manifest import FailureLog
+from posebridge.cache.schema import COCO17, CacheLayout
 from posebridge.cache.store import (
     TMP_PREFIX, ClipArrays, ClipRecord, CueStore, dir_bytes, list_stores, store_dir,
 )
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline.errors import UserError
 
-V, VC, C, P = 5, 3, 4, 3
-LAYOUT = {"joint_names": [f"j{i}" for i in range(V)], "cue_joints": [0, 2, 4], "levels": ["fpn64"],
-          "feature_channels": C, "heatmap_patch": P, "feature_dtype": "uint8"}
+M, V, VC, C, P = 2, 17, 3, 4, 3
+LAYOUT = CacheLayout(skeleton="coco17", joint_names=COCO17.joint_names, cue_joints=(0, 9, 10), levels=("fpn64",),
+                     feature_channels=C, heatmap_patch=P, feature_dtype="uint8", max_persons=M)
 FP_A, FP_B = "a" * 64, "b" * 64
 
 
 def make_clip(rng: np.random.Generator, t: int) -> ClipArrays:
-    return ClipArrays(
-        keypoints=rng.random((t, V, 5), dtype=np.float32),
-        score=rng.random(t, dtype=np.float32),
-        features=np.cumsum(rng.normal(0, 1, (t, VC, C)), axis=0).astype(np.float32) * 10,
-        heatmaps=rng.random((t, VC, P, P), dtype=np.float32),
+    """Two person slots; the second is empty (all zeros, score 0) in about a third of the frames."""
+    arrays = ClipArrays(
+        keypoints=rng.random((t, M, V, 5), dtype=np.float32),
+        score=rng.uniform(0.5, 1.0, (t, M)).astype(np.float32),
+        features=np.cumsum(rng.normal(0, 1, (t, M, VC, C)), axis=0).astype(np.float32) * 10,
+        heatmaps=rng.random((t, M, VC, P, P), dtype=np.float32),
     )
+    absent = rng.random(t) < 0.35
+    for name in ("keypoints", "score", "features", "heatmaps"):
+        getattr(arrays, name)[absent, 1] = 0
+    return arrays
 
 
 def make_record(i: int, content: str | None = None) -> ClipRecord:
@@ -41,7 +48,7 @@ def make_record(i: int, content: str | None = None) -> ClipRecord:
 
 def new_store(path: Path, fingerprint: str = FP_A, **layout_changes) -> CueStore:
     return CueStore.create(path, dataset="demo", fingerprint=fingerprint, extractor={"backend": "embedded"},
-                           layout={**LAYOUT, **layout_changes})
+                           layout=dataclasses.replace(LAYOUT, **layout_changes))
 
 
 def write(store: CueStore, clips: list[tuple[ClipRecord, ClipArrays]], shard_clips: int = 16, worker: int = 0) -> None:
@@ -53,9 +60,11 @@ def write(store: CueStore, clips: list[tuple[ClipRecord, ClipArrays]], shard_cli
 def assert_close(written: ClipArrays, read: ClipArrays) -> None:
     np.testing.assert_allclose(read.keypoints, written.keypoints, rtol=1e-3, atol=1e-3)  # float16
     np.testing.assert_allclose(read.score, written.score, rtol=1e-3, atol=1e-3)
-    lo, hi = written.features.min(axis=(0, 1)), written.features.max(axis=(0, 1))
+    present = written.score > 0
+    lo, hi = written.features[present].min(axis=(0, 1)), written.features[present].max(axis=(0, 1))
     bound = (hi - lo) / 255 / 2 + 1e-4 * (1 + np.abs(hi))  # half a quantisation step per channel
     assert (np.abs(read.features - written.features) <= bound).all()
+    assert (read.features[~present] == 0).all()  # an empty slot reads back as exact zeros
     assert np.abs(read.heatmaps - written.heatmaps).max() <= 1 / 255
     assert read.features.dtype == read.heatmaps.dtype == np.float32
 
@@ -92,12 +101,13 @@ def test_round_trip_with_ragged_lengths(tmp_path):
 def test_constant_channel_and_float16_features(tmp_path):
     rng = np.random.default_rng(1)
     arrays = make_clip(rng, 9)
-    arrays.features[:, :, 0] = 3.5  # hi == lo must not divide by zero
+    present = arrays.score > 0
+    arrays.features[present, :, 0] = 3.5  # hi == lo must not divide by zero
     for dtype in ("uint8", "float16"):
         store = new_store(tmp_path / dtype, feature_dtype=dtype)
         write(store, [(make_record(0), arrays)])
         read = store.read_clip(make_record(0).clip_id)
-        assert np.all(read.features[:, :, 0] == 3.5)
+        assert np.all(read.features[present][..., 0] == 3.5)
         assert_close(arrays, read)
     assert zarr.open_group(store.parts_dir / store.part_names()[0])["features"].dtype == np.float16
 
@@ -214,7 +224,7 @@ def test_info_reports_bytes(tmp_path):
     assert info["bytes_on_disk"] == dir_bytes(store.path / "store.zarr") > 0
     assert info["bytes_per_clip"] == info["bytes_on_disk"] / 4
     assert info["bytes_per_300_frames"] == pytest.approx(info["bytes_on_disk"] / 2)
-    assert info["fingerprint"] == FP_A and info["layout"] == LAYOUT
+    assert info["fingerprint"] == FP_A and info["layout"] == LAYOUT.to_attrs() and info["schema_version"] == 2
 
 
 def test_list_stores(tmp_path):
