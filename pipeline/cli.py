@@ -31,20 +31,20 @@ def _parse_ints(text: str) -> tuple[int, ...]:
 
 
 def build_extract_config(backend: str, levels: str, joints: str, stride: int, max_frames: Optional[int],
-                         window: int, heatmap_patch: int, feature_dtype: str):
+                         window: int, heatmap_patch: int, feature_dtype: str, max_persons: int = 2):
     from posebridge.pipeline.config import BODY13, BLAZEPOSE_JOINTS, CueConfig, ExtractConfig
 
     joint_sets = {"body13": BODY13, "all": tuple(range(len(BLAZEPOSE_JOINTS)))}
     cue_joints = joint_sets.get(joints) or _parse_ints(joints)
     for flag, value in (("--stride", stride), ("--window", window), ("--heatmap-patch", heatmap_patch),
-                        ("--max-frames", max_frames if max_frames is not None else 1)):
+                        ("--max-frames", max_frames if max_frames is not None else 1), ("--max-persons", max_persons)):
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if feature_dtype not in ("uint8", "float16"):
         raise UserError(f"--feature-dtype must be uint8 or float16, got '{feature_dtype}'")
     cues = CueConfig(levels=tuple(l.strip() for l in levels.split(",") if l.strip()), joints=cue_joints,
                      window=window, heatmap_patch=heatmap_patch, feature_dtype=feature_dtype)
-    return ExtractConfig(backend=backend, cues=cues, stride=stride, max_frames=max_frames)
+    return ExtractConfig(backend=backend, cues=cues, stride=stride, max_frames=max_frames, max_persons=max_persons)
 
 
 @app.command()
@@ -63,6 +63,8 @@ def extract(
     feature_dtype: str = typer.Option("uint8", "--feature-dtype", help="uint8 (per-clip scales) or float16."),
     stride: int = typer.Option(1, "--stride", help="Keep every k-th frame."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many frames per clip."),
+    max_persons: int = typer.Option(2, "--max-persons", help="People followed per frame (M), each in its own "
+                                    "slot, main actor first; 1 = the single most confident person."),
     workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own shards (0: one per core)."),
     threads: int = typer.Option(0, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
     shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per shard write."),
@@ -81,7 +83,8 @@ def extract(
     from posebridge.pipeline.config import RunSettings
     from posebridge.stages.extract.run import extract as run_extract
 
-    config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype)
+    config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype,
+                                  max_persons)
     run = RunSettings(num_threads=threads, workers=workers, shard_clips=shard_clips)
     options = {k: v for k, v in (("checkpoint", mmpose_checkpoint), ("model_config", mmpose_config),
                                  ("device", device)) if v is not None}
@@ -130,15 +133,17 @@ def export(
     store: str = typer.Argument(..., help="Store path or dataset name."),
     format: str = typer.Option("pyskl", "--format", help="pyskl (pickle) or hdf5."),
     out: Path = typer.Option(..., "--out", help="Output file."),
+    layout: str = typer.Option("coco17", "--layout", help="pyskl: coco17 (17 COCO joints, what pyskl's and "
+                               "mmaction2's 2D GCNs take) or full (every joint of the store)."),
     cache_dir: Optional[Path] = CacheDir,
 ) -> None:
-    """Export a cache to the PYSKL pickle format or to HDF5."""
+    """Export a cache to the PYSKL pickle format (keypoint [M, T, V, 2] pixels) or to HDF5."""
     from posebridge.cache import export as exporters
     from posebridge.cache.store import CueStore
 
     opened = CueStore.open(resolve_store(store, cache_dir))
     if format == "pyskl":
-        exporters.export_pyskl(opened, out, split=_standard_split(opened))
+        exporters.export_pyskl(opened, out, split=_standard_split(opened), layout=layout)
     elif format == "hdf5":
         exporters.export_hdf5(opened, out)
     else:

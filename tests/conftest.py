@@ -48,3 +48,22 @@ def video_dir(tmp_path, demo_videos) -> Path:
     for src, name in zip(demo_videos, names):
         shutil.copy(src, out / name)
     return out
+
+
+def _load_bench_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def two_person_clip(tmp_path_factory, demo_videos) -> Path:
+    """REAL footage, composed: demo clips cam01 | cam03 side by side (40 frames, 640 px high), so two
+    people are in every frame, the left one always on the left (bench/two_person_clip.py)."""
+    make = _load_bench_module("two_person_clip").write_side_by_side
+    by_name = {p.name: p for p in demo_videos}
+    out = tmp_path_factory.mktemp("two_person") / "videos" / "two_people.mp4"
+    return make(_need(by_name["cam01.mp4"]), _need(by_name["cam03.mp4"]), out, frames=40, height=640)

@@ -13,6 +13,7 @@ from posebridge.pipeline.config import BODY13, CueConfig, ExtractConfig
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
 from posebridge.pipeline.paths import models_root
+from posebridge.stages.extract import tracking
 from posebridge.stages.extract.backends import blazepose_roi as geometry
 from posebridge.stages.extract.backends import blazepose_spec as spec
 from posebridge.stages.extract.backends.base import FrameCues, make_backend
@@ -32,7 +33,12 @@ MAIN_BODY_JOINTS = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26)  # nose to knees:
 
 @pytest.fixture(scope="module")
 def backend():
-    return make_backend("embedded", ExtractConfig())
+    return make_backend("embedded", ExtractConfig())  # max_persons = 2
+
+
+@pytest.fixture(scope="module")
+def single():
+    return make_backend("embedded", ExtractConfig(max_persons=1))
 
 
 @pytest.fixture(scope="module")
@@ -132,32 +138,33 @@ def test_refine_from_heatmap_moves_to_a_confident_peak_only():
 
 
 def test_messi_pose_lands_on_the_footballer(messi, backend):
-    assert messi.score > 0.9
+    assert messi.score[0] > 0.9  # slot 0: the detector's best candidate
     x0, y0, x1, y1 = MESSI_FIGURE_BOX
-    xy = messi.keypoints[list(MAIN_BODY_JOINTS), :2] * [548, 342]
+    xy = messi.keypoints[0, list(MAIN_BODY_JOINTS), :2] * [548, 342]
     inside = (xy[:, 0] > x0) & (xy[:, 0] < x1) & (xy[:, 1] > y0) & (xy[:, 1] < y1)
     assert inside.all(), xy[~inside]
     nose, hips = xy[0], xy[[7, 8]].mean(axis=0)
     assert nose[1] < hips[1] - 60  # upright: the head is well above the hips
-    assert (messi.keypoints[list(MAIN_BODY_JOINTS), 3] > 0.8).all()
+    assert (messi.keypoints[0, list(MAIN_BODY_JOINTS), 3] > 0.8).all()
 
 
 def test_cue_shapes_and_dtypes(messi, backend):
-    assert messi.keypoints.shape == (33, 5) and messi.keypoints.dtype == np.float32
-    assert messi.features.shape == (len(BODY13), backend.feature_channels()) == (13, 96)
+    assert messi.keypoints.shape == (2, 33, 5) and messi.keypoints.dtype == np.float32
+    assert messi.score.shape == (2,) and messi.score.dtype == np.float32
+    assert messi.features.shape == (2, len(BODY13), backend.feature_channels()) == (2, 13, 96)
     assert messi.features.dtype == np.float32 and np.isfinite(messi.features).all()
-    assert messi.heatmaps.shape == (13, 3, 3) and messi.heatmaps.dtype == np.float32
+    assert messi.heatmaps.shape == (2, 13, 3, 3) and messi.heatmaps.dtype == np.float32
     assert 0 <= messi.heatmaps.min() and messi.heatmaps.max() <= 1
-    assert messi.keypoints[:, 3:].min() >= 0 and messi.keypoints[:, 3:].max() <= 1
+    assert messi.keypoints[..., 3:].min() >= 0 and messi.keypoints[..., 3:].max() <= 1
     assert set(backend.model_files()) == {"pose_detection", "pose_landmark_full"}
 
 
 def test_heatmap_patch_peaks_at_its_centre_for_confident_joints(messi_rgb):
     wide = make_backend("embedded", ExtractConfig(cues=CueConfig(heatmap_patch=7)))
     cues = wide.process(RGBFrame(messi_rgb))
-    confident = (cues.keypoints[list(BODY13), 3] > 0.9) & (cues.heatmaps.max(axis=(1, 2)) > 0.5)
+    confident = (cues.keypoints[0, list(BODY13), 3] > 0.9) & (cues.heatmaps[0].max(axis=(1, 2)) > 0.5)
     assert confident.sum() >= 6
-    for patch in cues.heatmaps[confident]:
+    for patch in cues.heatmaps[0][confident]:
         row, col = np.unravel_index(patch.argmax(), patch.shape)
         assert max(abs(row - 3), abs(col - 3)) <= 1
 
@@ -165,35 +172,53 @@ def test_heatmap_patch_peaks_at_its_centre_for_confident_joints(messi_rgb):
 def test_rgb_and_yuv_frames_give_close_keypoints(backend, messi, messi_rgb):
     backend.reset()
     yuv = backend.process(YUV420Frame.from_i420(cv2.cvtColor(messi_rgb, cv2.COLOR_RGB2YUV_I420)))
-    distance = np.hypot(*(yuv.keypoints[list(BODY13), :2] - messi.keypoints[list(BODY13), :2]).T)
+    distance = np.hypot(*(yuv.keypoints[0, list(BODY13), :2] - messi.keypoints[0, list(BODY13), :2]).T)
     assert np.median(distance) < 0.01 and distance.max() < 0.03
-    assert abs(yuv.score - messi.score) < 0.05
+    assert abs(yuv.score[0] - messi.score[0]) < 0.05
 
 
-def test_tracking_on_video_runs_the_detector_once(backend):
+def _run_video(backend, frames: int = 30):
+    """(keypoints [T, M, 33, 5], score [T, M], detector calls, landmark calls) of cam01's first frames."""
     backend.reset()
     before = dict(backend.stats)
     keypoints, scores = [], []
     with av.open(str(CAM01)) as container:
         for i, frame in enumerate(container.decode(video=0)):
-            if i == 30:
+            if i == frames:
                 break
             cues = backend.process(YUV420Frame.from_i420(frame.to_ndarray(format="yuv420p")))
-            keypoints.append(cues.keypoints[list(BODY13), :2])
+            keypoints.append(cues.keypoints)
             scores.append(cues.score)
-    assert backend.stats["detector_calls"] - before["detector_calls"] == 1
-    assert backend.stats["landmark_calls"] - before["landmark_calls"] == 30
-    assert min(scores) > 0.5
-    step = np.linalg.norm(np.diff(np.array(keypoints), axis=0), axis=-1)  # [29, 13], image-normalised
+    return (np.array(keypoints), np.array(scores), backend.stats["detector_calls"] - before["detector_calls"],
+            backend.stats["landmark_calls"] - before["landmark_calls"])
+
+
+def test_tracking_on_video_runs_the_detector_once(single):
+    keypoints, scores, detector_calls, landmark_calls = _run_video(single)
+    assert detector_calls == 1 and landmark_calls == 30
+    assert scores.min() > 0.5
+    step = np.linalg.norm(np.diff(keypoints[:, 0, list(BODY13), :2], axis=0), axis=-1)  # [29, 13], image-normalised
     assert np.median(step) < 0.01 and step.max() < 0.06
+
+
+def test_a_free_slot_costs_a_detector_call_every_few_frames_and_changes_nothing(single, backend):
+    """Single-person footage with M = 2: the one person is followed exactly as with M = 1, the free
+    slot stays empty, and the detector looks for a second person only every LOOK_EVERY + 1 frames."""
+    one_kp, one_score, _, _ = _run_video(single)
+    two_kp, two_score, detector_calls, landmark_calls = _run_video(backend)
+    np.testing.assert_array_equal(two_kp[:, 0], one_kp[:, 0])
+    np.testing.assert_array_equal(two_score[:, 0], one_score[:, 0])
+    assert not two_kp[:, 1].any() and not two_score[:, 1].any()
+    assert detector_calls == 1 + (30 - 1) // (tracking.LOOK_EVERY + 1)
+    assert landmark_calls <= 30 + detector_calls  # at most one try per look at a second candidate
 
 
 def test_empty_frame_has_no_person(backend):
     backend.reset()
     before = dict(backend.stats)
     cues = backend.process(RGBFrame(np.full((240, 320, 3), 90, np.uint8)))
-    assert cues.score == 0.0 and not cues.keypoints.any() and not cues.features.any()
-    assert cues.features.shape == (13, 96) and cues.heatmaps.shape == (13, 3, 3)
+    assert not cues.score.any() and not cues.keypoints.any() and not cues.features.any()
+    assert cues.features.shape == (2, 13, 96) and cues.heatmaps.shape == (2, 13, 3, 3)
     assert backend.stats["detector_calls"] - before["detector_calls"] == 1
     assert backend.stats["landmark_calls"] == before["landmark_calls"]
 

@@ -54,7 +54,7 @@ def test_a_changed_setting_writes_a_new_store_and_never_mixes(video_dir, models_
     other = ExtractConfig(max_frames=12, cues=CueConfig(heatmap_patch=5))
     b = extract(video_dir, "d", cache_dir=tmp_path, config=other, models_dir=models_dir, progress=False)
     assert a.store != b.store and b.done == 4
-    assert CueStore.open(b.store).layout["heatmap_patch"] == 5
+    assert CueStore.open(b.store).layout.heatmap_patch == 5
     # Not a cache of these settings: forcing it into the old store's path is refused.
     with pytest.raises(UserError, match="fingerprint"):
         CueStore.create(a.store, dataset="d", fingerprint="f" * 64, extractor={}, layout=CueStore.open(a.store).layout)

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posebridge.cache.manifest import FailureLog
+from posebridge.cache.schema import CacheLayout, skeleton_named_by
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline import paths
@@ -26,6 +27,7 @@ from posebridge.pipeline.config import ExtractConfig, RunSettings
 from posebridge.pipeline.datasets import ClipSpec, scan
 from posebridge.pipeline.fingerprint import canonical_json, content_id, file_sha256, fingerprint
 from posebridge.stages.extract.backends.base import make_backend
+from posebridge.stages.extract.tracking import main_actor_order
 from posebridge.stages.extract.video import VideoError, iter_frames, probe
 
 
@@ -77,15 +79,32 @@ def extractor_identity(config: ExtractConfig, backend) -> dict:
             "runtime": runtime}
 
 
-def cache_layout(config: ExtractConfig, backend) -> dict:
-    return {
-        "joint_names": list(backend.joint_names),
-        "cue_joints": list(config.cues.joints),
-        "levels": list(config.cues.levels),
-        "feature_channels": backend.feature_channels(),
-        "heatmap_patch": config.cues.heatmap_patch,
-        "feature_dtype": config.cues.feature_dtype,
-    }
+def cache_layout(config: ExtractConfig, backend) -> CacheLayout:
+    """The store's layout: the backend's skeleton (found in the registry by its joint names), cues, M."""
+    return CacheLayout(
+        skeleton=skeleton_named_by(backend.joint_names, f"the {backend.name} backend").name,
+        joint_names=tuple(backend.joint_names),
+        cue_joints=tuple(config.cues.joints),
+        levels=tuple(config.cues.levels),
+        feature_channels=backend.feature_channels(),
+        heatmap_patch=config.cues.heatmap_patch,
+        feature_dtype=config.cues.feature_dtype,
+        # Until every backend states it (the mmpose backend does not yet): sigmoid heatmaps.
+        heatmap_kind=getattr(backend, "heatmap_kind", "sigmoid"),
+        max_persons=config.max_persons,
+    )
+
+
+def _with_person_axis(cues, max_persons: int):
+    """FrameCues as schema v2 holds them. A backend that still returns one person per frame
+    ([V, 5] keypoints, a float score: the mmpose backend until it tracks people) gets slot 0 of M."""
+    if np.ndim(cues.keypoints) == 3:
+        return cues
+    def slots(a):
+        out = np.zeros((max_persons, *np.shape(a)), np.float32)
+        out[0] = a
+        return out
+    return type(cues)(slots(cues.keypoints), slots(cues.score), slots(cues.features), slots(cues.heatmaps))
 
 
 def _labels(clip: ClipSpec | ClipRecord) -> str:
@@ -125,7 +144,7 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
     backend.reset()
     kps, scores, feats, heats = [], [], [], []
     for frame in iter_frames(spec.path, stride=config.stride, max_frames=config.max_frames):
-        cues = backend.process(frame)
+        cues = _with_person_axis(backend.process(frame), config.max_persons)
         kps.append(cues.keypoints)
         scores.append(cues.score)
         feats.append(cues.features)
@@ -134,8 +153,10 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
             frame_bar.update(1)
     if not kps:
         raise VideoError("no frames decoded")
-    arrays = ClipArrays(keypoints=np.stack(kps), score=np.asarray(scores, np.float32),
-                        features=np.stack(feats), heatmaps=np.stack(heats))
+    # Slots are track identities; main actor first once the whole clip has been seen.
+    order = main_actor_order(np.stack(scores))
+    arrays = ClipArrays(keypoints=np.stack(kps)[:, order], score=np.stack(scores).astype(np.float32)[:, order],
+                        features=np.stack(feats)[:, order], heatmaps=np.stack(heats)[:, order])
     fps = info.fps / config.stride if info.fps else 0.0
     record = ClipRecord(clip_id=spec.clip_id, content_id=cid, label=spec.label, label_name=spec.label_name,
                         fps=fps, height=info.height, width=info.width, meta=dict(spec.meta),

@@ -14,15 +14,19 @@ from posebridge.pipeline.paths import models_root
 
 @dataclass
 class FrameCues:
-    keypoints: np.ndarray  # [V, 5] float32: x/W, y/H, z/W, visibility, presence; zeros when no person
-    score: float  # pose presence of the tracked person; 0.0 when there is none
-    features: np.ndarray  # [Vc, C] float32: per cue joint, levels concatenated in CueConfig.levels order
-    heatmaps: np.ndarray  # [Vc, P, P] float32 in [0, 1]: the joint's own heatmap channel around it
+    """Up to M = ExtractConfig.max_persons people of one frame. Slot m is one track's identity, stable
+    within a clip; an empty slot is all zeros with score 0 (schema v2, cache/schema.py)."""
+
+    keypoints: np.ndarray  # [M, V, 5] float32: x/W, y/H, z/W, visibility, presence
+    score: np.ndarray  # [M] float32: pose presence of each slot's person; 0.0 for an empty slot
+    features: np.ndarray  # [M, Vc, C] float32: per cue joint, levels concatenated in CueConfig.levels order
+    heatmaps: np.ndarray  # [M, Vc, P, P] float32 in [0, 1]: the joint's own heatmap channel around it
 
 
 class PoseBackend(Protocol):
     name: str
-    joint_names: tuple[str, ...]
+    joint_names: tuple[str, ...]  # exactly a skeleton of the registry (cache/schema.py)
+    heatmap_kind: str  # cache/schema.py HEATMAP_KINDS
     stats: dict  # counters, at least detector_calls and landmark_calls
 
     def feature_channels(self) -> int: ...

@@ -87,6 +87,11 @@ class PoseDetector:
 
     def detect(self, frame) -> Detection | None:
         """The best person in the frame (after NMS), or None below the score threshold."""
+        found = self.detect_all(frame, 1)
+        return found[0] if found else None
+
+    def detect_all(self, frame, max_people: int) -> list[Detection]:
+        """Up to max_people people in the frame, best first (NMS clusters at or above the threshold)."""
         size = DETECTOR_INPUT_SIZE
         to_input = geometry.letterbox_to_input(frame.width, frame.height, size)
         # Grey padding: 128 is (almost) zero in the model's [-1, 1] range.
@@ -97,13 +102,12 @@ class PoseDetector:
         scores = 1 / (1 + np.exp(-np.clip(logits.astype(np.float64), -_SCORE_CLIP, _SCORE_CLIP)))
         keep = np.flatnonzero(scores >= self.min_score)
         if keep.size == 0:
-            return None
+            return []
         raw = self._interpreter.get_tensor(self._boxes)[0, keep] / size
         anchors = self._anchors[keep]
         center, half = raw[:, 0:2] + anchors, raw[:, 2:4] / 2
         boxes = np.concatenate([center - half, center + half], axis=1) * size
         keypoints = (raw[:, 4:].reshape(-1, _NUM_KEYPOINTS, 2) + anchors[:, None]) * size
-        score, box, points = weighted_nms(scores[keep], boxes, keypoints)[0]
         to_image = geometry.invert(to_input)
-        return Detection(score, geometry.apply(to_image, box.reshape(2, 2)).ravel(),
-                         geometry.apply(to_image, points))
+        return [Detection(score, geometry.apply(to_image, box.reshape(2, 2)).ravel(), geometry.apply(to_image, points))
+                for score, box, points in weighted_nms(scores[keep], boxes, keypoints)[:max_people]]
