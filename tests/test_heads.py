@@ -7,19 +7,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from posebridge.cache.schema import skeleton_for_joints
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.train.heads import (
-    PART_JOINTS, PARENTS, ModelArgs, PoseBridge, PrototypeAdapter, SkeletonEncoder, masked_part_similarity,
-    refine_prototypes,
+    ModelArgs, PoseBridge, PrototypeAdapter, SkeletonEncoder, masked_part_similarity, refine_prototypes,
+    skeleton_layout,
 )
 
 B, T, V, VC, C, P2, D = 3, 24, 33, 13, 8, 9, 24
 
 
-def inputs(seed: int = 0, v: int = V):
+def person_inputs(seed: int = 0, v: int = V, b: int = B):
+    """One person per row: keypoints [b, T, v, 3], confidence, features, heatmaps."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, T, v, 3, generator=g), torch.rand(B, T, v, generator=g),
-            torch.randn(B, T, VC, C, generator=g), torch.rand(B, T, VC, P2, generator=g))
+    return (torch.randn(b, T, v, 3, generator=g), torch.rand(b, T, v, generator=g),
+            torch.randn(b, T, VC, C, generator=g), torch.rand(b, T, VC, P2, generator=g))
+
+
+def inputs(seed: int = 0, v: int = V):
+    """What the model takes: M = 1 person per clip, [B, 1, T, ...]."""
+    return tuple(x.unsqueeze(1) for x in person_inputs(seed, v))
 
 
 def make_model(cues: str, seed: int = 0) -> PoseBridge:
@@ -79,19 +86,20 @@ def test_one_optimisation_step_changes_weights_and_opens_the_gate():
 
 @pytest.mark.parametrize("v", [33, 25, 17])
 def test_part_tables_cover_every_joint_once_and_parents_are_valid(v):
-    joints = sorted(j for group in PART_JOINTS[v] for j in group)
+    groups, parents = skeleton_layout(v)
+    joints = sorted(j for group in groups for j in group)
     assert joints == list(range(v))
-    assert len(PARENTS[v]) == v and all(0 <= p < v for p in PARENTS[v])
-    g, parts, s = SkeletonEncoder(v, 16, 8, 1)(*inputs(v=v)[:2])
+    assert len(parents) == v and all(0 <= p < v for p in parents)
+    g, parts, s = SkeletonEncoder(v, 16, 8, 1)(*person_inputs(v=v)[:2])
     assert g.shape == (B, 16) and parts.shape == (B, 4, 16) and s.shape == (B, 3, 16)
 
 
 def test_part_tokens_depend_only_on_their_joints_before_mixing():
     # With no graph/temporal blocks, the "legs" token must ignore a change to the head joints.
     enc = SkeletonEncoder(V, 16, 8, layers=0, motion_bone=False)
-    kp, conf = inputs()[:2]
+    kp, conf = person_inputs()[:2]
     moved = kp.clone()
-    moved[:, :, list(PART_JOINTS[V][0])] += 5.0
+    moved[:, :, list(skeleton_for_joints(V, "test").parts[0])] += 5.0
     _, parts_a, _ = enc(kp, conf)
     _, parts_b, _ = enc(moved, conf)
     assert not torch.allclose(parts_a[:, 0], parts_b[:, 0])
@@ -137,3 +145,36 @@ def test_refinement_moves_only_refinable_classes_toward_confident_members():
 
 def test_logit_scale_starts_at_clip_temperature():
     assert math.isclose(float(make_model("none").scale().detach()), 1 / 0.07, rel_tol=1e-5)
+
+
+def _two_person_model() -> PoseBridge:
+    model = make_model("all")
+    with torch.no_grad():
+        model.bridge.gate.bias.fill_(1.0)  # cues reach the output too
+    return model.eval()  # batch norm on running statistics: each row's output depends on that row alone
+
+
+def test_absent_persons_change_nothing():
+    model = _two_person_model()
+    one = inputs()
+    empty = [torch.zeros_like(x) for x in one]
+    empty[0] = torch.randn_like(one[0])  # whatever its coordinates: confidence 0 means nobody is there
+    two = [torch.cat([x, e], dim=1) for x, e in zip(one, empty)]  # [B, 2, ...], slot 1 absent
+    for a, b in zip(model(*one), model(*two)):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_present_persons_are_encoded_alone_and_their_tokens_averaged():
+    model = _two_person_model()
+    a, b = person_inputs(0), person_inputs(1)
+    together = [torch.stack([x, y], dim=1) for x, y in zip(a, b)]  # [B, 2, ...]
+    expected = (model.person_tokens(*a) + model.person_tokens(*b)) / 2
+    assert torch.allclose(model.tokens(*together), expected, atol=1e-5)
+    swapped = [torch.stack([y, x], dim=1) for x, y in zip(a, b)]
+    assert torch.allclose(model.tokens(*swapped), expected, atol=1e-5)
+    # One clip with both, one with only the first: each clip pools its own present persons.
+    mixed = [t.clone() for t in together]
+    mixed[1][1, 1] = 0.0  # clip 1's second person: confidence 0 everywhere
+    tokens = model.tokens(*mixed)
+    assert torch.allclose(tokens[0], expected[0], atol=1e-5)
+    assert torch.allclose(tokens[1], model.person_tokens(*(x[1:2] for x in a))[0], atol=1e-5)

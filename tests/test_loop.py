@@ -28,11 +28,14 @@ def tiny_dataset(seed: int = 0) -> CueDataset:
     n = K * PER_CLASS
     labels = torch.arange(K).repeat_interleave(PER_CLASS)
     # A class-dependent offset, so there is something to learn; the rest is noise.
-    keypoints = torch.randn(n, T, V, 3, generator=g) * 0.3 + labels.float().view(n, 1, 1, 1) / K
+    # Two person slots [N, M=2, T, ...]; the second person is there in every other clip only.
+    keypoints = torch.randn(n, 2, T, V, 3, generator=g) * 0.3 + labels.float().view(n, 1, 1, 1, 1) / K
+    confidence = torch.rand(n, 2, T, V, generator=g)
+    confidence[::2, 1] = 0.0
     meta = [{"split": "train" if i % PER_CLASS < TRAIN_PER_CLASS else "test"} for i in range(n)]
     return CueDataset(
-        keypoints=keypoints, confidence=torch.rand(n, T, V, generator=g),
-        features=torch.randn(n, T, VC, C, generator=g), heatmaps=torch.rand(n, T, VC, P2, generator=g),
+        keypoints=keypoints, confidence=confidence,
+        features=torch.randn(n, 2, T, VC, C, generator=g), heatmaps=torch.rand(n, 2, T, VC, P2, generator=g),
         labels=labels, clip_ids=[f"clip{i:03d}" for i in range(n)], meta=meta,
         cue_joints=tuple(range(VC)), source_fingerprint="f" * 64)
 
@@ -141,7 +144,7 @@ def test_calibration_gamma_ignores_test_labels_and_test_samples():
             test = np.flatnonzero([m["split"] == "test" for m in ds.meta])
             perm = np.random.default_rng(shuffle_seed).permutation(test)
             ds.labels[test] = ds.labels[perm].clone()
-            ds.keypoints[test] = torch.randn(len(test), T, V, 3)
+            ds.keypoints[test] = torch.randn(len(test), 2, T, V, 3)
         parts = partition(ds, split, cfg.val_fraction, cfg.seed)
         data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
         texts = loop.class_text_tensors(bank, torch.device("cpu"))

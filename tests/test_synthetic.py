@@ -122,10 +122,11 @@ def test_store_is_written_once_and_reads_back(tmp_path):
     record = next(r for r in records if r.label == 5)
     keypoints, score, features, heatmaps = synthetic.generate_clip(5, int(record.clip_id[-4:]), seed=3)
     stored = store.read_clip(record.clip_id)
-    np.testing.assert_allclose(stored.keypoints, keypoints, atol=1e-3)  # float16 on disk
+    assert store.layout.max_persons == 1 and stored.keypoints.shape == (len(keypoints), 1, 33, 5)
+    np.testing.assert_allclose(stored.keypoints[:, 0], keypoints, atol=1e-3)  # float16 on disk
     span = features.max(axis=(0, 1)) - features.min(axis=(0, 1))
-    assert np.all(np.abs(stored.features - features) <= span / 255 + 1e-5)  # uint8 on disk
-    np.testing.assert_allclose(stored.heatmaps, heatmaps, atol=1 / 255)
+    assert np.all(np.abs(stored.features[:, 0] - features) <= span / 255 + 1e-5)  # uint8 on disk
+    np.testing.assert_allclose(stored.heatmaps[:, 0], heatmaps, atol=1 / 255)
 
     assert synthetic.write_synthetic_store(tmp_path, clips_per_class=2, seed=3) == path
     assert CueStore.open(path).part_names() == parts  # nothing rewritten
@@ -162,9 +163,9 @@ def test_only_the_cues_separate_context_only_pairs(store_path):
     ds = load_store(store_path, num_frames=32)
     labels = ds.labels.numpy()
     is_train = np.array([m["split"] == "train" for m in ds.meta])
-    skeleton = ds.keypoints.mean(dim=1).flatten(1).numpy()
-    wrist_features = ds.features[:, :, WRISTS].mean(dim=1).flatten(1).numpy()
-    wrist_heatmaps = ds.heatmaps[:, :, WRISTS].mean(dim=1).flatten(1).numpy()
+    skeleton = ds.keypoints[:, 0].mean(dim=1).flatten(1).numpy()  # the one person slot
+    wrist_features = ds.features[:, 0, :, WRISTS].mean(dim=1).flatten(1).numpy()
+    wrist_heatmaps = ds.heatmaps[:, 0, :, WRISTS].mean(dim=1).flatten(1).numpy()
     assert _context_pair_accuracy(skeleton, labels, is_train) < 0.65
     assert _context_pair_accuracy(wrist_features, labels, is_train) > 0.75
     assert _context_pair_accuracy(wrist_heatmaps, labels, is_train) > 0.8

@@ -12,8 +12,9 @@ from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
 from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.train import synthetic
+from posebridge.cache.schema import BLAZEPOSE33, COCO17
 from posebridge.stages.train.data import (
-    LAYOUTS, CueDataset, load_pyskl, load_store, normalise_skeleton, partition, resample,
+    CueDataset, load_pyskl, load_store, normalise_persons, normalise_skeleton, partition, resample,
 )
 
 CLIPS_PER_CLASS = 20
@@ -53,21 +54,21 @@ def test_normalisation_centres_on_mid_hip_in_torso_units():
     rng = np.random.default_rng(0)
     xyz = _blazepose_frames(rng)
     conf = np.ones(xyz.shape[:2])
-    out = normalise_skeleton(xyz, conf, LAYOUTS[33])
+    out = normalise_skeleton(xyz, conf, BLAZEPOSE33)
     np.testing.assert_allclose(out[:, [23, 24]].mean(axis=1)[:, :2], 0, atol=1e-6)
     np.testing.assert_allclose(out[:, [11, 12]].mean(axis=1)[:, 1], -1.0, atol=1e-6)  # one torso up
     # Invariant to where the person stands and how large they appear.
-    moved = normalise_skeleton(xyz * 2.5 + np.array([-300.0, 80.0, 10.0]), conf, LAYOUTS[33])
+    moved = normalise_skeleton(xyz * 2.5 + np.array([-300.0, 80.0, 10.0]), conf, BLAZEPOSE33)
     np.testing.assert_allclose(moved, out, atol=1e-5)
 
 
 def test_low_confidence_joints_keep_coordinates_but_not_the_statistics():
     xyz = _blazepose_frames(np.random.default_rng(1))
     conf = np.ones(xyz.shape[:2])
-    reference = normalise_skeleton(xyz, conf, LAYOUTS[33])
+    reference = normalise_skeleton(xyz, conf, BLAZEPOSE33)
     xyz[3, 23] = (5000, 5000, 0)  # a wild hip, flagged as invisible
     conf[3, 23] = 0.1
-    out = normalise_skeleton(xyz, conf, LAYOUTS[33])
+    out = normalise_skeleton(xyz, conf, BLAZEPOSE33)
     np.testing.assert_allclose(np.delete(out, 3, axis=0), np.delete(reference, 3, axis=0), atol=1e-5)
     assert out[3, 23, 0] > 10  # still where the model put it
 
@@ -76,7 +77,7 @@ def test_scale_falls_back_to_the_bounding_box_without_a_torso():
     xyz = _blazepose_frames(np.random.default_rng(2))
     conf = np.ones(xyz.shape[:2])
     conf[:, [11, 12]] = 0  # shoulders never seen
-    out = normalise_skeleton(xyz, conf, LAYOUTS[33])
+    out = normalise_skeleton(xyz, conf, BLAZEPOSE33)
     diagonals = [np.linalg.norm(f[c > 0, :2].max(0) - f[c > 0, :2].min(0)) for f, c in zip(out, conf)]
     assert np.median(diagonals) == pytest.approx(1.0, abs=1e-5)
 
@@ -87,9 +88,11 @@ def test_load_store_shapes_and_identity(synthetic_ds):
     n = CLIPS_PER_CLASS * len(synthetic.synthetic_classes())
     ds = synthetic_ds
     assert len(ds) == n
-    assert ds.keypoints.shape == (n, NUM_FRAMES, 33, 3) and ds.keypoints.dtype == torch.float32
-    assert ds.confidence.shape == (n, NUM_FRAMES, 33)
-    assert ds.features.shape == (n, NUM_FRAMES, 13, 96) and ds.heatmaps.shape == (n, NUM_FRAMES, 13, 9)
+    # The synthetic store holds one person slot (M = 1): [N, M, T, ...]
+    assert ds.keypoints.shape == (n, 1, NUM_FRAMES, 33, 3) and ds.keypoints.dtype == torch.float32
+    assert ds.confidence.shape == (n, 1, NUM_FRAMES, 33)
+    assert ds.features.shape == (n, 1, NUM_FRAMES, 13, 96) and ds.heatmaps.shape == (n, 1, NUM_FRAMES, 13, 9)
+    assert ds.skeleton == "blazepose33"
     assert ds.labels.dtype == torch.int64 and set(ds.labels.tolist()) == set(range(36))
     assert ds.cue_joints == synthetic.CUE_JOINTS
     assert len(ds.clip_ids) == len(set(ds.clip_ids)) == n
@@ -97,9 +100,10 @@ def test_load_store_shapes_and_identity(synthetic_ds):
     assert len(ds.source_fingerprint) == 64
     assert 0.89 <= float(ds.confidence.min()) and float(ds.confidence.max()) <= 1.0  # float16 on disk
     # Normalised: mid-hip near the origin, the torso about one unit long.
-    mid_hip = ds.keypoints[:, :, [23, 24]].mean(dim=(1, 2))
+    kp = ds.keypoints[:, 0]
+    mid_hip = kp[:, :, [23, 24]].mean(dim=(1, 2))
     assert mid_hip[:, :2].abs().max() < 0.1
-    torso = (ds.keypoints[:, :, [11, 12], :2].mean(2) - ds.keypoints[:, :, [23, 24], :2].mean(2)).norm(dim=-1)
+    torso = (kp[:, :, [11, 12], :2].mean(2) - kp[:, :, [23, 24], :2].mean(2)).norm(dim=-1)
     assert torso.median().item() == pytest.approx(1.0, abs=0.05)
 
 
@@ -148,7 +152,7 @@ def test_partition_of_the_synthetic_split(synthetic_ds):
 
 def _tiny_ds(metas: list[dict], labels: list[int]) -> CueDataset:
     n = len(labels)
-    return CueDataset(keypoints=torch.zeros(n, 4, 25, 3), confidence=torch.ones(n, 4, 25), features=None,
+    return CueDataset(keypoints=torch.zeros(n, 1, 4, 25, 3), confidence=torch.ones(n, 1, 4, 25), features=None,
                       heatmaps=None, labels=torch.tensor(labels), clip_ids=[f"clip{i}" for i in range(n)],
                       meta=metas, cue_joints=(), source_fingerprint="0" * 64)
 
@@ -202,7 +206,7 @@ def _write_pickle(path: Path, annotations: list[dict], split: dict) -> Path:
     return path
 
 
-def test_load_pyskl_2d_takes_the_surest_person(tmp_path):
+def test_load_pyskl_2d_puts_the_surest_person_first(tmp_path):
     rng = np.random.default_rng(0)
     annotations = []
     for i, t in enumerate((20, 45)):
@@ -214,17 +218,21 @@ def test_load_pyskl_2d_takes_the_surest_person(tmp_path):
     path = _write_pickle(tmp_path / "coco.pkl", annotations, {"train": ["v0"], "val": ["v1"]})
     ds = load_pyskl(path, num_frames=16)
 
-    assert ds.keypoints.shape == (2, 16, 17, 3) and ds.features is None and ds.heatmaps is None
+    assert ds.keypoints.shape == (2, 2, 16, 17, 3) and ds.features is None and ds.heatmaps is None
+    assert ds.skeleton == "coco17"
     assert ds.labels.tolist() == [0, 1] and ds.clip_ids == ["v0", "v1"]
     assert ds.meta[0]["pyskl_split"] == ["train"] and ds.meta[1]["pyskl_split"] == ["val"]
     assert torch.all(ds.keypoints[..., 2] == 0)  # 2D: z = 0
-    np.testing.assert_allclose(ds.confidence[0, :, 0], 0.2)
-    np.testing.assert_allclose(ds.confidence[0, :, 1], 0.9)
-    # Person 1 (score 0.9) was taken: its first frame, normalised the same way, is row 0.
-    expected = normalise_skeleton(np.concatenate([annotations[0]["keypoint"][1], np.zeros((20, 17, 1))], -1),
-                    annotations[0]["keypoint_score"][1], LAYOUTS[17])
-    np.testing.assert_allclose(ds.keypoints[0, 0], expected[0], atol=1e-5)
-    np.testing.assert_allclose(ds.keypoints[0, -1], expected[-1], atol=1e-5)
+    np.testing.assert_allclose(ds.confidence[0, 0, :, 0], 0.2)
+    np.testing.assert_allclose(ds.confidence[0, 0, :, 1], 0.9)
+    np.testing.assert_allclose(ds.confidence[0, 1], 0.4)
+    # Person 1 (score 0.9) is the main actor, slot 0; both persons are in its centre and torso units.
+    xyz = np.concatenate([annotations[0]["keypoint"][[1, 0]], np.zeros((2, 20, 17, 1))], -1)
+    expected = normalise_persons(xyz, annotations[0]["keypoint_score"][[1, 0]], COCO17)
+    np.testing.assert_allclose(expected[0], normalise_skeleton(xyz[0], annotations[0]["keypoint_score"][1], COCO17))
+    for m in (0, 1):
+        np.testing.assert_allclose(ds.keypoints[0, m, 0], expected[m, 0], atol=1e-5)
+        np.testing.assert_allclose(ds.keypoints[0, m, -1], expected[m, -1], atol=1e-5)
     assert ds.source_fingerprint == file_sha256(path)
 
 
@@ -239,9 +247,10 @@ def test_load_pyskl_3d_ntu_uses_coordinates_as_they_are(tmp_path):
     path = _write_pickle(tmp_path / "ntu.pkl", [ann], {"xsub_train": ["S001C001P001R001A001"], "xsub_val": []})
     ds = load_pyskl(path, num_frames=30)
 
-    assert torch.all(ds.confidence == 1)
+    assert torch.all(ds.confidence[0, 0] == 1)  # 3D: present joints are trusted
+    assert torch.all(ds.confidence[0, 1, :5] == 1) and torch.all(ds.confidence[0, 1, 5:] == 0)
     expected = (keypoint[0] - np.array([0.1, 0.0, 3.0])) / 0.5
-    np.testing.assert_allclose(ds.keypoints[0].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(ds.keypoints[0, 0].numpy(), expected, atol=1e-5)
     assert ds.meta[0]["pyskl_split"] == ["xsub_train"]
 
 
@@ -264,7 +273,8 @@ def test_load_store_rows_follow_clip_ids_not_part_order(tmp_path):
     for label in range(3):
         kp, score, feat, hm = generate_clip(label, 0, 0)
         clips.append((ClipRecord(clip_id=f"c{label}", content_id=f"x{label}", label=label, width=640, height=480),
-                      ClipArrays(keypoints=kp, score=score, features=feat, heatmaps=hm)))
+                      ClipArrays(keypoints=kp[:, None], score=score[:, None], features=feat[:, None],
+                                 heatmaps=hm[:, None])))
     loaded = []
     # "a": one part per clip (parts named at random); "b": one part holding c2, c1, c0 in that order,
     # so its storage order is certainly not clip_id order.
@@ -282,14 +292,13 @@ def test_load_store_rows_follow_clip_ids_not_part_order(tmp_path):
 
 
 def test_frames_without_a_person_hold_the_nearest_pose():
-    from posebridge.stages.train.data import layout_for, normalise_skeleton
 
     rng = np.random.default_rng(0)
     xyz = rng.normal(500, 50, (6, 33, 3)).astype(np.float32)
     conf = np.ones((6, 33), np.float32)
     xyz[[0, 3]] = 0.0  # the pose model found nobody in frames 0 and 3: all-zero keypoints
     conf[[0, 3]] = 0.0
-    out = normalise_skeleton(xyz, conf, layout_for(33, "test"))
+    out = normalise_skeleton(xyz, conf, BLAZEPOSE33)
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_array_equal(out[3], out[2])  # ties go to the earlier frame
     assert np.abs(out).max() < 10  # nothing thrown to the image origin

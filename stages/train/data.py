@@ -10,6 +10,9 @@ length tensors. Every clip is brought to the same frame:
   divided by its median shoulder-to-hip distance, or the median bounding-box diagonal when the
   torso is never seen. Joints below MIN_CONFIDENCE keep their coordinates; only the statistics
   ignore them, and `confidence` tells the model how far to trust each joint.
+- persons: M slots per clip (the store's max_persons; PYSKL files: up to PYSKL_MAX_PERSONS), main
+  actor first. All persons of a clip share the main actor's centre and scale, so where they stand
+  relative to each other survives; an absent person is all zeros with confidence 0.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import numpy as np
 import torch
 
 from posebridge.cache.export import read_pyskl
-from posebridge.cache.store import KEYPOINT_CHANNELS, CueStore
+from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skeleton_for_joints
+from posebridge.cache.store import CueStore
 from posebridge.pipeline.datasets.ntu import is_train_sample
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
@@ -30,38 +34,22 @@ from posebridge.pipeline.splits.registry import Split
 
 MIN_CONFIDENCE = 0.3  # below it a joint does not enter the centre / scale statistics
 KINETICS_FALLBACK_TRAIN_PERCENT = 80
+PYSKL_MAX_PERSONS = 2  # as pyskl's and mmaction2's GCN pipelines (FormatGCNInput num_person=2)
 _X, _Y, _Z, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "z", "visibility"))
-
-
-@dataclass(frozen=True)
-class SkeletonLayout:
-    """Which joints give a skeleton's body centre and torso length."""
-
-    name: str
-    centre: tuple[int, ...]  # averaged: the body centre (mid-hip)
-    shoulders: tuple[int, ...]  # averaged: top of the torso
-    hips: tuple[int, ...]  # averaged: bottom of the torso
-
-
-# By number of joints: BlazePose 33, NTU RGB+D (Kinect v2) 25, COCO 17.
-LAYOUTS = {
-    33: SkeletonLayout("blazepose33", centre=(23, 24), shoulders=(11, 12), hips=(23, 24)),
-    25: SkeletonLayout("ntu25", centre=(0,), shoulders=(20,), hips=(0,)),  # spine base, spine shoulder
-    17: SkeletonLayout("coco17", centre=(11, 12), shoulders=(5, 6), hips=(11, 12)),
-}
 
 
 @dataclass
 class CueDataset:
-    keypoints: torch.Tensor  # [N, T, V, 3] float32, normalised x, y, z
-    confidence: torch.Tensor  # [N, T, V] float32 (visibility; 1 for PYSKL 3D)
-    features: torch.Tensor | None  # [N, T, Vc, C] float32; None for skeleton-only sources
-    heatmaps: torch.Tensor | None  # [N, T, Vc, P*P] float32
+    keypoints: torch.Tensor  # [N, M, T, V, 3] float32, normalised x, y, z
+    confidence: torch.Tensor  # [N, M, T, V] float32 (visibility; 1 for PYSKL 3D; 0 for an absent person)
+    features: torch.Tensor | None  # [N, M, T, Vc, C] float16; None for skeleton-only sources
+    heatmaps: torch.Tensor | None  # [N, M, T, Vc, P*P] float16
     labels: torch.Tensor  # [N] int64 dataset class index, -1 unknown
     clip_ids: list[str]
     meta: list[dict]
     cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
     source_fingerprint: str  # store fingerprint, or sha256 of the PYSKL file
+    skeleton: str = ""  # registry name (cache/schema.py); "" = found by the joint count
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -90,24 +78,35 @@ def resample(x: np.ndarray, num_frames: int) -> np.ndarray:
     return x[low] * (1 - frac) + x[low + 1] * frac
 
 
-def layout_for(num_joints: int, source: str) -> SkeletonLayout:
-    if num_joints not in LAYOUTS:
-        known = ", ".join(f"{v} ({layout.name})" for v, layout in LAYOUTS.items())
-        raise UserError(f"{source} has {num_joints} joints per skeleton; stage 2 knows {known}: "
-                        f"convert the keypoints to one of these layouts")
-    return LAYOUTS[num_joints]
-
-
 def _mean_of(xyz: np.ndarray, ok: np.ndarray, joints: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame mean of `joints` [T, 3], and whether all of them were trustworthy [T]."""
     return xyz[:, joints].mean(axis=1), ok[:, joints].all(axis=1)
 
 
-def normalise_skeleton(xyz: np.ndarray, confidence: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
+def normalise_skeleton(xyz: np.ndarray, confidence: np.ndarray, layout: Skeleton) -> np.ndarray:
     """[T, V, 3] pixel (or metric) coordinates -> centred on the clip's body centre, in torso units."""
-    ok = (confidence >= MIN_CONFIDENCE) & np.isfinite(xyz).all(axis=-1)
-    xyz = np.where(np.isfinite(xyz), xyz, 0.0)
+    return normalise_persons(xyz[None], confidence[None], layout)[0]
 
+
+def normalise_persons(xyz: np.ndarray, confidence: np.ndarray, layout: Skeleton) -> np.ndarray:
+    """[M, T, V, 3] -> every person in the frame of the main actor (person 0): centred on its body
+    centre, in its torso units. A person never seen stays all zeros."""
+    ok = (confidence >= MIN_CONFIDENCE) & np.isfinite(xyz).all(axis=-1)  # [M, T, V]
+    xyz = np.where(np.isfinite(xyz), xyz, 0.0)
+    main = int(np.argmax(ok.any(axis=(1, 2)))) if ok.any() else 0  # person 0 unless it is never seen
+    origin, scale = _origin_and_scale(xyz[main], ok[main], layout)
+    out = ((xyz - origin) / scale).astype(np.float32)
+    for m in range(len(out)):
+        seen = ok[m].any(axis=1)
+        if seen.any():
+            out[m] = out[m][_nearest_present_frame(seen)]
+        elif not xyz[m].any():  # an empty slot stays empty (not moved to -origin)
+            out[m] = 0.0
+    return out
+
+
+def _origin_and_scale(xyz: np.ndarray, ok: np.ndarray, layout: Skeleton) -> tuple[np.ndarray, float]:
+    """Body centre [3] and torso length of one person's [T, V, 3] clip."""
     centre, centre_ok = _mean_of(xyz, ok, layout.centre)
     if centre_ok.any():
         origin = centre[centre_ok].mean(axis=0)
@@ -123,8 +122,7 @@ def normalise_skeleton(xyz: np.ndarray, confidence: np.ndarray, layout: Skeleton
     scale = float(np.median(np.linalg.norm((top - bottom)[torso_ok, :2], axis=-1))) if torso_ok.any() else 0.0
     if scale <= 0:
         scale = _median_bbox_diagonal(xyz, ok)
-    out = ((xyz - origin) / (scale if scale > 0 else 1.0)).astype(np.float32)
-    return out[_nearest_present_frame(ok.any(axis=1))]
+    return origin, (scale if scale > 0 else 1.0)
 
 
 def _nearest_present_frame(present: np.ndarray) -> np.ndarray:
@@ -154,60 +152,68 @@ def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:
 # --- loaders ----------------------------------------------------------------------------------
 
 def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
-    """A whole cue cache as tensors, one row per clip in clip_id order."""
+    """A whole cue cache as tensors, one row per clip in clip_id order, M = the store's max_persons."""
     store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
     n = len(store.clips())
     if n == 0:
         raise UserError(f"{store.path} holds no clips yet: run `posebridge extract` for it first")
     layout = store.layout
-    num_joints, cue_joints = len(layout["joint_names"]), tuple(layout["cue_joints"])
-    skeleton = layout_for(num_joints, str(store.path))
-    patch_cells = layout["heatmap_patch"] ** 2
+    skel = skeleton(layout.skeleton)
+    m, num_joints, cue_joints = layout.max_persons, layout.num_joints, layout.cue_joints
+    patch_cells = layout.heatmap_patch ** 2
 
-    keypoints = np.empty((n, num_frames, num_joints, 3), np.float32)
-    confidence = np.empty((n, num_frames, num_joints), np.float32)
+    keypoints = np.empty((n, m, num_frames, num_joints, 3), np.float32)
+    confidence = np.empty((n, m, num_frames, num_joints), np.float32)
     # Cues stay float16 in memory (they come from uint8 codes; float16 keeps every code apart) so a
     # full NTU-scale cache fits in RAM; batches are cast to float32 after indexing.
-    features = np.empty((n, num_frames, len(cue_joints), layout["feature_channels"]), np.float16)
-    heatmaps = np.empty((n, num_frames, len(cue_joints), patch_cells), np.float16)
+    features = np.empty((n, m, num_frames, len(cue_joints), layout.feature_channels), np.float16)
+    heatmaps = np.empty((n, m, num_frames, len(cue_joints), patch_cells), np.float16)
     labels, clip_ids, meta = np.empty(n, np.int64), [""] * n, [{}] * n
     # Rows in clip_id order, not storage order: part names are random, and the same cache must give
     # the same batches (hence the same metrics) however its parts happened to be written.
     row_of = {record.clip_id: i for i, record in enumerate(store.clips())}
     for record, arrays in store.iter_clips():
         i = row_of[record.clip_id]
-        kp = arrays.keypoints
+        kp = arrays.keypoints.transpose(1, 0, 2, 3)  # [M, T, V, 5]
+        t = kp.shape[1]
         # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
         xyz = kp[..., [_X, _Y, _Z]] * np.array([record.width, record.height, record.width], np.float32)
         visibility = kp[..., _VISIBILITY]
-        keypoints[i] = resample(normalise_skeleton(xyz, visibility, skeleton), num_frames)
-        confidence[i] = resample(visibility, num_frames)
-        features[i] = resample(arrays.features, num_frames)
-        heatmaps[i] = resample(arrays.heatmaps.reshape(len(kp), len(cue_joints), patch_cells), num_frames)
+        keypoints[i] = resample(normalise_persons(xyz, visibility, skel).swapaxes(0, 1), num_frames).swapaxes(0, 1)
+        confidence[i] = resample(visibility.swapaxes(0, 1), num_frames).swapaxes(0, 1)
+        features[i] = resample(arrays.features, num_frames).swapaxes(0, 1)
+        heatmaps[i] = resample(arrays.heatmaps.reshape(t, m, len(cue_joints), patch_cells),
+                               num_frames).swapaxes(0, 1)
         labels[i] = record.label
         clip_ids[i] = record.clip_id
         meta[i] = {**record.meta, "label_name": record.label_name}
     return CueDataset(
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
-        clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint)
+        clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint,
+        skeleton=skel.name)
 
 
-def _main_person(keypoint: np.ndarray, score: np.ndarray | None) -> int:
-    """The person with the highest mean score; without scores (3D), the one present in most frames
+def _persons_main_first(keypoint: np.ndarray, score: np.ndarray | None) -> np.ndarray:
+    """Person order of one PYSKL annotation: highest summed score first (how long and how confidently
+    each is seen, as stage 1 orders its slots); without scores (3D), most frames present first
     (PYSKL pads absent people with zeros)."""
     if score is not None:
-        return int(np.argmax(score.reshape(len(score), -1).mean(axis=1)))
-    present = np.abs(keypoint).reshape(*keypoint.shape[:2], -1).sum(axis=-1) > 0  # [M, T]
-    return int(np.argmax(present.sum(axis=1)))
+        total = score.reshape(len(score), -1).sum(axis=1)
+    else:
+        total = (np.abs(keypoint).reshape(*keypoint.shape[:2], -1).sum(axis=-1) > 0).sum(axis=1)  # [M]
+    return np.argsort(-total, kind="stable")
 
 
 def load_pyskl(path: str | Path, num_frames: int = 64) -> CueDataset:
     """A PYSKL pickle as a skeleton-only CueDataset (features and heatmaps None).
 
-    One person per clip. 2D keypoints (pixels) get z = 0 and their keypoint_score as confidence;
-    3D keypoints are used as they are, with confidence 1. meta["pyskl_split"] lists the names of
-    the pickle's split lists that hold the clip (e.g. ["xsub_train", "xview_val"]).
+    Up to PYSKL_MAX_PERSONS persons per clip, main actor first (M = the most any clip holds, within
+    that cap; fewer are zero-padded). The skeleton comes from the registry by joint count (COCO-17
+    2D as pyskl and mmaction2 publish, NTU-25 3D, or BlazePose-33 from `export --layout`). 2D
+    keypoints (pixels) get z = 0 and their keypoint_score as confidence; 3D keypoints are used as
+    they are, with confidence 1. meta["pyskl_split"] lists the names of the pickle's split lists
+    that hold the clip (e.g. ["xsub_train", "xview_val"]).
     """
     path = Path(path)
     data = read_pyskl(path)
@@ -221,33 +227,33 @@ def load_pyskl(path: str | Path, num_frames: int = 64) -> CueDataset:
 
     n = len(annotations)
     num_joints = np.shape(annotations[0]["keypoint"])[2]
-    skeleton = layout_for(num_joints, str(path))
-    keypoints = np.empty((n, num_frames, num_joints, 3), np.float32)
-    confidence = np.empty((n, num_frames, num_joints), np.float32)
+    skel = skeleton_for_joints(num_joints, str(path))
+    m = max(1, min(PYSKL_MAX_PERSONS, max(np.shape(a["keypoint"])[0] for a in annotations)))
+    keypoints = np.zeros((n, m, num_frames, num_joints, 3), np.float32)
+    confidence = np.zeros((n, m, num_frames, num_joints), np.float32)
     labels, clip_ids, meta = np.empty(n, np.int64), [], []
     for i, ann in enumerate(annotations):
         kp = np.asarray(ann["keypoint"], np.float32)
         if kp.shape[2] != num_joints:
             raise UserError(f"{path}: {ann['frame_dir']} has {kp.shape[2]} joints, the first clip {num_joints}; "
                             f"one file must use one skeleton layout")
-        score = np.asarray(ann["keypoint_score"], np.float32) if "keypoint_score" in ann else None
-        person = _main_person(kp, score)
-        if kp.shape[-1] == 2:
-            xyz = np.concatenate([kp[person], np.zeros_like(kp[person, ..., :1])], axis=-1)
-        elif kp.shape[-1] == 3:
-            xyz = kp[person]
-        else:
+        if kp.shape[-1] not in (2, 3):
             raise UserError(f"{path}: {ann['frame_dir']} has {kp.shape[-1]} values per joint; expected 2 (x, y) or 3")
-        conf = score[person] if score is not None else np.ones(xyz.shape[:2], np.float32)
-        keypoints[i] = resample(normalise_skeleton(xyz, conf, skeleton), num_frames)
-        confidence[i] = resample(conf, num_frames)
+        score = np.asarray(ann["keypoint_score"], np.float32) if "keypoint_score" in ann else None
+        persons = _persons_main_first(kp, score)[:m]
+        kp = kp[persons]
+        xyz = np.concatenate([kp, np.zeros_like(kp[..., :1])], axis=-1) if kp.shape[-1] == 2 else kp
+        conf = score[persons] if score is not None else (np.abs(kp).sum(axis=-1) > 0).astype(np.float32)
+        k = len(persons)
+        keypoints[i, :k] = resample(normalise_persons(xyz, conf, skel).swapaxes(0, 1), num_frames).swapaxes(0, 1)
+        confidence[i, :k] = resample(conf.swapaxes(0, 1), num_frames).swapaxes(0, 1)
         labels[i] = int(ann["label"])
         clip_ids.append(str(ann["frame_dir"]))
         meta.append({"pyskl_split": splits_of.get(ann["frame_dir"], []), "total_frames": int(ann["total_frames"])})
     return CueDataset(
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence), features=None,
         heatmaps=None, labels=torch.from_numpy(labels), clip_ids=clip_ids, meta=meta, cue_joints=(),
-        source_fingerprint=file_sha256(path))
+        source_fingerprint=file_sha256(path), skeleton=skel.name)
 
 
 # --- partition --------------------------------------------------------------------------------

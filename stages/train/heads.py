@@ -15,48 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posebridge.cache.schema import skeleton, skeleton_for_joints
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
 
 NUM_SEGMENTS = 3  # start / middle / end thirds
 
-# Joint -> body part, per skeleton layout (keyed by the number of joints V). "hands" is the whole
-# arm below the shoulder: elbows and wrists carry most of what a hand does in an action.
-PART_JOINTS: dict[int, tuple[tuple[int, ...], ...]] = {
-    33: (  # BlazePose
-        tuple(range(0, 11)),
-        (13, 14, 15, 16, 17, 18, 19, 20, 21, 22),
-        (11, 12, 23, 24),
-        tuple(range(25, 33)),
-    ),
-    25: (  # NTU RGB+D (Kinect v2), 0-based
-        (2, 3),
-        (5, 6, 7, 9, 10, 11, 21, 22, 23, 24),
-        (0, 1, 4, 8, 12, 16, 20),
-        (13, 14, 15, 17, 18, 19),
-    ),
-    17: (  # COCO
-        (0, 1, 2, 3, 4),
-        (7, 8, 9, 10),
-        (5, 6, 11, 12),
-        (13, 14, 15, 16),
-    ),
-}
-
-# Parent of each joint for the bone stream (the root is its own parent: a zero bone).
-PARENTS: dict[int, tuple[int, ...]] = {
-    33: (0, 0, 1, 2, 0, 4, 5, 3, 6, 0, 0, 0, 0, 11, 12, 13, 14, 15, 16, 15, 16, 15, 16,
-         11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
-    25: (0, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 7, 11, 11),
-    17: (0, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
-}
-
-
-def skeleton_layout(num_joints: int) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-    if num_joints not in PART_JOINTS:
-        raise UserError(f"no body-part table for skeletons with {num_joints} joints; "
-                        f"supported: {sorted(PART_JOINTS)} (add one to PART_JOINTS in stages/train/heads.py)")
-    return PART_JOINTS[num_joints], PARENTS[num_joints]
+def skeleton_layout(num_joints: int, name: str = "") -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """(body-part joint groups, parents) of the registry's skeleton (cache/schema.py): by name, or by
+    joint count where no name is known (checkpoints written before names were stored)."""
+    skel = skeleton(name) if name else skeleton_for_joints(num_joints, "the model's data")
+    if skel.num_joints != num_joints:
+        raise UserError(f"skeleton {name} has {skel.num_joints} joints, the data {num_joints}")
+    return skel.parts, skel.parents
 
 
 def _adjacency(parents: tuple[int, ...]) -> torch.Tensor:
@@ -110,9 +81,9 @@ class SkeletonEncoder(nn.Module):
     """Keypoints [B,T,V,3] + confidence [B,T,V] -> global [B,d], parts [B,4,d], segments [B,3,d]."""
 
     def __init__(self, num_joints: int, dim: int, joint_dim: int = 32, layers: int = 2, motion_bone: bool = True,
-                 frame_pool: int = 2):
+                 frame_pool: int = 2, skeleton_name: str = ""):
         super().__init__()
-        groups, parents = skeleton_layout(num_joints)
+        groups, parents = skeleton_layout(num_joints, skeleton_name)
         self.motion_bone = motion_bone
         self.frame_pool = frame_pool
         self.register_buffer("parents", torch.tensor(parents), persistent=False)
@@ -241,6 +212,7 @@ class ModelArgs:
     proto_mix: float = 0.5
     skeleton_pool: int = 2
     cue_pool: int = 4
+    skeleton: str = ""  # registry name; "" = by num_joints
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -251,7 +223,7 @@ class PoseBridge(nn.Module):
         super().__init__()
         self.args = args
         self.skeleton = SkeletonEncoder(args.num_joints, args.dim, args.joint_dim, args.layers, args.motion_bone,
-                                        args.skeleton_pool)
+                                        args.skeleton_pool, args.skeleton)
         self.token_type = nn.Parameter(torch.randn(1 + len(PART_NAMES) + NUM_SEGMENTS, args.dim) * 0.02)
         if args.cues != "none":
             self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim, args.cues,
@@ -267,13 +239,33 @@ class PoseBridge(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=100.0)
 
-    def tokens(self, keypoints, confidence, features=None, heatmaps=None) -> torch.Tensor:
-        """Skeleton tokens [B, 8, d] (global, 4 parts, 3 segments), after the bridge when cues are on."""
+    def person_tokens(self, keypoints, confidence, features=None, heatmaps=None) -> torch.Tensor:
+        """Tokens [B, 8, d] (global, 4 parts, 3 segments) of one person per row, after the bridge when
+        cues are on: keypoints [B, T, V, 3], confidence [B, T, V], features [B, T, Vc, C], heatmaps."""
         global_, parts, segments = self.skeleton(keypoints, confidence)
         tokens = torch.cat([global_.unsqueeze(1), parts, segments], dim=1) + self.token_type
         if self.args.cues != "none":
             tokens = self.bridge(tokens, self.cue_encoder(features, heatmaps))
         return tokens
+
+    def tokens(self, keypoints, confidence, features=None, heatmaps=None) -> torch.Tensor:
+        """Clip tokens [B, 8, d] from M persons per clip (keypoints [B, M, T, V, 3], confidence [B, M, T, V],
+        features [B, M, T, Vc, C], heatmaps [B, M, T, Vc, P*P]), as the GCN baselines do: the present
+        persons are folded into the batch, encoded alone (with their own cues), and their tokens
+        averaged. Absent persons (confidence 0 throughout) are never encoded, so they neither cost
+        time nor enter batch-norm statistics; a clip without anyone uses its first slot."""
+        b, m = keypoints.shape[:2]
+        present = confidence.flatten(2).amax(dim=2) > 0  # [B, M]
+        present[:, 0] |= ~present.any(dim=1)
+        rows = present.flatten().nonzero().squeeze(1)  # indices into the folded B*M axis
+
+        def fold(x):
+            return None if x is None else x.flatten(0, 1)[rows]
+
+        tokens = self.person_tokens(fold(keypoints), fold(confidence), fold(features), fold(heatmaps))
+        count = present.sum(dim=1).to(tokens.dtype)  # >= 1
+        pooled = tokens.new_zeros(b, *tokens.shape[1:]).index_add_(0, rows // m, tokens)
+        return pooled / count[:, None, None]
 
     def forward(self, keypoints, confidence, features=None, heatmaps=None) -> Visual:
         tokens = self.tokens(keypoints, confidence, features, heatmaps)

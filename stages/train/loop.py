@@ -90,10 +90,11 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
     return ModelArgs(
-        num_joints=ds.keypoints.shape[2],
-        cue_joints=ds.features.shape[2] if ds.features is not None else len(ds.cue_joints),
-        feature_channels=ds.features.shape[3] if ds.features is not None else 0,
-        heatmap_size=ds.heatmaps.shape[3] if ds.heatmaps is not None else 0,
+        num_joints=ds.keypoints.shape[3],  # [N, M, T, V, 3]
+        cue_joints=ds.features.shape[3] if ds.features is not None else len(ds.cue_joints),
+        feature_channels=ds.features.shape[4] if ds.features is not None else 0,
+        heatmap_size=ds.heatmaps.shape[4] if ds.heatmaps is not None else 0,
+        skeleton=ds.skeleton,
         text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
         cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
         cue_pool=cfg.cue_pool,
@@ -115,18 +116,18 @@ def _batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen: to
     hm = data.heatmaps[idx].float() if data.heatmaps is not None else None
     if gen is None:
         return kp, conf, feat, hm
-    b, t = kp.shape[:2]
+    b, t = kp.shape[0], kp.shape[2]  # [B, M, T, ...]: one crop per clip, shared by its persons
     keep = cfg.crop_min + (1.0 - cfg.crop_min) * torch.rand(b, generator=gen)
     length = (keep * t).round().clamp(2, t)
     start = (torch.rand(b, generator=gen) * (t - length + 1)).floor()
     frames = (start[:, None] + (torch.linspace(0, 1, t)[None] * (length[:, None] - 1)).round()).long().to(device)
     scale = (1.0 + cfg.scale_jitter * (2 * torch.rand(b, generator=gen) - 1)).to(device)
     rows = torch.arange(b, device=device)[:, None]
-    kp = kp[rows, frames] * scale[:, None, None, None]
-    conf = conf[rows, frames]
-    feat = feat[rows, frames] if feat is not None else None
-    hm = hm[rows, frames] if hm is not None else None
-    return kp, conf, feat, hm
+
+    def crop(x):
+        return None if x is None else x.transpose(1, 2)[rows, frames].transpose(1, 2)
+
+    return crop(kp) * scale[:, None, None, None, None], crop(conf), crop(feat), crop(hm)
 
 
 @dataclass
@@ -319,8 +320,8 @@ def _check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainCo
     if list(bank.class_names) != list(split.class_names):
         raise UserError(f"text bank classes do not match split {split.name}'s class list; rebuild the text "
                         f"bank for this split (posebridge.stages.train.text.build_text_bank)")
-    if ds.keypoints.shape[1] != cfg.num_frames:
-        raise UserError(f"data has T={ds.keypoints.shape[1]} frames but num_frames={cfg.num_frames}; "
+    if ds.keypoints.shape[2] != cfg.num_frames:
+        raise UserError(f"data has T={ds.keypoints.shape[2]} frames but num_frames={cfg.num_frames}; "
                         f"load it with num_frames={cfg.num_frames}")
     shortest = 3 * max(cfg.skeleton_pool * 2 ** cfg.layers, cfg.cue_pool)  # 3 segments left after pooling
     if cfg.num_frames < shortest:

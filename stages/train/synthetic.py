@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posebridge.cache.schema import BLAZEPOSE33, CacheLayout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
@@ -331,13 +332,16 @@ def generator_settings(clips_per_class: int, seed: int) -> dict:
     """
     return {"generator_version": GENERATOR_VERSION, "dataset": DATASET, "clips_per_class": clips_per_class,
             "seed": seed, "train_fraction": TRAIN_FRACTION, "num_classes": len(synthetic_classes()),
-            "layout": store_layout(), "source_sha256": file_sha256(__file__)}
+            "layout": store_layout().to_attrs(), "source_sha256": file_sha256(__file__)}
 
 
-def store_layout() -> dict:
-    """The layout of the default extractor's stores, so the synthetic store reads like a real one."""
-    return {"joint_names": list(BLAZEPOSE_JOINTS), "cue_joints": list(CUE_JOINTS), "levels": list(LEVELS),
-            "feature_channels": FEATURE_CHANNELS, "heatmap_patch": HEATMAP_PATCH, "feature_dtype": "uint8"}
+def store_layout() -> CacheLayout:
+    """The layout of the default extractor's stores, so the synthetic store reads like a real one,
+    with one person slot (M = 1): every synthetic clip shows one person, and stage 2 then costs
+    what it did before schema v2 (the M = 2 path is tested on real two-person clips instead)."""
+    return CacheLayout(skeleton=BLAZEPOSE33.name, joint_names=BLAZEPOSE_JOINTS, cue_joints=CUE_JOINTS,
+                       levels=LEVELS, feature_channels=FEATURE_CHANNELS, heatmap_patch=HEATMAP_PATCH,
+                       feature_dtype="uint8", heatmap_kind="sigmoid", max_persons=1)
 
 
 def write_synthetic_store(cache_root: Path, clips_per_class: int = 30, seed: int = 0) -> Path:
@@ -367,5 +371,7 @@ def write_synthetic_store(cache_root: Path, clips_per_class: int = 30, seed: int
                     meta={"split": "train" if index < num_train else "test", "synthetic": True,
                           "part": cls.part, "motion": cls.motion, "tempo": cls.tempo, "context": cls.context},
                     num_frames=len(keypoints))
-                writer.add(record, ClipArrays(keypoints=keypoints, score=score, features=features, heatmaps=heatmaps))
+                one_person = ClipArrays(keypoints=keypoints[:, None], score=score[:, None], features=features[:, None],
+                                        heatmaps=heatmaps[:, None])  # [T, M=1, ...]
+                writer.add(record, one_person)
     return path
