@@ -5,6 +5,7 @@ old file or the complete new one.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import dataclasses
 import json
 import os
@@ -15,28 +16,40 @@ from urllib.parse import quote
 import h5py
 import numpy as np
 
-from posebridge.cache.store import KEYPOINT_CHANNELS, ClipArrays, ClipRecord, CueStore
+from posebridge.cache.schema import BLAZEPOSE_TO_COCO17, KEYPOINT_CHANNELS
+from posebridge.cache.store import ClipArrays, ClipRecord, CueStore
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.errors import UserError
 
 _X, _Y, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "visibility"))
 _PYSKL_REQUIRED = ("frame_dir", "total_frames", "label", "keypoint")
+# Export layouts: "coco17" is what pyskl's and mmaction2's 2D skeleton models are built for
+# (STGCN / ST-GCN++ with the COCO graph: 17 joints x (x, y, score)); "full" keeps every joint.
+PYSKL_LAYOUTS = ("coco17", "full")
+# Store skeleton -> its joint index of each COCO-17 joint (COCO order).
+_TO_COCO17 = {"blazepose33": BLAZEPOSE_TO_COCO17, "coco17": tuple(range(17))}
 
 
 # --- PYSKL -------------------------------------------------------------------------------------
 
 def export_pyskl(store: CueStore, out_path: str | os.PathLike,
-                 split: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """Write the PYSKL 2D pickle (one person, keypoints in pixels, score = visibility).
+                 split: dict[str, list[str]] | None = None, layout: str = "coco17") -> dict[str, list[str]]:
+    """Write the PYSKL 2D pickle, as pyskl's and mmaction2's PoseDataset read it.
+
+    Per clip: frame_dir (str), total_frames (int), img_shape and original_shape ((H, W) ints),
+    label (int), keypoint float32 [M, T, V, 2] in pixels, keypoint_score float32 [M, T, V]
+    (visibility; 0 where the person is absent). M = the persons seen in the clip (at least 1),
+    main actor first; V = 17 (COCO order) for layout "coco17", every joint of the store for "full".
 
     `split` defaults to {"all": every clip}. Ids the store lacks (failed clips) are left out of
     the split, as PYSKL expects every split id to have an annotation; they are returned by name.
     """
+    joints = _export_joints(store, layout)
     records = store.clips()
     have = {r.clip_id for r in records}
     split = {"all": sorted(have)} if split is None else split
     missing = {name: [c for c in ids if c not in have] for name, ids in split.items()}
-    annotations = [_pyskl_annotation(record, arrays) for record, arrays in store.iter_clips()]
+    annotations = [_pyskl_annotation(record, arrays, joints) for record, arrays in store.iter_clips()]
     annotations.sort(key=lambda a: a["frame_dir"])
     data = {"split": {name: [c for c in ids if c in have] for name, ids in split.items()},
             "annotations": annotations}
@@ -45,27 +58,70 @@ def export_pyskl(store: CueStore, out_path: str | os.PathLike,
     return {name: ids for name, ids in missing.items() if ids}
 
 
-def _pyskl_annotation(record: ClipRecord, arrays: ClipArrays) -> dict:
-    kp = np.nan_to_num(arrays.keypoints)  # frames without a person carry no position
+def _export_joints(store: CueStore, layout: str) -> tuple[int, ...] | None:
+    """Store joint indices to export (None: all of them)."""
+    if layout == "full":
+        return None
+    if layout != "coco17":
+        raise UserError(f"--layout {layout!r}: use one of {', '.join(PYSKL_LAYOUTS)}")
+    name = store.layout.skeleton
+    if name not in _TO_COCO17:
+        raise UserError(f"{store.path}: its {name} skeleton has no COCO-17 mapping; export with --layout full")
+    return _TO_COCO17[name]
+
+
+def _pyskl_annotation(record: ClipRecord, arrays: ClipArrays, joints: tuple[int, ...] | None) -> dict:
+    kp = np.nan_to_num(arrays.keypoints).transpose(1, 0, 2, 3)  # [M, T, V, 5]; no person: no position
+    seen = np.flatnonzero(np.asarray(arrays.score).max(axis=0) > 0)  # slots are main actor first
+    kp = kp[seen if len(seen) else [0]]
+    if joints is not None:
+        kp = kp[:, :, list(joints)]
     xy = kp[..., [_X, _Y]] * np.array([record.width, record.height], dtype=np.float32)
     return {
         "frame_dir": record.clip_id,
-        "total_frames": record.num_frames,
-        "img_shape": (record.height, record.width),
-        "original_shape": (record.height, record.width),
-        "label": record.label,
-        "keypoint": xy[None].astype(np.float32),
-        "keypoint_score": kp[None, ..., _VISIBILITY].astype(np.float32),
+        "total_frames": int(record.num_frames),
+        "img_shape": (int(record.height), int(record.width)),
+        "original_shape": (int(record.height), int(record.width)),
+        "label": int(record.label),
+        "keypoint": np.ascontiguousarray(xy, dtype=np.float32),
+        "keypoint_score": np.ascontiguousarray(kp[..., _VISIBILITY], dtype=np.float32),
     }
 
 
+# What a PYSKL pickle may name: numpy's array / dtype / scalar reconstructors (numpy 1.x lives in
+# numpy.core, 2.x in numpy._core), and the helpers the pickle protocols themselves use for plain
+# containers and bytes. Everything else (os.system, eval, any class) is refused before it is looked up.
+_PICKLE_ALLOWED = {
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("collections", "OrderedDict"), ("_codecs", "encode"),
+    *((f"{core}.multiarray", name) for core in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")),
+    *((f"{core}.numeric", "_frombuffer") for core in ("numpy.core", "numpy._core")),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only _PICKLE_ALLOWED globals (Python docs, "Restricting Globals")."""
+
+    def find_class(self, module: str, name: str):
+        # Protocol-2 files name Python 2 modules (__builtin__.set): map them as the Unpickler would.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a PYSKL file never holds "
+                                         f"(only containers and numpy arrays); refused without running it")
+        return super().find_class(module, name)
+
+
 def read_pyskl(path: str | os.PathLike) -> dict:
-    """Load a PYSKL pickle and check its structure (pickle runs code: load trusted files only)."""
+    """Load a PYSKL pickle safely (only containers and numpy arrays are admitted) and check its structure."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+            data = _RestrictedUnpickler(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError) as err:
         raise UserError(f"{path} is not a readable PYSKL pickle ({err})") from err
     if not isinstance(data, dict) or not isinstance(data.get("split"), dict) \
             or not isinstance(data.get("annotations"), list):
