@@ -94,7 +94,7 @@ $(BENCH_VENV)/bin/.installed: pyproject.toml
 	$(BENCH_VENV)/bin/pip install -q -e ".[bench]"
 	@touch $@
 
-bench-extract: setup $(BENCH_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's own Pose solution (own venv)
+bench-extract: setup $(BENCH_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's own Pose solution, and 1 vs 2 people per frame (own venv)
 	$(BENCH_VENV)/bin/python bench/bench_extract.py $(ARGS)
 
 bench-train: setup ## stage-2 benchmark: loader throughput, step time, demo split end to end

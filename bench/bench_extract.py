@@ -7,6 +7,9 @@
   (d) model only: the landmark interpreter's invoke() on a fixed crop, with all tensors
       preserved (the debug way to read internals), with the cue tensors appended to the
       outputs, and pruned to what the pipeline reads (the model (c) runs)
+  (e) people per frame: our backend with --max-persons 1 and 2 (decode included, one
+      interpreter thread), on the demo clips (one person) and on a two-person clip made of
+      two demo clips side by side (bench/two_person_clip.py): frames/s and persons/s
 
 Every number is measured in this run on this machine; ratios are printed as `N.NNx`.
 Run it with `make bench-extract` (which installs the bench extra into .venv-bench).
@@ -31,6 +34,7 @@ from posebridge.stages.extract.backends.blazepose_spec import (FEATURE_LEVELS, H
 from posebridge.stages.extract.backends.tflite_outputs import load_interpreter
 from posebridge.stages.extract.frames import RGBFrame
 from posebridge.stages.extract.run import extract
+from posebridge.stages.extract.video import iter_frames
 
 THREADS = 2
 
@@ -117,6 +121,31 @@ def bench_model_only(models_dir: Path, rounds: int = 300) -> dict[str, float]:
     return fps
 
 
+def bench_persons(footage: dict[str, list[Path]], models_dir: Path, passes: int = 2) -> dict:
+    """{(footage, M): (frames/s, persons/s, detector calls per frame, landmark calls per frame)}."""
+    out = {}
+    for name, videos in footage.items():
+        for m in (1, 2):
+            backend = make_backend("embedded", ExtractConfig(max_persons=m), models_dir=models_dir, num_threads=1)
+            best = None
+            for _ in range(passes):  # best of the passes: the machine is shared
+                before = dict(backend.stats)
+                start = time.perf_counter()
+                for video in videos:
+                    backend.reset()
+                    for frame in iter_frames(video):
+                        backend.process(frame)
+                seconds = time.perf_counter() - start
+                delta = {k: backend.stats[k] - before[k] for k in backend.stats}
+                if best is None or seconds < best[0]:
+                    best = (seconds, delta)
+            seconds, delta = best
+            frames = delta["frames"]
+            out[name, m] = (frames / seconds, delta["persons"] / seconds, delta["detector_calls"] / frames,
+                            delta["landmark_calls"] / frames)
+    return out
+
+
 def ratio(line: str, num: float | None, den: float | None, target: str = "") -> None:
     if num is None or den is None:
         print(f"  n/a   {line}")
@@ -130,7 +159,7 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=3, help="pass over the demo clips this many times "
                         "(same frames for every method; past start-up costs)")
-    parser.add_argument("--skip", default="", help="comma-separated of a,b,c,d to skip")
+    parser.add_argument("--skip", default="", help="comma-separated of a,b,c,d,e to skip")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     videos = sorted(args.videos.glob("*.mp4")) * args.repeat
@@ -142,7 +171,15 @@ def main() -> None:
         a = None if "a" in skip else bench_mediapipe(videos)
         b = None if "b" in skip else bench_naive(videos, models_dir, work)
         c, mb = (None, None) if "c" in skip else bench_pipeline(videos, models_dir, work)
-        d = bench_model_only(models_dir)
+        d = None if "d" in skip else bench_model_only(models_dir)
+        persons = None
+        if "e" not in skip:
+            from two_person_clip import write_side_by_side  # bench/, next to this script
+
+            demo = sorted(args.videos.glob("*.mp4"))
+            two = write_side_by_side(demo[0], demo[2], work / "two_people.mp4", frames=100, height=1080)
+            persons = bench_persons({"demo clips (1 person)": demo, "two-person clip": [two]}, models_dir)
+    d = d or {"preserve_all": None, "exposed_outputs": None, "pruned": None}
     rows = [("(a) MediaPipe Pose solution, end to end", a), ("(b) naive loop over our backend", b),
             ("(c) our pipeline, end to end into zarr", c),
             ("(d) model only, all tensors preserved", d["preserve_all"]),
@@ -159,6 +196,15 @@ def main() -> None:
     ratio("pipeline (c) vs model only with all tensors preserved (d)", c, d["preserve_all"], ">= 0.85x")
     ratio("pipeline (c) vs model only with cue tensors appended (d')", c, d["exposed_outputs"])
     ratio("pipeline (c) vs the pruned model it runs, model only (d'')", c, d["pruned"])
+    if persons:
+        print("\n| (e) footage | max persons | frames/s | persons/s | detector calls / frame | landmark calls / frame |"
+              "\n|---|---|---|---|---|---|")
+        for (name, m), (fps, pps, det, lm) in persons.items():
+            print(f"| {name} | {m} | {fps:.1f} | {pps:.1f} | {det:.3f} | {lm:.3f} |")
+        print()
+        for name in dict.fromkeys(name for name, _ in persons):
+            target = "<= 1.80x" if "two" in name else "~1.00x"
+            ratio(f"time per frame, M=2 vs M=1, {name}", persons[name, 1][0], persons[name, 2][0], target)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ import torch
 from posebridge.cache.store import CueStore
 from posebridge.pipeline.splits.registry import get_split
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.data import load_store, normalise_skeleton, layout_for, partition, resample
+from posebridge.cache.schema import skeleton
+from posebridge.stages.train.data import load_store, normalise_persons, partition, resample
 from posebridge.stages.train import loop
 from posebridge.stages.train.losses import LossWeights, posebridge_loss
 from posebridge.stages.train.run import train_splits
@@ -38,12 +39,13 @@ from posebridge.stages.train.text_encoders import make_text_encoder
 
 def naive_load(store: CueStore, num_frames: int) -> int:
     """Baseline: one read_clip per clip, then the same resampling as load_store."""
-    layout = layout_for(len(store.layout["joint_names"]), "bench")
+    layout = skeleton(store.layout.skeleton)
     n = 0
     for record in store.clips():
         arrays = store.read_clip(record.clip_id)
-        xyz = arrays.keypoints[..., :3] * np.array([record.width, record.height, record.width], np.float32)
-        resample(normalise_skeleton(xyz, arrays.keypoints[..., 3], layout), num_frames)
+        kp = arrays.keypoints.swapaxes(0, 1)  # [M, T, V, 5]
+        xyz = kp[..., :3] * np.array([record.width, record.height, record.width], np.float32)
+        resample(normalise_persons(xyz, kp[..., 3], layout).swapaxes(0, 1), num_frames)
         resample(arrays.features, num_frames)
         n += 1
     return n

@@ -192,7 +192,8 @@ def train(
     split: list[str] = typer.Option(..., "--split", help="Split name (repeat for several splits off one cache)."),
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
-    pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none)."),
+    pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
+                                         "COCO-17 2D or NTU-25 3D, up to 2 persons, read without running code."),
     cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
     seed: int = typer.Option(0, "--seed", help="First seed."),

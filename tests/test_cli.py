@@ -34,6 +34,7 @@ def test_help(command):
     (["extract", "--videos", ".", "--levels", "fpn64,nope"], "--levels"),
     (["extract", "--videos", ".", "--joints", "0,40"], "--joints"),
     (["extract", "--videos", ".", "--max-frames", "0"], "--max-frames"),
+    (["extract", "--videos", ".", "--max-persons", "0"], "--max-persons"),
     (["splits", "ntu60_55"], "did you mean: ntu60_55_5"),
     (["train", "--split", "ntu60_55"], "did you mean"),
     (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),

@@ -231,5 +231,5 @@ def test_cli_extracts_with_the_mmpose_backend_into_a_cache(models_dir, checkpoin
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     store = CueStore.open(list_stores(tmp_path, "mm")[0])
-    assert len(store.clips()) == 4 and len(store.layout["joint_names"]) == 17
+    assert len(store.clips()) == 4 and len(store.layout.joint_names) == 17
     assert "mmpose_checkpoint" in store.attrs["extractor"]["models"]

@@ -82,13 +82,15 @@ def test_cli_export_writes_pyskl_with_ntu_splits_and_hdf5(ntu_cache, tmp_path):
     from posebridge.cache.export import read_hdf5, read_pyskl
 
     env = {**os.environ, "POSEBRIDGE_CACHE": str(ntu_cache / "cache")}
-    for fmt, out in (("pyskl", tmp_path / "x.pkl"), ("hdf5", tmp_path / "x.h5")):
+    for fmt, out, extra in (("pyskl", tmp_path / "x.pkl", []), ("pyskl", tmp_path / "full.pkl", ["--layout", "full"]),
+                            ("hdf5", tmp_path / "x.h5", [])):
         done = subprocess.run([sys.executable, "-m", "posebridge.pipeline.cli", "export", "ntu60", "--format", fmt,
-                               "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+                               "--out", str(out), *extra], capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stderr
     data = read_pyskl(tmp_path / "x.pkl")
     assert set(data["split"]["xsub_train"]) == {NAMES[0], NAMES[1]}
     assert set(data["split"]["xsub_val"]) == {NAMES[2], NAMES[3]}
-    assert data["annotations"][0]["keypoint"].shape == (1, 30, 33, 2)
+    assert data["annotations"][0]["keypoint"].shape == (1, 30, 17, 2)  # COCO-17; one person in the demo clips
+    assert read_pyskl(tmp_path / "full.pkl")["annotations"][0]["keypoint"].shape == (1, 30, 33, 2)
     _, clips = read_hdf5(tmp_path / "x.h5")
     assert len(clips) == 4

@@ -150,7 +150,8 @@ class BlazePoseBackend:
     def _add_new_people(self, frame, found: dict, next_rois: dict) -> None:
         """Run the detector; each candidate that is nobody tracked and has a pose takes a free slot."""
         self.stats["detector_calls"] += 1
-        detections = self._detector.detect_all(frame, self.config.max_persons)
+        # The best M candidates besides those tracked now (they are usually among the best).
+        detections = self._detector.detect_all(frame, self.config.max_persons + len(next_rois))
         rois = [geometry.roi_from_alignment_points(d.keypoints[0], d.keypoints[1]) for d in detections]
         boxes = np.stack([_roi_box(r) for r in rois]) if rois else np.zeros((0, 4))
 
