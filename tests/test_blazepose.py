@@ -204,13 +204,13 @@ def test_tracking_on_video_runs_the_detector_once(single):
 def test_a_free_slot_costs_a_detector_call_every_few_frames_and_changes_nothing(single, backend):
     """Single-person footage with M = 2: the one person is followed exactly as with M = 1, the free
     slot stays empty, and the detector looks for a second person only every LOOK_EVERY + 1 frames."""
-    one_kp, one_score, _, _ = _run_video(single)
-    two_kp, two_score, detector_calls, landmark_calls = _run_video(backend)
+    one_kp, one_score, _, _ = _run_video(single, 40)
+    two_kp, two_score, detector_calls, landmark_calls = _run_video(backend, 40)
     np.testing.assert_array_equal(two_kp[:, 0], one_kp[:, 0])
     np.testing.assert_array_equal(two_score[:, 0], one_score[:, 0])
     assert not two_kp[:, 1].any() and not two_score[:, 1].any()
-    assert detector_calls == 1 + (30 - 1) // (tracking.LOOK_EVERY + 1)
-    assert landmark_calls <= 30 + 2 * detector_calls  # at most M tries per look at new candidates
+    assert detector_calls == 1 + (40 - 1) // (tracking.LOOK_EVERY + 1) == 2
+    assert landmark_calls <= 40 + 2 * detector_calls  # at most M tries per look at new candidates
 
 
 def test_empty_frame_has_no_person(backend):
