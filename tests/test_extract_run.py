@@ -138,3 +138,26 @@ def test_a_cached_clip_whose_file_breaks_is_reported_failed(video_dir, models_di
     shutil.copy(video_dir / "S001C002P002R001A001_rgb.mp4", broken)  # fixed again: extracted, resolved
     fixed = extract(video_dir, "ntu60", cache_dir=tmp_path, config=FAST, models_dir=models_dir, progress=False)
     assert (fixed.done, fixed.failed) == (1, 0) and CueStore.open(fixed.store).info()["n_failures"] == 0
+
+
+def test_layout_cue_joints_index_the_stores_own_skeleton(models_dir):
+    """--joints are BlazePose indices; a COCO-17 backend's store holds them as COCO indices (by name)."""
+    from posebridge.cache.schema import BLAZEPOSE33, COCO17
+    from posebridge.stages.extract.backends.base import make_backend
+    from posebridge.stages.extract.run import cache_layout
+
+    embedded = make_backend("embedded", ExtractConfig(), models_dir=models_dir, num_threads=1)
+    layout = cache_layout(ExtractConfig(), embedded)
+    assert layout.skeleton == "blazepose33" and layout.cue_joints == CueConfig().joints and layout.max_persons == 2
+
+    class Coco17Names:  # what stage 1 reads of a COCO-17 backend (the mmpose one) for the layout
+        name, joint_names = "coco", COCO17.joint_names
+
+        def feature_channels(self) -> int:
+            return 8
+
+    coco = cache_layout(ExtractConfig(), Coco17Names())
+    assert coco.skeleton == "coco17"
+    assert [COCO17.joint_names[j] for j in coco.cue_joints] == [BLAZEPOSE33.joint_names[j] for j in CueConfig().joints]
+    with pytest.raises(UserError, match="no left_pinky"):
+        cache_layout(ExtractConfig(cues=CueConfig(joints=(0, 17))), Coco17Names())

@@ -18,13 +18,14 @@ import numpy as np
 from tqdm import tqdm
 
 from posebridge.cache.manifest import FailureLog
-from posebridge.cache.schema import CacheLayout, skeleton_named_by
+from posebridge.cache.schema import BLAZEPOSE33, CacheLayout, skeleton_named_by
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline import paths
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.config import ExtractConfig, RunSettings
 from posebridge.pipeline.datasets import ClipSpec, scan
+from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import canonical_json, content_id, file_sha256, fingerprint
 from posebridge.stages.extract.backends.base import make_backend
 from posebridge.stages.extract.tracking import main_actor_order
@@ -80,11 +81,18 @@ def extractor_identity(config: ExtractConfig, backend) -> dict:
 
 
 def cache_layout(config: ExtractConfig, backend) -> CacheLayout:
-    """The store's layout: the backend's skeleton (found in the registry by its joint names), cues, M."""
+    """The store's layout: the backend's skeleton (found in the registry by its joint names), cues, M.
+
+    --joints are BlazePose-33 indices; the layout holds them as indices into the store's own joints
+    (matched by name), so a COCO-17 store's cue joints index its 17 keypoints."""
+    names = tuple(backend.joint_names)
+    wanted = [BLAZEPOSE33.joint_names[j] for j in config.cues.joints]
+    if missing := [n for n in wanted if n not in names]:
+        raise UserError(f"--joints: the {backend.name} backend has no {', '.join(missing)}; use --joints body13")
     return CacheLayout(
-        skeleton=skeleton_named_by(backend.joint_names, f"the {backend.name} backend").name,
-        joint_names=tuple(backend.joint_names),
-        cue_joints=tuple(config.cues.joints),
+        skeleton=skeleton_named_by(names, f"the {backend.name} backend").name,
+        joint_names=names,
+        cue_joints=tuple(names.index(n) for n in wanted),
         levels=tuple(config.cues.levels),
         feature_channels=backend.feature_channels(),
         heatmap_patch=config.cues.heatmap_patch,
@@ -100,6 +108,7 @@ def _with_person_axis(cues, max_persons: int):
     ([V, 5] keypoints, a float score: the mmpose backend until it tracks people) gets slot 0 of M."""
     if np.ndim(cues.keypoints) == 3:
         return cues
+
     def slots(a):
         out = np.zeros((max_persons, *np.shape(a)), np.float32)
         out[0] = a
