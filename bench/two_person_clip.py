@@ -28,15 +28,17 @@ def _frames(path: Path, count: int, height: int):
             yield cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def write_side_by_side(left: Path, right: Path, out: Path, frames: int = 60, height: int = 960) -> Path:
-    """Write `out` (H.264, yuv420p) holding `left` | `right`; returns out."""
+def write_side_by_side(left: Path, right: Path, out: Path, frames: int = 60, height: int = 960,
+                       hide_right: range = range(0)) -> Path:
+    """Write `out` (H.264, yuv420p) holding `left` | `right`; returns out. In the frames of
+    `hide_right` the right half is plain grey: that person leaves and comes back."""
     with av.open(str(left)) as probe:
         fps = probe.streams.video[0].average_rate or Fraction(30)
     out.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(out), "w") as container:
         stream = None
-        for a, b in zip(_frames(left, frames, height), _frames(right, frames, height)):
-            both = np.ascontiguousarray(np.hstack([a, b]))
+        for i, (a, b) in enumerate(zip(_frames(left, frames, height), _frames(right, frames, height))):
+            both = np.ascontiguousarray(np.hstack([a, np.full_like(b, 128) if i in hide_right else b]))
             if stream is None:
                 stream = container.add_stream("libx264", rate=fps)
                 stream.width, stream.height, stream.pix_fmt = both.shape[1], both.shape[0], "yuv420p"

@@ -72,3 +72,24 @@ def test_main_actor_order_by_summed_score():
     # slot 1 seen in all 3 frames, slot 2 in 2 frames, slot 0 once
     assert tracking.main_actor_order(score).tolist() == [1, 2, 0]
     assert tracking.main_actor_order(np.zeros((4, 2))).tolist() == [0, 1]  # ties keep slot order
+
+
+def _frames(table, n: int) -> list[bool]:
+    """Whether the detector looks in each of n frames in which nothing changes."""
+    looks = []
+    for _ in range(n):
+        looks.append(table.should_look(False))
+        table.end_frame()
+    return looks
+
+
+def test_detector_looks_more_often_for_a_while_after_a_loss():
+    table = tracking.SlotTable(max_persons=2, look_every=30)
+    table.track(0, "a", [0, 0, 10, 10])
+    table.track(1, "b", [50, 0, 60, 10])
+    table.lose(1)
+    assert table.should_look(True)
+    table.end_frame()
+    assert sum(_frames(table, 2 * (tracking.LOOK_AFTER_LOSS + 1))) == 2  # every LOOK_AFTER_LOSS + 1 frames
+    _frames(table, tracking.FORGET_AFTER)
+    assert sum(_frames(table, 31)) == 1  # forgotten: back to every look_every + 1 frames

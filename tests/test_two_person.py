@@ -9,6 +9,7 @@ from posebridge.cache.export import export_pyskl, read_pyskl
 from posebridge.cache.store import CueStore
 from posebridge.pipeline.config import ExtractConfig, RunSettings
 from posebridge.stages.train.data import load_store
+from posebridge.stages.extract import tracking
 from posebridge.stages.extract.run import extract
 
 HIPS = [23, 24]
@@ -65,3 +66,32 @@ def test_pyskl_export_holds_both_people_in_coco17(stores, tmp_path):
     (ann,) = read_pyskl(tmp_path / "two.pkl")["annotations"]
     assert ann["keypoint"].shape == (2, 40, 17, 2) and ann["keypoint_score"].shape == (2, 40, 17)
     np.testing.assert_allclose(ann["keypoint"][1, :, 0, 0], arrays.keypoints[:, 1, 0, 0] * record.width, rtol=1e-6)
+
+
+def test_a_person_who_leaves_and_comes_back_gets_their_slot_back(tmp_path, demo_videos, models_dir):
+    """REAL footage, composed: the right half is blanked in frames 12..19 (that person is gone)."""
+    import av
+
+    from conftest import _load_bench_module
+    from posebridge.stages.extract.backends.base import make_backend
+    from posebridge.stages.extract.frames import YUV420Frame
+
+    by_name = {p.name: p for p in demo_videos}
+    clip = _load_bench_module("two_person_clip").write_side_by_side(
+        by_name["cam01.mp4"], by_name["cam03.mp4"], tmp_path / "gap.mp4", frames=40, height=640,
+        hide_right=range(12, 20))
+    backend = make_backend("embedded", ExtractConfig(max_persons=2), models_dir=models_dir, num_threads=1)
+    scores, hip_x = [], []
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            cues = backend.process(YUV420Frame.from_av(frame))
+            scores.append(cues.score)
+            hip_x.append(cues.keypoints[:, HIPS, 0].mean(axis=1))
+    scores, hip_x = np.array(scores), np.array(hip_x)  # [T, 2]
+    right = int(hip_x[0].argmax())
+    assert (scores[:12] > 0.5).all() and (hip_x[:12, right] > 0.5).all()
+    assert (scores[13:20, right] == 0).all()  # gone (frame 12 may still hold the last good pose)
+    back = np.flatnonzero(scores[20:, right] > 0.5) + 20
+    assert len(back) and back[0] <= 20 + tracking.LOOK_AFTER_LOSS + 1  # found again within a few frames...
+    assert (hip_x[back, right] > 0.5).all() and (scores[back[0]:, right] > 0.5).all()  # ...in the same slot
+    assert (scores[:, 1 - right] > 0.5).all() and (hip_x[:, 1 - right] < 0.5).all()  # the other never moved

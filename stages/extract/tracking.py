@@ -7,7 +7,8 @@ backend keeps its own per-slot state (the embedded backend: the next frame's ROI
   and a person found again right after being lost gets its old slot back when the new box
   overlaps the box it was last seen in.
 - The detector is not run every frame: only to start tracks (nothing tracked), to replace one
-  lost in this frame, and every `look_every` frames while fewer than M are tracked.
+  lost in this frame, and every `look_every` frames while fewer than M are tracked (every
+  LOOK_AFTER_LOSS frames for a while after someone was lost).
 - When the clip is done, slots are reordered main actor first: by the sum over frames of the
   person's score, i.e. how long and how confidently each is seen (as pyskl's and mmaction2's
   tools/data/skeleton/ntu_pose_extraction.py rank persons by their summed scores).
@@ -30,6 +31,9 @@ FORGET_AFTER = 60
 # look: a new person is found within ~1 s at 30 fps. A look costs a full detector pass (about as
 # much CPU as a landmark pass), so on one-person footage k = 30 keeps M = 2 within ~3% of M = 1.
 LOOK_EVERY = 30
+# For FORGET_AFTER frames after someone was lost, it looks more often, so that a person hidden for
+# a moment (occluded, out of frame) gets back into their slot within a few frames.
+LOOK_AFTER_LOSS = 4
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -109,7 +113,10 @@ class SlotTable:
     def should_look(self, lost_this_frame: bool) -> bool:
         """Whether the detector runs on this frame (call once per frame, after tracking)."""
         n = len(self.tracked())
-        look = n == 0 or lost_this_frame or (n < self.max_persons and self._frames_since_look >= self.look_every)
+        recently_lost = any(s.state is None and s.last_box is not None and s.lost_for <= FORGET_AFTER
+                            for s in self.slots)
+        every = min(self.look_every, LOOK_AFTER_LOSS) if recently_lost else self.look_every
+        look = n == 0 or lost_this_frame or (n < self.max_persons and self._frames_since_look >= every)
         self._frames_since_look = 0 if look else self._frames_since_look + 1
         return look
 
