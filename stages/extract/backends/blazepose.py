@@ -89,7 +89,8 @@ class BlazePoseBackend:
         return {"nms_iou": NMS_IOU_THRESHOLD, "roi_scale": geometry.ROI_SCALE,
                 "refine": [REFINE_KERNEL, REFINE_MIN_CONFIDENCE],
                 "tracking": {"same_person_iou": tracking.SAME_PERSON_IOU, "resume_iou": tracking.RESUME_IOU,
-                             "forget_after": tracking.FORGET_AFTER, "look_every": self._slots.look_every},
+                             "forget_after": tracking.FORGET_AFTER, "look_every": self._slots.look_every,
+                             "look_after_loss": tracking.LOOK_AFTER_LOSS},
                 "levels": {name: dataclasses.asdict(FEATURE_LEVELS[name]) for name in self.config.cues.levels}}
 
     def reset(self) -> None:
