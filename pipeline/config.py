@@ -62,11 +62,12 @@ class RunSettings:
     workers: int = 0  # extraction processes, each owning whole shards; 0 = one per core (<= clips)
     shard_clips: int = 16  # clips buffered per shard before one write
 
-    def resolved(self, num_clips: int) -> "RunSettings":
+    def resolved(self, num_clips: int, cores: int | None = None) -> "RunSettings":
         """Concrete workers/threads. Measured on 2 cores: two single-threaded workers beat one
         two-threaded worker by ~25%, because each worker's decode thread then fills the gaps
-        that the interpreter's own thread pool leaves."""
-        cores = os.cpu_count() or 1
+        that the interpreter's own thread pool leaves. `cores`: this process's share of the
+        machine (torchrun starts several commands per node)."""
+        cores = cores or os.cpu_count() or 1
         workers = self.workers or max(1, min(cores, num_clips))
         threads = self.num_threads or max(1, cores // workers)
         return dataclasses.replace(self, workers=workers, num_threads=threads)
