@@ -14,14 +14,21 @@ A claim is stale, and may be taken over, when
 There is no lock a killed process can hold forever: the kernel tells us a local owner is dead,
 and the lease ends a remote one.
 
-Take-over is race-free between takers: a taker renames the claim it judged stale to a private
-name (only one rename of a given file can succeed) and checks that what it moved is that very
-file (inode + content); if it moved a fresh claim instead (another taker was faster), it links it
-back. Only then does it create its own claim, with the same exclusive link as a first claim.
+Take-over is race-free between takers: it happens under an exclusive flock on `claims/.takeover.lock`
+(held for microseconds; the kernel, or the NFS server's lease, drops it when its holder dies, so
+it too cannot be left held), after re-reading the claim and checking it is still the very file
+judged stale (inode + token); the new claim then replaces it with one atomic rename. A plain
+first claim needs no lock: a stale claim's name is taken, so its exclusive link fails.
+On a filesystem without flock (Lustre mounted without -o flock) take-over falls back to renaming
+the stale claim to a private name and checking what was moved; there, two takers racing with a
+third, fresh claimer can both extract a clip (the store keeps the newest copy; `cache compact`
+removes the other).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +41,9 @@ from pathlib import Path
 from typing import Iterator
 
 CLAIMS = "claims"
+TAKEOVER_LOCK = ".takeover.lock"
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_takeover_mutex = threading.Lock()  # flock over NFS is per process: threads queue here first
 # Another host's claim is dead once its heartbeat is this old; heartbeats come every lease / 6.
 DEFAULT_LEASE_S = float(os.environ.get("POSEBRIDGE_CLAIM_LEASE_S", 300))
 
@@ -147,7 +157,9 @@ class ClaimBook:
                 return True
             if not seen.is_stale(self.lease_s):
                 return False
-            remove_if_unchanged(seen)
+            taken = self._take_over(seen, clip_id)
+            if taken is not None:
+                return taken
         return False
 
     def release(self, clip_id: str) -> None:
@@ -187,11 +199,34 @@ class ClaimBook:
             stop.set()
             thread.join()
 
-    def _create(self, path: Path, clip_id: str) -> bool:
-        body = {"clip_id": clip_id, "host": self.owner.host, "boot_id": self.owner.boot_id,
+    def _take_over(self, seen: Claim, clip_id: str) -> bool | None:
+        """True: ours now. False: it is live after all. None: it changed; look again."""
+        with takeover_lock(self.dir) as locked:
+            if not locked:
+                remove_if_unchanged(seen)
+                return None
+            now = read_claim(seen.path)
+            if now is None or (now.inode, now.token) != (seen.inode, seen.token):
+                return None
+            if not now.is_stale(self.lease_s):
+                return False
+            tmp = self._write_tmp(seen.path, self._body(clip_id))
+            os.replace(tmp, seen.path)
+        with self._lock:
+            self._held.add(clip_id)
+        return True
+
+    def _body(self, clip_id: str) -> dict:
+        return {"clip_id": clip_id, "host": self.owner.host, "boot_id": self.owner.boot_id,
                 "pid": self.owner.pid, "start": self.owner.start, "token": self.token, "created": time.time()}
+
+    def _write_tmp(self, path: Path, body: dict) -> Path:
         tmp = self.dir / f".tmp-{self.token}-{uuid.uuid4().hex[:8]}"
         tmp.write_text(json.dumps(body))
+        return tmp
+
+    def _create(self, path: Path, clip_id: str) -> bool:
+        tmp = self._write_tmp(path, self._body(clip_id))
         try:
             os.link(tmp, path)  # atomic and exclusive: the claim appears whole, or not at all
             return True
@@ -199,6 +234,25 @@ class ClaimBook:
             return False
         finally:
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def takeover_lock(folder: Path) -> Iterator[bool]:
+    """Exclusive across threads and processes (and hosts, where flock reaches the file server).
+    Yields False where the filesystem has no flock."""
+    with _takeover_mutex:
+        fd = os.open(folder / TAKEOVER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as err:
+                if err.errno not in _NO_FLOCK:
+                    raise
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing drops the flock
 
 
 def read_claim(path: Path) -> Claim | None:
@@ -222,7 +276,7 @@ def _parse(path: Path, raw: bytes, st: os.stat_result) -> Claim:
 
 
 def remove_if_unchanged(seen: Claim) -> bool:
-    """Remove the claim judged stale, unless it changed meanwhile; True if this call removed it."""
+    """Without flock: remove the claim judged stale unless it changed meanwhile; True if this call removed it."""
     grave = seen.path.with_name(f".grave-{uuid.uuid4().hex}")
     try:
         os.rename(seen.path, grave)  # of two takers, only one moves a given file
@@ -261,11 +315,20 @@ def remove_stale_claims(store_dir: str | os.PathLike, lease_s: float = DEFAULT_L
     folder = Path(store_dir) / CLAIMS
     removed = 0
     for claim in list_claims(store_dir):
-        if claim.is_stale(lease_s) and remove_if_unchanged(claim):
-            removed += 1
+        if not claim.is_stale(lease_s):
+            continue
+        with takeover_lock(folder) as locked:
+            if not locked:
+                removed += remove_if_unchanged(claim)
+                continue
+            now = read_claim(claim.path)
+            if now is not None and (now.inode, now.token) == (claim.inode, claim.token) and now.is_stale(lease_s):
+                claim.path.unlink()
+                removed += 1
     if folder.is_dir():
         for entry in os.scandir(folder):  # a kill between write and unlink leaves these behind
-            if entry.name.startswith(".") and time.time() - entry.stat().st_mtime > lease_s:
+            if entry.name.startswith(".") and entry.name != TAKEOVER_LOCK \
+                    and time.time() - entry.stat().st_mtime > lease_s:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
     return removed
