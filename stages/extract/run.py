@@ -83,7 +83,7 @@ class ExtractSummary:
 
     def interrupted_line(self) -> str:
         held = f"; the store holds {self.coverage.held} of {self.coverage.total} clips" if self.coverage else ""
-        return (f"interrupted: kept the {self.done} clips this run finished{held} ({self.store}); "
+        return (f"interrupted: kept the {self.done} clip(s) this run finished{held} ({self.store}); "
                 f"run the same command again to resume")
 
 

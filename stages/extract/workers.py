@@ -18,6 +18,7 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -73,6 +74,14 @@ def _worker_main(conn, parent_pid: int, target: Callable[..., Any], args: tuple)
         result = {"error": traceback.format_exc()}
     conn.send(result)
     conn.close()
+    # What multiprocessing does at a worker's exit (finalizers: tqdm's lock semaphores), minus the
+    # interpreter's teardown of the inference and decoding libraries, which takes ~1 s here.
+    from multiprocessing import util
+
+    util._exit_function()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class WorkerError(RuntimeError):
