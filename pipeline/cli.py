@@ -66,7 +66,7 @@ def extract(
     feature_dtype: str = typer.Option("uint8", "--feature-dtype", help="uint8 (per-clip scales) or float16."),
     stride: int = typer.Option(1, "--stride", help="Keep every k-th frame."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many frames per clip."),
-    workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own shards (0: one per core)."),
+    workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own parts (0: one per core this process may use; shared out between the torchrun processes of a node)."),
     threads: int = typer.Option(0, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
     shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per shard write."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),

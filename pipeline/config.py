@@ -54,6 +54,14 @@ class ExtractConfig:
         return {"stage_version": EXTRACT_STAGE_VERSION, **dataclasses.asdict(self)}
 
 
+def available_cores() -> int:
+    """The cores this process may run on: a SLURM or container CPU set, not the whole machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How stage 1 runs; never part of a fingerprint."""
@@ -67,7 +75,7 @@ class RunSettings:
         two-threaded worker by ~25%, because each worker's decode thread then fills the gaps
         that the interpreter's own thread pool leaves. `cores`: this process's share of the
         machine (torchrun starts several commands per node)."""
-        cores = cores or os.cpu_count() or 1
+        cores = cores or available_cores()
         workers = self.workers or max(1, min(cores, num_clips))
         threads = self.num_threads or max(1, cores // workers)
         return dataclasses.replace(self, workers=workers, num_threads=threads)

@@ -11,7 +11,6 @@ split the work; the workers stop with their command (workers.py).
 """
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from posebridge.cache.manifest import FailureLog
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline import paths
-from posebridge.pipeline.config import ExtractConfig, RunSettings
+from posebridge.pipeline.config import ExtractConfig, RunSettings, available_cores
 from posebridge.pipeline.datasets import ClipSpec, scan
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import canonical_json, file_sha256, fingerprint
@@ -273,7 +272,7 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
         else:
             todo.append((spec, cid))
 
-    run = run.resolved(len(todo), cores=max(1, (os.cpu_count() or 1) // shard.local_world_size))
+    run = run.resolved(len(todo), cores=max(1, available_cores() // shard.local_world_size))
     echo(f"extract {dataset}: {len(mine)} clips ({summary.skipped} cached), {run.workers} worker(s) x "
          f"{run.num_threads} thread(s); store {path}; settings {canonical_json(config.output_settings())}")
     start = time.perf_counter()
