@@ -409,7 +409,7 @@ class CueStore:
 def _create_root(path: Path, attrs: dict) -> None:
     """Build the root group in a tmp folder and rename it in, so racing creators never see half a store."""
     path.mkdir(parents=True, exist_ok=True)
-    allowed = (STORE_NAME, FailureLog.FILE_NAME, "content_ids.json")  # the store may appear now if another process won the race
+    allowed = (STORE_NAME, FailureLog.FILE_NAME, "content_ids.json", "claims")  # the store may appear now if another process won the race
     unexpected = [p.name for p in path.iterdir() if p.name not in allowed and not p.name.startswith(TMP_PREFIX)]
     if unexpected:
         raise UserError(f"{path} exists and is not a cue cache (it holds {unexpected[:3]}): "

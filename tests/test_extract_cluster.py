@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -133,9 +134,23 @@ def test_two_concurrent_runs_split_the_clips(videos, models_dir, reference, tmp_
     _assert_single_run_store(tmp_path, reference)
 
 
-def test_a_slurm_array_and_a_plain_run_next_to_it(videos, models_dir, reference, tmp_path):
-    array = [_start(videos, tmp_path, models_dir, "--workers", "1",
-                    env=_env(SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_COUNT="3")) for i in range(3)]
+def _readme_sbatch_script() -> str:
+    """The SLURM array script exactly as the README gives it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?#SBATCH --array.*?)```", readme, re.S).group(1)
+    return textwrap.dedent(block)
+
+
+def test_the_readme_slurm_array_script_next_to_a_plain_run(videos, models_dir, reference, tmp_path):
+    script = tmp_path / "extract_array.sh"
+    script.write_text(_readme_sbatch_script())
+    root = Path(__file__).resolve().parents[1]
+    array = [subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_COUNT="3", SLURM_SUBMIT_DIR=str(root),
+                                       VIDEOS=str(videos), DATASET="clus", POSEBRIDGE_CACHE=str(tmp_path),
+                                       POSEBRIDGE_MODELS=str(models_dir), ARGS=f"--max-frames {FRAMES} --workers 1"),
+                              start_new_session=True)  # each task its own session, as under slurmstepd
+             for i in range(3)]
     plain = _start(videos, tmp_path, models_dir, "--workers", "1", "--shard-clips", "1")
     outs = [_finish(p)[0] for p in [*array, plain]]
     for i, out in enumerate(outs[:3]):
