@@ -156,3 +156,19 @@ def test_shards_partition_the_clips_the_same_way_in_every_process():
     other = subprocess.run([sys.executable, "-c", code], input=json.dumps(CLIPS), capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
     assert json.loads(other.stdout) == [c for c in CLIPS if shards[1].holds(c)]
+
+
+def test_under_torchrun_a_gpu_backend_takes_the_local_ranks_gpu(monkeypatch):
+    import torch
+
+    from posebridge.stages.extract.shard import backend_device
+
+    shard = detect_shard(None, {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+    assert shard.local_world_size == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no GPU here: only the choice is tested
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert backend_device("mmpose", None, shard) == "cuda:1"
+    assert backend_device("mmpose", "cuda", shard) == "cuda:1"
+    assert backend_device("mmpose", "cpu", shard) == "cpu"  # an explicit choice stands
+    assert backend_device("embedded", None, shard) is None
+    assert backend_device("mmpose", None, detect_shard(None, {})) is None  # not under torchrun
