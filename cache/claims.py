@@ -167,10 +167,11 @@ class ClaimBook:
         with self._lock:
             self._held.discard(clip_id)
         path = self.path(clip_id)
-        seen = read_claim(path)
-        if seen is not None and seen.token == self.token:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        with takeover_lock(self.dir):  # so no take-over lands between the check and the unlink
+            seen = read_claim(path)
+            if seen is not None and seen.token == self.token:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def release_all(self) -> None:
         for clip_id in self.held():

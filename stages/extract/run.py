@@ -11,13 +11,14 @@ split the work; the workers stop with their command (workers.py).
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
 from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -32,7 +33,7 @@ from posebridge.pipeline.datasets import ClipSpec, scan
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import canonical_json, file_sha256, fingerprint
 from posebridge.stages.extract.backends.base import make_backend
-from posebridge.stages.extract.coverage import Coverage, content_ids, coverage, is_held, labels_key
+from posebridge.stages.extract.coverage import Coverage, content_ids, coverage, is_held
 from posebridge.stages.extract.shard import Shard, backend_device, detect_shard
 from posebridge.stages.extract.video import VideoError, iter_frames, probe
 from posebridge.stages.extract.workers import Interrupted, check_stop, run_workers
@@ -173,7 +174,7 @@ def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractCon
         with claims.heartbeats(), ShardWriter(store, shard_clips=run.shard_clips, worker=worker,
                                               on_written=release) as writer:
             queue = list(jobs)
-            for attempt in range(2):  # a second look at clips another process held the first time
+            for _ in range(2):  # a second look at clips another process held the first time
                 held_elsewhere = []
                 for spec, cid in queue:
                     if not claims.try_acquire(spec.clip_id):
@@ -231,11 +232,12 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
     """Extract this shard's clips under `videos` into the store of (dataset, extractor fingerprint).
 
     dataset defaults to the videos folder's name. shard defaults to what the environment says
-    (torchrun, SLURM array; see shard.py). echo gets the run's first lines (shard, settings).
+    (torchrun, SLURM array; see shard.py). echo gets the run's first lines (shard, settings;
+    default: printed when progress is on).
     backend_options go to the backend (mmpose: checkpoint=, model_config=, device=)."""
     dataset = dataset or default_dataset(videos)
     shard = shard or detect_shard()
-    echo = echo or (lambda line: None)
+    echo = echo or ((lambda line: print(line, flush=True)) if progress else (lambda line: None))
     backend_options = dict(backend_options or {})
     if "device" in backend_options or shard.local_rank is not None:
         device = backend_device(config.backend, backend_options.get("device"), shard)
@@ -285,8 +287,7 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
             for w, jobs in enumerate(slices)]
     with _sigterm_as_interrupt():
         if n_workers <= 1:
-            results = [_work(*a) for a in args]
-            interrupted = any(r["interrupted"] for r in results)
+            results, interrupted = [_work(*a) for a in args], False
         else:
             results, interrupted = run_workers(_work, args)
     summary.seconds = time.perf_counter() - start
@@ -311,15 +312,14 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
     return summary
 
 
-class _sigterm_as_interrupt:
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (scancel, a scheduler's time limit, `kill`) stops a run like Ctrl-C does."""
-
-    def __enter__(self):
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
