@@ -302,11 +302,16 @@ class CueStore:
             group = self._open_part(part)
             span = {name: group[name][start:stop] for name in ("keypoints", "score", "features", "heatmaps")}
             ranges = group["feature_range"][:]
-        except FileNotFoundError as err:
-            raise _PartGone(part) from err
-        if not (self.parts_dir / part / "zarr.json").is_file():
+        except Exception:  # zarr says FileNotFoundError or KeyError, depending on what went first
+            if not self._part_in_place(part):
+                raise _PartGone(part) from None
+            raise
+        if not self._part_in_place(part):
             raise _PartGone(part)
         return span, ranges
+
+    def _part_in_place(self, part: str) -> bool:
+        return (self.parts_dir / part / "zarr.json").is_file()
 
     def info(self) -> dict:
         """Live clips and bytes apart from superseded copies, stale tmp folders and claims.
@@ -397,8 +402,10 @@ class CueStore:
     def _read_table(self, part: str) -> tuple[tuple[float, str], list[_Entry]] | None:
         try:
             attrs = self._open_part(part).attrs.asdict()
-        except FileNotFoundError:  # removed by `cache compact` since it was listed
-            return None
+        except Exception:
+            if not self._part_in_place(part):  # removed by `cache compact` since it was listed
+                return None
+            raise
         entries = []
         for row, clip in enumerate(attrs["clips"]):
             fields = {k: v for k, v in clip.items() if k not in ("offset", "length")}

@@ -132,3 +132,37 @@ def test_a_reader_running_through_a_compaction_reads_identical_data(store_with_c
         thread.join()
     assert not errors, errors[0]
     assert reads[0] >= 2
+
+
+def test_a_part_removed_after_its_arrays_were_opened_is_never_read_as_zeros(store_with_copies, monkeypatch):
+    """zarr reads a missing shard file as fill values (zeros), without an error: the worst moment
+    for a compaction is after a reader opened a part's arrays and before it read them."""
+    store = CueStore.open(store_with_copies)
+    expected = _snapshot(store)
+    index = store._refresh()
+    doomed = {part for part, (_, entries) in store.part_tables().items()
+              if any(index.get(e.record.clip_id) is not e for e in entries)}
+    reader = CueStore.open(store_with_copies)
+    reader.clips()
+    original, compacted = CueStore._open_part, []
+
+    class Opened:  # the part's arrays, opened (metadata read) while the part was still in place
+        def __init__(self, group):
+            self.attrs = group.attrs
+            self._arrays = {name: group[name] for name in group.array_keys()}
+
+        def __getitem__(self, name):
+            return self._arrays[name]
+
+    def open_then_compact(self, part):
+        opened = Opened(original(self, part))
+        if part in doomed and not compacted:
+            compacted.append(True)
+            compact(self.path)  # removes the very part whose arrays were just opened
+        return opened
+
+    monkeypatch.setattr(CueStore, "_open_part", open_then_compact)
+    _assert_equal(_snapshot(reader), expected)
+    assert compacted
+    monkeypatch.undo()
+    assert CueStore.open(store_with_copies).info()["n_superseded_copies"] == 0
