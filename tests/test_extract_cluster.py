@@ -233,18 +233,22 @@ def test_kill_9_of_the_command_ends_its_workers_and_a_rerun_takes_over_their_cla
     assert list_claims(path) == []
 
 
-def test_ctrl_c_keeps_finished_parts_and_says_how_to_resume(videos, models_dir, tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_keeps_finished_parts_and_says_how_to_resume(stop, videos, models_dir, tmp_path):
     proc = _start(videos, tmp_path, models_dir, "--workers", "2", "--shard-clips", "1", frames=FRAMES * 2)
     deadline = time.time() + 120
     while not _parts(tmp_path) and time.time() < deadline:  # one part landed, the rest is in flight
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
     workers = _children(proc.pid)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the whole foreground group
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the whole foreground group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # `kill PID`, or a scheduler stopping the command
     sent = time.monotonic()
     out, err = proc.communicate(timeout=60)
     latency = time.monotonic() - sent
-    print(f"Ctrl-C to exit: {latency:.2f} s")
+    print(f"{stop} to exit: {latency:.2f} s")
     assert proc.returncode == 130
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("INFO:")]
     assert len(lines) == 1 and lines[0].startswith("interrupted: kept the "), err
