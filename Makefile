@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 VIDEOS ?= $(DEMO_VIDEOS)
-DATASET ?= demo
+DATASET ?=
 SPLIT ?= synthetic_zsl
 SPLITS ?= $(SPLIT)
 ARGS ?=
@@ -71,8 +71,8 @@ $(IMAGES)/messi5.jpg:
 	cd $(DL) && (ls opencv-doc_*.deb >/dev/null 2>&1 || apt-get download opencv-doc 2>/dev/null || (apt-get update -qq && apt-get download opencv-doc))
 	dpkg-deb --fsys-tarfile $(DL)/opencv-doc_*.deb | tar -x -O ./usr/share/doc/opencv-doc/examples/data/messi5.jpg > $@
 
-extract: setup ## stage 1 on VIDEOS (default: demo videos) into the cache of DATASET [ANNOTATIONS=kinetics.csv]
-	$(PB) extract --videos "$(VIDEOS)" --dataset "$(DATASET)" $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") $(ARGS)
+extract: setup ## stage 1 on VIDEOS (default: demo videos) into the cache of DATASET (default: the folder's name) [ANNOTATIONS=kinetics.csv]
+	$(PB) extract --videos "$(VIDEOS)" $(if $(DATASET),--dataset "$(DATASET)") $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") $(ARGS)
 
 train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
 	$(PB) train $(foreach s,$(SPLITS),--split $(s)) $(ARGS)

@@ -47,6 +47,11 @@ PARTS = "parts"
 TMP_PREFIX = ".tmp-"
 # A tmp folder from another host cannot be checked for a live writer; no part takes this long.
 _FOREIGN_TMP_MAX_AGE_S = 24 * 3600
+_READ_RETRIES = 3  # a read retried after `cache compact` moved its part; a clip moves once per compaction
+
+
+class _PartGone(Exception):
+    """A part was removed (by `cache compact`) while it was being read."""
 
 
 @dataclass
@@ -185,6 +190,8 @@ class CueStore:
         self._path = path
         self._attrs = attrs
         self._index: dict[str, _Entry] | None = None
+        self._indexed_parts: list[str] = []
+        self._part_tables: dict[str, tuple[tuple[float, str], list[_Entry]]] = {}
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, dataset: str, fingerprint: str, extractor: dict,
@@ -267,11 +274,15 @@ class CueStore:
         return [e.record for e in sorted(self._refresh().values(), key=lambda e: e.record.clip_id)]
 
     def read_clip(self, clip_id: str) -> ClipArrays:
-        entry = self._entry(clip_id)
-        group = self._open_part(entry.part)
-        rows = slice(entry.offset, entry.offset + entry.record.num_frames)
-        stored = {name: group[name][rows] for name in ("keypoints", "score", "features", "heatmaps")}
-        return decode_clip(stored, group["feature_range"][entry.row], self.schema_version)
+        for _ in range(_READ_RETRIES):
+            entry = self._entry(clip_id)
+            try:
+                stored, ranges = self._read_span(entry.part, entry.offset, entry.offset + entry.record.num_frames)
+            except _PartGone:
+                self._index = None  # compacted meanwhile: its clips now live in another part
+                continue
+            return decode_clip(stored, ranges[entry.row], self.schema_version)
+        raise RuntimeError(f"{self._path}: clip {clip_id!r} kept moving between parts while being read")
 
     def iter_clips(self, clip_ids: Iterable[str] | None = None) -> Iterator[tuple[ClipRecord, ClipArrays]]:
         """Clips in storage order (part, then offset); each part's span is read once."""
@@ -284,26 +295,81 @@ class CueStore:
             chosen = sorted(by_part[part], key=lambda e: e.offset)
             start = chosen[0].offset
             stop = max(e.offset + e.record.num_frames for e in chosen)
-            group = self._open_part(part)
-            span = {name: group[name][start:stop] for name in ("keypoints", "score", "features", "heatmaps")}
-            ranges = group["feature_range"][:]
+            try:
+                span, ranges = self._read_span(part, start, stop)
+            except _PartGone:  # compacted meanwhile: read these clips from where they are now
+                self._index = None
+                for e in chosen:
+                    yield self._entry(e.record.clip_id).record, self.read_clip(e.record.clip_id)
+                continue
             for e in chosen:
                 rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
                 yield e.record, decode_clip({k: v[rows] for k, v in span.items()}, ranges[e.row], self.schema_version)
 
+    def _read_span(self, part: str, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows start:stop of a part's frame arrays, and its feature ranges.
+
+        zarr reads a missing shard file as fill values, so a part removed mid-read would give
+        zeros, not an error. Compaction removes a part by renaming it away first; if the part is
+        still in place after the read, every byte came from it (parts never change once renamed in).
+        """
+        try:
+            group = self._open_part(part)
+            span = {name: group[name][start:stop] for name in ("keypoints", "score", "features", "heatmaps")}
+            ranges = group["feature_range"][:]
+        except Exception:  # zarr says FileNotFoundError or KeyError, depending on what went first
+            if not self._part_in_place(part):
+                raise _PartGone(part) from None
+            raise
+        if not self._part_in_place(part):
+            raise _PartGone(part)
+        return span, ranges
+
+    def _part_in_place(self, part: str) -> bool:
+        return (self.parts_dir / part / "zarr.json").is_file()
+
     def info(self) -> dict:
-        records = self.clips()
-        n_frames = sum(r.num_frames for r in records)
-        size = dir_bytes(self._path / STORE_NAME)
+        """Live clips and bytes apart from superseded copies, stale tmp folders and claims.
+
+        Bytes of a part that holds live and superseded copies are split by frames (exact once
+        `cache compact` has rewritten it)."""
+        from posebridge.cache.claims import DEFAULT_LEASE_S, list_claims
+
+        index = self._refresh()
+        live_frames = superseded_frames = superseded_copies = 0
+        superseded_bytes = 0.0
+        for part, (_, entries) in self.part_tables().items():
+            size = dir_bytes(self.parts_dir / part)
+            frames = sum(e.record.num_frames for e in entries) or 1
+            for e in entries:
+                if index.get(e.record.clip_id) is e:
+                    live_frames += e.record.num_frames
+                else:
+                    superseded_copies += 1
+                    superseded_frames += e.record.num_frames
+                    superseded_bytes += size * e.record.num_frames / frames
+        tmp = [p for parent in (self._path, self.parts_dir) for p in parent.glob(f"{TMP_PREFIX}*") if p.is_dir()]
+        total = dir_bytes(self._path / STORE_NAME)
+        live_bytes = total - superseded_bytes - sum(dir_bytes(p) for p in tmp if p.parent == self.parts_dir)
+        claims = list_claims(self._path)
+        stale_claims = sum(c.is_stale(DEFAULT_LEASE_S) for c in claims)
+        n_live = len(index)
         return {
             "dataset": self._attrs["dataset"],
             "fingerprint": self.fingerprint,
-            "n_clips": len(records),
-            "n_frames": n_frames,
+            "n_clips": n_live,
+            "n_frames": live_frames,
             "n_parts": len(self.part_names()),
-            "bytes_on_disk": size,
-            "bytes_per_clip": size / len(records) if records else 0.0,
-            "bytes_per_300_frames": size / n_frames * 300 if n_frames else 0.0,
+            "bytes_on_disk": total,
+            "bytes_live": round(live_bytes),
+            "bytes_per_clip": live_bytes / n_live if n_live else 0.0,
+            "bytes_per_300_frames": live_bytes / live_frames * 300 if live_frames else 0.0,
+            "n_superseded_copies": superseded_copies,
+            "superseded_frames": superseded_frames,
+            "bytes_superseded": round(superseded_bytes),
+            "n_tmp_folders": len(tmp),
+            "n_claims_active": len(claims) - stale_claims,
+            "n_claims_stale": stale_claims,
             "n_failures": len(FailureLog(self._path).failures()),
             "schema_version": self.schema_version,
             "layout": self.layout.to_attrs(),
@@ -318,29 +384,55 @@ class CueStore:
             raise KeyError(f"clip {clip_id!r} is not in the cue cache {self._path}")
         return index[clip_id]
 
+    def lookup(self, clip_id: str) -> ClipRecord | None:
+        """The clip's current record, re-reading only parts that appeared since the last look."""
+        entry = self._refresh().get(clip_id)
+        return entry.record if entry is not None else None
+
     def _refresh(self) -> dict[str, _Entry]:
         """Index every clip of the complete parts.
 
         A clip can sit in two parts (two runs raced, or its video changed and was extracted again):
         the most recently written part wins, ties broken by part name, so every reader agrees.
+        Parts never change once renamed in, so each part's table is read once per CueStore.
         """
+        names = self.part_names()
+        if self._index is not None and names == self._indexed_parts:
+            return self._index
+        tables = {name: self._part_tables.get(name) or self._read_table(name) for name in names}
+        self._part_tables = {name: table for name, table in tables.items() if table is not None}
         best: dict[str, tuple[tuple[float, str], _Entry]] = {}
-        for part in self.part_names():
-            attrs = self._open_part(part).attrs.asdict()
-            rank = (attrs["written_at"], part)
-            for row, clip in enumerate(attrs["clips"]):
-                fields = {k: v for k, v in clip.items() if k not in ("offset", "length")}
-                entry = _Entry(ClipRecord(**fields, num_frames=clip["length"]), part, row, clip["offset"])
+        for part, (rank, entries) in self._part_tables.items():
+            for entry in entries:
                 if entry.record.clip_id not in best or rank > best[entry.record.clip_id][0]:
                     best[entry.record.clip_id] = (rank, entry)
         self._index = {clip_id: entry for clip_id, (_, entry) in best.items()}
+        self._indexed_parts = names
         return self._index
+
+    def part_tables(self) -> dict[str, tuple[tuple[float, str], list[_Entry]]]:
+        """Every complete part's (rank, entries), superseded copies included (for info and compact)."""
+        self._refresh()
+        return dict(self._part_tables)
+
+    def _read_table(self, part: str) -> tuple[tuple[float, str], list[_Entry]] | None:
+        try:
+            attrs = self._open_part(part).attrs.asdict()
+        except Exception:
+            if not self._part_in_place(part):  # removed by `cache compact` since it was listed
+                return None
+            raise
+        entries = []
+        for row, clip in enumerate(attrs["clips"]):
+            fields = {k: v for k, v in clip.items() if k not in ("offset", "length")}
+            entries.append(_Entry(ClipRecord(**fields, num_frames=clip["length"]), part, row, clip["offset"]))
+        return (attrs["written_at"], part), entries
 
 
 def _create_root(path: Path, attrs: dict) -> None:
     """Build the root group in a tmp folder and rename it in, so racing creators never see half a store."""
     path.mkdir(parents=True, exist_ok=True)
-    allowed = (STORE_NAME, FailureLog.FILE_NAME, "content_ids.json")  # the store may appear now if another process won the race
+    allowed = (STORE_NAME, FailureLog.FILE_NAME, "content_ids.json", "claims")  # the store may appear now if another process won the race
     unexpected = [p.name for p in path.iterdir() if p.name not in allowed and not p.name.startswith(TMP_PREFIX)]
     if unexpected:
         raise UserError(f"{path} exists and is not a cue cache (it holds {unexpected[:3]}): "

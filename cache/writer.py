@@ -13,6 +13,7 @@ import shutil
 import time
 import uuid
 from types import TracebackType
+from typing import Callable
 
 import numpy as np
 import zarr
@@ -35,7 +36,8 @@ _FRAME_ARRAYS = ("keypoints", "score", "features", "heatmaps")
 class ShardWriter:
     """One per worker process; never share a writer (or a part) between processes."""
 
-    def __init__(self, store: CueStore, shard_clips: int = 16, worker: int = 0):
+    def __init__(self, store: CueStore, shard_clips: int = 16, worker: int = 0,
+                 on_written: Callable[[list[ClipRecord]], None] | None = None):
         if shard_clips < 1:
             raise ValueError("shard_clips must be >= 1")
         if store.schema_version != SCHEMA_VERSION:  # a store never mixes two schemas
@@ -44,6 +46,7 @@ class ShardWriter:
         self.store = store
         self.shard_clips = shard_clips
         self.worker = worker
+        self.on_written = on_written  # called with a part's clips once the part is in place
         self.bytes_written = 0  # bytes on disk of the parts written so far
         self._buffer: list[tuple[ClipRecord, dict[str, np.ndarray]]] = []
 
@@ -59,7 +62,9 @@ class ShardWriter:
             return
         name = f"w{self.worker:03d}-{uuid.uuid4().hex[:12]}"  # unique across processes and hosts
         self.bytes_written += _write_part(self.store, name, self._buffer, self.worker)
-        self._buffer = []
+        written, self._buffer = [record for record, _ in self._buffer], []
+        if self.on_written is not None:
+            self.on_written(written)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -95,7 +100,8 @@ def _chunk_frames(frame_bytes: int) -> int:
 
 
 def _write_part(store: CueStore, name: str, clips: list[tuple[ClipRecord, dict[str, np.ndarray]]],
-                worker: int) -> int:
+                worker: int, written_at: float | None = None, extra_attrs: dict | None = None) -> int:
+    """Write one part (tmp folder, then rename in); written_at ranks it against other copies of its clips."""
     table, offset = [], 0
     for record, _ in clips:
         row = dataclasses.asdict(record)
@@ -108,7 +114,8 @@ def _write_part(store: CueStore, name: str, clips: list[tuple[ClipRecord, dict[s
     tmp = new_tmp_dir(store.parts_dir)
     try:
         group = zarr.create_group(store=LocalStore(tmp), zarr_format=3,
-                                  attributes={"clips": table, "written_at": time.time(), "worker": worker})
+                                  attributes={"clips": table, "written_at": written_at or time.time(), "worker": worker,
+                                              **(extra_attrs or {})})
         for key, array in data.items():
             n = len(array)
             chunk = min(_chunk_frames(array[0].nbytes), n) if key in _FRAME_ARRAYS else n

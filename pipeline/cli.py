@@ -15,10 +15,12 @@ from posebridge.pipeline.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="PoseBridge: pose-anchored cue caching (stage 1) and zero-shot heads (stage 2).")
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect cue caches.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect cue caches, check they are complete, compact them.")
 app.add_typer(cache_app, name="cache")
 
 EXIT_SOME_FAILED = 3  # extraction finished, but some clips could not be read (see the failure log)
+EXIT_INCOMPLETE = 4  # `cache info --videos`: the store lacks clips of the folder
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished clips are kept, the same command resumes
 
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else ./outputs/cache).")
 
@@ -50,8 +52,9 @@ def build_extract_config(backend: str, levels: str, joints: str, stride: int, ma
 @app.command()
 def extract(
     videos: Path = typer.Option(..., "--videos", help="Folder of videos (searched recursively)."),
-    dataset: str = typer.Option("demo", "--dataset", help="Cache name; ntu60*/ntu120*/kinetics* names parse "
-                                "those datasets' file names / annotations; others: a folder, or one folder per class."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Cache name (default: the videos folder's name); "
+                                          "ntu60*/ntu120*/kinetics* names parse those datasets' file names / "
+                                          "annotations; others: a folder, or one folder per class."),
     backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline, "
                                 "CPU) or mmpose (the mmpose extra; GPU when there is one; use --levels backbone)."),
     cache_dir: Optional[Path] = CacheDir,
@@ -65,7 +68,7 @@ def extract(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many frames per clip."),
     max_persons: int = typer.Option(2, "--max-persons", help="People followed per frame (M), each in its own "
                                     "slot, main actor first; 1 = the single most confident person."),
-    workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own shards (0: one per core)."),
+    workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own parts (0: one per core this process may use; shared out between the torchrun processes of a node)."),
     threads: int = typer.Option(0, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
     shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per shard write."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
@@ -73,15 +76,26 @@ def extract(
     mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),
     mmpose_config: Optional[str] = typer.Option(None, "--mmpose-config", help="mmpose backend: config name in the "
                                                 "mmpose wheel or a local config file (default: HRNet-w32 256x192 COCO)."),
-    device: Optional[str] = typer.Option(None, "--device", help="mmpose backend: cuda or cpu (default: cuda if available)."),
+    device: Optional[str] = typer.Option(None, "--device", help="mmpose backend: cuda or cpu (default: cuda if "
+                                         "available; cuda:$LOCAL_RANK under torchrun)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Extract shard i of n (0-based, e.g. 0/4; clips split "
+                                        "by a hash of their id). Default: torchrun's RANK/WORLD_SIZE, a SLURM "
+                                        "array's SLURM_ARRAY_TASK_ID/_COUNT, else everything."),
 ) -> None:
     """Stage 1: run the pose model over VIDEOS and cache skeletons + pose-anchored cues (resumable).
 
+    Any number of these commands may run at once on the same videos and cache, on one machine or
+    many sharing the filesystem (torchrun, SLURM arrays, a second run by hand): each clip is claimed
+    in the store before it is extracted, so every clip is extracted once. The first line says which
+    shard this process runs; the last lines whether the store holds every clip of VIDEOS.
+
     Exit code 0 when every clip was extracted, 3 when some failed (they are listed in the store's
-    failures.jsonl and retried on the next run), 1 on a usage error.
+    failures.jsonl and retried on the next run), 130 when stopped by Ctrl-C or SIGTERM (finished
+    clips are kept; run the same command to resume), 1 on a usage error.
     """
     from posebridge.pipeline.config import RunSettings
     from posebridge.stages.extract.run import extract as run_extract
+    from posebridge.stages.extract.shard import detect_shard
 
     config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype,
                                   max_persons)
@@ -90,8 +104,17 @@ def extract(
                                  ("device", device)) if v is not None}
     if options and backend != "mmpose":
         raise UserError(f"--mmpose-checkpoint/--mmpose-config/--device apply to --backend mmpose, not {backend}")
-    summary = run_extract(videos, dataset, cache_dir=cache_dir, config=config, run=run, annotations=annotations,
-                          models_dir=models_dir, progress=progress, backend_options=options)
+    which = detect_shard(shard)
+    try:
+        summary = run_extract(videos, dataset, cache_dir=cache_dir, config=config, run=run, annotations=annotations,
+                              models_dir=models_dir, progress=progress, backend_options=options, shard=which,
+                              echo=lambda line: typer.echo(line))
+    except KeyboardInterrupt:  # stopped before any work was handed out
+        typer.echo("interrupted before extraction started; nothing was written", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.interrupted:
+        typer.echo(summary.interrupted_line(), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     for line in summary.lines():
         typer.echo(line)
     if summary.failed:
@@ -116,8 +139,14 @@ def resolve_store(store: str, cache_dir: Optional[Path] = None) -> Path:
 
 
 @cache_app.command("info")
-def cache_info(store: str = typer.Argument(..., help="Store path or dataset name."), cache_dir: Optional[Path] = CacheDir) -> None:
-    """Print a store's clips, frames, bytes per clip, failures and extractor settings."""
+def cache_info(store: str = typer.Argument(..., help="Store path or dataset name."), cache_dir: Optional[Path] = CacheDir,
+               videos: Optional[Path] = typer.Option(None, "--videos", help="Also say whether the store holds every "
+                                                     "clip of this folder (current bytes and labels)."),
+               annotations: Optional[Path] = typer.Option(None, "--annotations", help="With --videos: the Kinetics "
+                                                          "CSV the store was extracted with.")) -> None:
+    """Print a store's live clips and bytes (apart from superseded copies, tmp folders and claims),
+    failures and extractor settings. With --videos: whether every clip of that folder is in it
+    (exit code 4 when not)."""
     import json
 
     from posebridge.cache.store import CueStore
@@ -126,6 +155,23 @@ def cache_info(store: str = typer.Argument(..., help="Store path or dataset name
     info = {"path": str(opened.path), **opened.info(), "extractor": opened.attrs.get("extractor")}
     for key, value in info.items():
         typer.echo(f"{key}: {value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)}")
+    if videos is not None:
+        from posebridge.stages.extract.coverage import folder_coverage
+
+        cover = folder_coverage(opened, videos, annotations)
+        typer.echo(cover.line())
+        if not cover.complete:
+            raise typer.Exit(EXIT_INCOMPLETE)
+
+
+@cache_app.command("compact")
+def cache_compact(store: str = typer.Argument(..., help="Store path or dataset name."),
+                  cache_dir: Optional[Path] = CacheDir) -> None:
+    """Remove superseded copies of clips, stale tmp folders and dead claims. Safe while other
+    processes read the store or extract into it."""
+    from posebridge.cache.compact import compact
+
+    typer.echo(compact(resolve_store(store, cache_dir)).line())
 
 
 @app.command()
@@ -274,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -47,6 +47,14 @@ class ExtractConfig:
         return {"stage_version": EXTRACT_STAGE_VERSION, **dataclasses.asdict(self)}
 
 
+def available_cores() -> int:
+    """The cores this process may run on: a SLURM or container CPU set, not the whole machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How stage 1 runs; never part of a fingerprint."""
@@ -55,11 +63,12 @@ class RunSettings:
     workers: int = 0  # extraction processes, each owning whole shards; 0 = one per core (<= clips)
     shard_clips: int = 16  # clips buffered per shard before one write
 
-    def resolved(self, num_clips: int) -> "RunSettings":
+    def resolved(self, num_clips: int, cores: int | None = None) -> "RunSettings":
         """Concrete workers/threads. Measured on 2 cores: two single-threaded workers beat one
         two-threaded worker by ~25%, because each worker's decode thread then fills the gaps
-        that the interpreter's own thread pool leaves."""
-        cores = os.cpu_count() or 1
+        that the interpreter's own thread pool leaves. `cores`: this process's share of the
+        machine (torchrun starts several commands per node)."""
+        cores = cores or available_cores()
         workers = self.workers or max(1, min(cores, num_clips))
         threads = self.num_threads or max(1, cores // workers)
         return dataclasses.replace(self, workers=workers, num_threads=threads)

@@ -16,6 +16,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _not_a_cluster_task(monkeypatch):
+    """Tests run whole sets: pytest started inside torchrun or a SLURM array must not shard them."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():  # a missing asset is a setup error, not a reason to skip
         pytest.fail(f"{path} is missing; run `make setup` (make test does) first")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["export"], ["splits"], ["train"], ["eval"], ["demo"]]
+COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "compact"], ["export"], ["splits"], ["train"], ["eval"], ["demo"]]
 
 
 def run(*args: str, env_cache: str | None = None) -> subprocess.CompletedProcess:

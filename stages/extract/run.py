@@ -1,35 +1,44 @@
 """Stage 1 end to end: videos -> HPE -> pose-anchored cues -> zarr cache.
 
-Resumable by construction: clips are written in whole shards that appear atomically, a clip
-counts as done when its content id is in a complete shard, and a re-run skips done clips. A
-kill -9 loses at most the shard being buffered, which the next run recomputes.
+Resumable by construction: clips are written in whole parts that appear atomically, a clip
+counts as done when its content id is in a complete part, and a re-run skips done clips. A
+kill -9 loses at most the part being buffered, which the next run recomputes.
+
+Exactly once across processes and hosts: a worker claims a clip (cache/claims.py) before it
+extracts it, checks the store once more, and releases the claim only after the part holding
+the clip is in place. Concurrent runs, torchrun ranks and SLURM array tasks (shard.py) thereby
+split the work; the workers stop with their command (workers.py).
 """
 from __future__ import annotations
 
-import json
-import multiprocessing as mp
-import os
+import contextlib
+import signal
+import threading
 import time
 from importlib import metadata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from posebridge.cache.claims import DEFAULT_LEASE_S, ClaimBook
 from posebridge.cache.manifest import FailureLog
 from posebridge.cache.schema import BLAZEPOSE33, CacheLayout, skeleton_named_by
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline import paths
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.config import ExtractConfig, RunSettings
+from posebridge.pipeline.config import ExtractConfig, RunSettings, available_cores
 from posebridge.pipeline.datasets import ClipSpec, scan
 from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import canonical_json, content_id, file_sha256, fingerprint
+from posebridge.pipeline.fingerprint import canonical_json, file_sha256, fingerprint
 from posebridge.stages.extract.backends.base import make_backend
+from posebridge.stages.extract.coverage import Coverage, content_ids, coverage, is_held
+from posebridge.stages.extract.shard import Shard, backend_device, detect_shard
 from posebridge.stages.extract.tracking import main_actor_order
 from posebridge.stages.extract.video import VideoError, iter_frames, probe
+from posebridge.stages.extract.workers import Interrupted, check_stop, run_workers
 
 
 @dataclass
@@ -45,6 +54,10 @@ class ExtractSummary:
     bytes_per_clip: float = 0.0
     bytes_per_300_frames: float = 0.0
     failures: list[dict] = field(default_factory=list)
+    elsewhere: int = 0  # clips of this shard another live process holds a claim on
+    shard: Shard | None = None
+    coverage: Coverage | None = None  # the whole videos folder, every shard
+    interrupted: bool = False
 
     @property
     def frames_per_second(self) -> float:
@@ -54,17 +67,26 @@ class ExtractSummary:
         out = [
             f"store: {self.store}",
             f"clips: {self.done} extracted, {self.skipped} already cached, {self.failed} failed"
-            + (f", {self.no_person} with no person found" if self.no_person else ""),
+            + (f", {self.no_person} with no person found" if self.no_person else "")
+            + (f", {self.elsewhere} being extracted by other processes" if self.elsewhere else "")
+            + (f" ({self.shard.describe()})" if self.shard and self.shard.count > 1 else ""),
             (f"speed: {self.frames} frames in {self.seconds:.1f} s = {self.frames_per_second:.1f} frames/s"
              if self.frames else "speed: nothing new to extract"),
             f"cache: {self.bytes_per_clip / 1e6:.3f} MB per clip, "
             f"{self.bytes_per_300_frames / 1e6:.3f} MB per 300 frames",
         ]
+        if self.coverage is not None:
+            out.append(self.coverage.line())
         for f in self.failures[:10]:
             out.append(f"failed: {f['clip_id']}: {f['reason']}")
         if self.failed > 10:
             out.append(f"... {self.failed - 10} more in {self.store / 'failures.jsonl'}")
         return out
+
+    def interrupted_line(self) -> str:
+        held = f"; the store holds {self.coverage.held} of {self.coverage.total} clips" if self.coverage else ""
+        return (f"interrupted: kept the {self.done} clip(s) this run finished{held} ({self.store}); "
+                f"run the same command again to resume")
 
 
 # Libraries whose version can change the numbers a clip gets (decoder, colour conversion, kernels).
@@ -116,43 +138,18 @@ def _with_person_axis(cues, max_persons: int):
     return type(cues)(slots(cues.keypoints), slots(cues.score), slots(cues.features), slots(cues.heatmaps))
 
 
-def _labels(clip: ClipSpec | ClipRecord) -> str:
-    return canonical_json([clip.label, clip.label_name, clip.meta])
-
-
-def _content_ids(specs: list[ClipSpec], memo_path: Path) -> dict[str, str]:
-    """content_id per clip_id, memoised on (size, mtime) so re-runs do not re-read every video.
-
-    The memo only saves reading; the ids themselves depend on bytes alone.
-    """
-    memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
-    out, changed = {}, False
-    for spec in specs:
-        try:
-            st = os.stat(spec.path)
-        except OSError:
-            continue  # vanished file: the extractor reports it
-        key = [st.st_size, st.st_mtime_ns]
-        hit = memo.get(spec.clip_id)
-        if hit and hit[:2] == key:
-            out[spec.clip_id] = hit[2]
-        else:
-            out[spec.clip_id] = content_id(spec.path)
-            memo[spec.clip_id] = [*key, out[spec.clip_id]]
-            changed = True
-    if changed:
-        with atomic_path(memo_path) as tmp:
-            tmp.write_text(json.dumps(memo))
-    return out
-
-
 def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
-                 frame_bar: tqdm | None = None) -> tuple[ClipRecord, ClipArrays]:
-    """Run the backend over one clip's frames; raises VideoError for unreadable input."""
+                 frame_bar: tqdm | None = None,
+                 stop_check: Callable[[], None] | None = None) -> tuple[ClipRecord, ClipArrays]:
+    """Run the backend over one clip's frames; raises VideoError for unreadable input.
+
+    stop_check runs before every frame (it raises to stop, or ends an orphaned worker)."""
     info = probe(spec.path)
     backend.reset()
     kps, scores, feats, heats = [], [], [], []
     for frame in iter_frames(spec.path, stride=config.stride, max_frames=config.max_frames):
+        if stop_check is not None:
+            stop_check()
         cues = _with_person_axis(backend.process(frame), config.max_persons)
         kps.append(cues.keypoints)
         scores.append(cues.score)
@@ -180,59 +177,107 @@ def _bar_off(progress: bool) -> bool | None:
 
 def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
           models_dir: Path | None, worker: int, progress: bool, failed_before: set[str],
-          backend_options: dict) -> dict:
-    """One worker: its own backend and its own shards (one writer per shard, no locks)."""
+          backend_options: dict, lease_s: float) -> dict:
+    """One worker: its own backend and its own parts (one writer per part, no locks); a clip is
+    claimed before it is extracted, and its claim released once its part is in place."""
     if run.workers > 1:
         import cv2
 
         cv2.setNumThreads(1)  # the cores are already shared out between workers
     store = CueStore.open(store_path)
     failures = FailureLog(store_path)
+    claims = ClaimBook(store_path, lease_s=lease_s)
     backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=run.num_threads,
                            **backend_options)
-    stats = {"done": 0, "failed": 0, "no_person": 0, "frames": 0}
+    stats = {"done": 0, "failed": 0, "no_person": 0, "frames": 0, "skipped": 0, "elsewhere": 0,
+             "interrupted": False}
     clip_bar = tqdm(total=len(jobs), desc=f"clips[{worker}]" if run.workers > 1 else "clips",
                     unit="clip", disable=_bar_off(progress), position=2 * worker, leave=True)
     frame_bar = tqdm(desc="frames", unit="frame", disable=_bar_off(progress), position=2 * worker + 1, leave=False)
-    with ShardWriter(store, shard_clips=run.shard_clips, worker=worker) as writer:
-        for spec, cid in jobs:
-            clip_bar.set_postfix_str(spec.clip_id[-40:])
-            try:
-                record, arrays = extract_clip(backend, spec, cid, config, frame_bar)
-            except Exception as err:  # one bad file must not end the run; the log keeps the reason
-                reason = str(err) if isinstance(err, (VideoError, OSError)) else f"{type(err).__name__}: {err}"
-                failures.record(spec.clip_id, str(spec.path), cid, reason)
-                stats["failed"] += 1
-            else:
-                writer.add(record, arrays)
-                if spec.clip_id in failed_before:
-                    failures.resolve(spec.clip_id, cid)
-                stats["done"] += 1
-                stats["frames"] += record.num_frames
-                stats["no_person"] += int(float(np.max(arrays.score)) <= 0.0)
-            clip_bar.update(1)
-    frame_bar.close()
-    clip_bar.close()
+
+    def release(records: list[ClipRecord]) -> None:
+        for record in records:
+            claims.release(record.clip_id)
+
+    try:
+        with claims.heartbeats(), ShardWriter(store, shard_clips=run.shard_clips, worker=worker,
+                                              on_written=release) as writer:
+            queue = list(jobs)
+            for _ in range(2):  # a second look at clips another process held the first time
+                held_elsewhere = []
+                for spec, cid in queue:
+                    if not claims.try_acquire(spec.clip_id):
+                        held_elsewhere.append((spec, cid))
+                        continue
+                    if is_held(store, spec, cid):  # another process finished it since we scanned
+                        claims.release(spec.clip_id)
+                        stats["skipped"] += 1
+                        clip_bar.update(1)
+                        continue
+                    clip_bar.set_postfix_str(spec.clip_id[-40:])
+                    try:
+                        record, arrays = extract_clip(backend, spec, cid, config, frame_bar, stop_check=check_stop)
+                    except (Interrupted, KeyboardInterrupt):
+                        claims.release(spec.clip_id)  # unfinished: free for the next run at once
+                        raise
+                    except Exception as err:  # one bad file must not end the run; the log keeps the reason
+                        reason = str(err) if isinstance(err, (VideoError, OSError)) else f"{type(err).__name__}: {err}"
+                        failures.record(spec.clip_id, str(spec.path), cid, reason)
+                        claims.release(spec.clip_id)
+                        stats["failed"] += 1
+                    else:
+                        writer.add(record, arrays)  # its claim goes when its part is written
+                        if spec.clip_id in failed_before:
+                            failures.resolve(spec.clip_id, cid)
+                        stats["done"] += 1
+                        stats["frames"] += record.num_frames
+                        stats["no_person"] += int(float(np.max(arrays.score)) <= 0.0)
+                    clip_bar.update(1)
+                queue = held_elsewhere
+            stats["elsewhere"] = len(queue)
+    except (Interrupted, KeyboardInterrupt):
+        stats["interrupted"] = True  # the writer has flushed the finished clips on the way out
+    finally:
+        claims.release_all()  # clips whose part could not be written
+        frame_bar.close()
+        clip_bar.close()
     stats["backend"] = dict(backend.stats)
     return stats
 
 
-def _work_star(args) -> dict:
-    return _work(*args)
+def default_dataset(videos: Path) -> str:
+    """The videos folder's name: two folders never share a store by accident."""
+    name = Path(videos).resolve().name
+    if not name:
+        raise UserError(f"cannot name a dataset after {videos}: pass --dataset NAME")
+    return name
 
 
-def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
+def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None = None,
             config: ExtractConfig = ExtractConfig(), run: RunSettings = RunSettings(),
             annotations: Path | None = None, models_dir: Path | None = None,
-            progress: bool = True, backend_options: dict | None = None) -> ExtractSummary:
-    """Extract every clip under `videos` into the store of (dataset, extractor fingerprint).
+            progress: bool = True, backend_options: dict | None = None, shard: Shard | None = None,
+            echo: Callable[[str], None] | None = None, lease_s: float = DEFAULT_LEASE_S) -> ExtractSummary:
+    """Extract this shard's clips under `videos` into the store of (dataset, extractor fingerprint).
 
+    dataset defaults to the videos folder's name. shard defaults to what the environment says
+    (torchrun, SLURM array; see shard.py). echo gets the run's first lines (shard, settings;
+    default: printed when progress is on).
     backend_options go to the backend (mmpose: checkpoint=, model_config=, device=)."""
-    backend_options = backend_options or {}
+    dataset = dataset or default_dataset(videos)
+    shard = shard or detect_shard()
+    echo = echo or ((lambda line: print(line, flush=True)) if progress else (lambda line: None))
+    backend_options = dict(backend_options or {})
+    if "device" in backend_options or shard.local_rank is not None:
+        device = backend_device(config.backend, backend_options.get("device"), shard)
+        if device is not None:
+            backend_options["device"] = device
     models_dir = paths.models_root(models_dir)
     backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1,  # checks the config
                            **backend_options)
     specs = scan(Path(videos), dataset, annotations)
+    mine = [spec for spec in specs if shard.holds(spec.clip_id)]
+    echo(f"{shard.describe()}: {len(mine)} of {len(specs)} clips of {videos}, dataset {dataset}")
     identity = extractor_identity(config, backend)
     fp = fingerprint(identity)
     path = store_dir(paths.cache_root(cache_dir), dataset, fp)
@@ -240,63 +285,70 @@ def extract(videos: Path, dataset: str, *, cache_dir: Path | None = None,
                             layout=cache_layout(config, backend))
     del backend  # workers build their own
 
-    ids = _content_ids(specs, path / "content_ids.json")
+    ids = content_ids(specs, path / "content_ids.json")
     # Done = this clip's current bytes are cached with its current labels. Keyed on the id and the
     # bytes, so a re-encoded file is redone and the same bytes under two names stay two clips; a
     # changed label (a class folder added, an annotation file given) redoes the clip too, and the
-    # newer shard wins, so old and new label numbering never mix in one store.
-    done = {(r.clip_id, r.content_id): _labels(r) for r in store.clips()}
-    summary = ExtractSummary(store=path)
+    # newer part wins, so old and new label numbering never mix in one store.
+    summary = ExtractSummary(store=path, shard=shard)
     failures = FailureLog(path)
     todo = []
-    for spec in specs:
+    for spec in mine:
         cid = ids.get(spec.clip_id)
         if cid is None:
             failures.record(spec.clip_id, str(spec.path), None, "file vanished before extraction")
             summary.failed += 1
-        elif done.get((spec.clip_id, cid)) == _labels(spec):
+        elif is_held(store, spec, cid):
             summary.skipped += 1
         else:
             todo.append((spec, cid))
 
-    run = run.resolved(len(todo))
-    if progress:  # the settings of this run, once, before the bars (they are saved in the store too)
-        print(f"extract {dataset}: {len(specs)} clips ({summary.skipped} cached), {run.workers} worker(s) x "
-              f"{run.num_threads} thread(s); store {path}; settings {canonical_json(config.output_settings())}",
-              flush=True)
+    run = run.resolved(len(todo), cores=max(1, available_cores() // shard.local_world_size))
+    echo(f"extract {dataset}: {len(mine)} clips ({summary.skipped} cached), {run.workers} worker(s) x "
+         f"{run.num_threads} thread(s); store {path}; settings {canonical_json(config.output_settings())}")
     start = time.perf_counter()
     n_workers = max(1, min(run.workers, len(todo)))
-    # Contiguous slices keep each worker's shards holding neighbouring clips.
+    # Contiguous slices keep each worker's parts holding neighbouring clips.
     bounds = np.linspace(0, len(todo), n_workers + 1).astype(int)
     slices = [todo[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     failed_before = {f["clip_id"] for f in failures.failures()}
-    args = [(path, jobs, config, run, models_dir, w, progress, failed_before, backend_options)
+    args = [(path, jobs, config, run, models_dir, w, progress, failed_before, backend_options, lease_s)
             for w, jobs in enumerate(slices)]
-    if n_workers <= 1:
-        results = [_work(*a) for a in args]
-    else:
-        pool = mp.get_context("spawn").Pool(n_workers)
-        try:
-            results = pool.map(_work_star, args)
-            pool.close()  # let workers exit on their own (terminate() leaks their semaphores)
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
+    with _sigterm_as_interrupt():
+        if n_workers <= 1:
+            results, interrupted = [_work(*a) for a in args], False
+        else:
+            results, interrupted = run_workers(_work, args)
     summary.seconds = time.perf_counter() - start
+    summary.interrupted = interrupted or any(r["interrupted"] for r in results)
     for r in results:
         summary.done += r["done"]
-        summary.failed += r["failed"]
+        summary.skipped += r["skipped"]
+        summary.elsewhere += r["elsewhere"]
         summary.no_person += r["no_person"]
         summary.frames += r["frames"]
         summary.model_calls += r["backend"].get("landmark_calls", 0) + r["backend"].get("detector_calls", 0)
 
-    info = CueStore.open(path).info()
+    store = CueStore.open(path)
+    info = store.info()
     summary.bytes_per_clip = info.get("bytes_per_clip", 0.0)
     summary.bytes_per_300_frames = info.get("bytes_per_300_frames", 0.0)
-    # Only this scan's clips: a failed file that was since deleted is no longer a failure.
-    current = {spec.clip_id for spec in specs}
+    summary.coverage = coverage(store, Path(videos), specs, ids)
+    # Only this shard's current clips: a failed file that was since deleted is no longer a failure.
+    current = {spec.clip_id for spec in mine}
     summary.failures = [f for f in failures.failures() if f["clip_id"] in current]
     summary.failed = len(summary.failures)
     return summary
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (scancel, a scheduler's time limit, `kill`) stops a run like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
