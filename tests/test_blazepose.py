@@ -16,7 +16,8 @@ from posebridge.pipeline.paths import models_root
 from posebridge.stages.extract import tracking
 from posebridge.stages.extract.backends import blazepose_roi as geometry
 from posebridge.stages.extract.backends import blazepose_spec as spec
-from posebridge.stages.extract.backends.base import FrameCues, make_backend
+from posebridge.stages.extract.backends import make_backend
+from posebridge.stages.extract.backends.base import FrameCues
 from posebridge.stages.extract.backends.blazepose_detector import ssd_anchor_centers, weighted_nms
 from posebridge.stages.extract.backends.blazepose_landmarks import refine_from_heatmap
 from posebridge.stages.extract.backends.tflite_outputs import load_interpreter, output_index_by_name

@@ -143,7 +143,7 @@ def test_a_cached_clip_whose_file_breaks_is_reported_failed(video_dir, models_di
 def test_layout_cue_joints_index_the_stores_own_skeleton(models_dir):
     """--joints are BlazePose indices; a COCO-17 backend's store holds them as COCO indices (by name)."""
     from posebridge.cache.schema import BLAZEPOSE33, COCO17
-    from posebridge.stages.extract.backends.base import make_backend
+    from posebridge.stages.extract.backends import make_backend
     from posebridge.stages.extract.run import cache_layout
 
     embedded = make_backend("embedded", ExtractConfig(), models_dir=models_dir, num_threads=1)

@@ -21,7 +21,8 @@ from posebridge.pipeline.config import BODY13, CueConfig, ExtractConfig  # noqa:
 from posebridge.pipeline.errors import UserError  # noqa: E402
 from posebridge.stages.extract.backends import blazepose_roi as geometry  # noqa: E402
 from posebridge.stages.extract.backends import mmpose_backend as mb  # noqa: E402
-from posebridge.stages.extract.backends.base import FrameCues, make_backend  # noqa: E402
+from posebridge.stages.extract.backends import make_backend
+from posebridge.stages.extract.backends.base import FrameCues  # noqa: E402
 from posebridge.stages.extract.frames import RGBFrame  # noqa: E402
 from posebridge.stages.extract.run import extractor_identity  # noqa: E402
 from posebridge.stages.extract.video import iter_frames  # noqa: E402

@@ -73,7 +73,7 @@ def test_a_person_who_leaves_and_comes_back_gets_their_slot_back(tmp_path, demo_
     import av
 
     from conftest import _load_bench_module
-    from posebridge.stages.extract.backends.base import make_backend
+    from posebridge.stages.extract.backends import make_backend
     from posebridge.stages.extract.frames import YUV420Frame
 
     by_name = {p.name: p for p in demo_videos}

@@ -1,11 +1,22 @@
-"""Pose-anchored cues: landmark-model feature maps and heatmaps sampled around each joint.
+"""Pose-anchored cues: a pose model's feature maps and heatmaps sampled at and around each joint.
 
-Everything is sampled from the same forward pass that produced the landmarks, in the 256x256
-crop's pixel coordinates, and vectorised over joints and window points.
+One sampling function, `sample_at_joints`, serves every backend: it takes the joints in the
+model-input crop's pixels, the backend's maps, and a `GridGeometry` saying where the maps'
+cells sit on that crop (the two backends differ in crop size and in their cell convention).
+Everything is sampled from the same forward pass that produced the keypoints, vectorised over
+joints and window points.
+
+Heatmap cues come in these kinds (cache/schema.py HEATMAP_KINDS, recorded in the store's layout):
+- "sigmoid" / "clipped": a dense [h, w, K] map (BlazePose's heatmap logits through a sigmoid;
+  mmpose heatmap heads' Gaussians clipped to [0, 1]), bilinearly sampled one cell apart;
+- "simcc_outer": a SimCC head's separable map, the outer product of its softmaxed x and y
+  vectors, integrated over P x P square cells around the joint: each patch value is the
+  probability mass the model puts on that cell (so it lies in [0, 1] and the patch sums to <= 1).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -14,10 +25,47 @@ from posebridge.pipeline.config import CueConfig
 from .backends.blazepose_landmarks import sigmoid
 from .backends.blazepose_spec import FEATURE_LEVELS, LANDMARK_INPUT_SIZE
 
+@dataclass(frozen=True)
+class GridGeometry:
+    """Where the cells of a backend's maps sit on its model-input crop.
 
-def feature_channels(levels: Sequence[str]) -> int:
-    """C of the concatenated feature vector for these levels."""
-    return sum(FEATURE_LEVELS[name].channels for name in levels)
+    Cell (i, j) of an h x w map over a crop of `width` x `height` pixels is centred on crop point
+    ((j + cell_offset) * width / w, (i + cell_offset) * height / h). cell_offset is 0.5 when cells
+    are centred in their block of pixels and points are continuous (pixel k spans [k, k+1];
+    BlazePose, TF resizing), and 0.0 in mmpose's codec convention (pixel centres at integers and
+    cell i centred on input pixel i * stride; see mmpose/codecs/msra_heatmap.py).
+    """
+
+    width: float
+    height: float
+    cell_offset: float
+
+    def to_cells(self, xy: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Crop points [..., 2] as (x, y) cell coordinates (cell centres at integers) of a [h, w, ...] map."""
+        return (xy[..., 0] * (shape[1] / self.width) - self.cell_offset,
+                xy[..., 1] * (shape[0] / self.height) - self.cell_offset)
+
+
+@dataclass(frozen=True)
+class DenseHeatmaps:
+    """A [h, w, K] map per joint channel; `to_probability` maps sampled corner values into [0, 1]."""
+
+    maps: np.ndarray
+    to_probability: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SimCCHeatmaps:
+    """A SimCC head's 1-D distributions: x [K, Wx] and y [K, Hy], each softmaxed (rows sum to 1).
+
+    Bin b is centred on input pixel b / split_ratio (mmpose's convention, see
+    mmpose/codecs/simcc_label.py); the patch cell is `cell` input pixels wide.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    split_ratio: float
+    cell: float
 
 
 def _bilinear_corners(shape: tuple[int, ...], x: np.ndarray, y: np.ndarray):
@@ -37,42 +85,102 @@ def _bilinear_corners(shape: tuple[int, ...], x: np.ndarray, y: np.ndarray):
     return rows, cols, weights
 
 
-def sample_cues(landmarks_crop_px: np.ndarray, heatmap_logits: np.ndarray, levels: Mapping[str, np.ndarray],
-                cfg: CueConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(features [Vc, C] float32, heatmaps [Vc, P, P] float32) for the joints in cfg.joints.
+def _patch_offsets(patch: int) -> np.ndarray:
+    return np.arange(patch) - (patch - 1) / 2
 
-    landmarks_crop_px: [39, >=2] landmark x, y in crop pixels; heatmap_logits: [64, 64, 39];
-    levels: short level name -> [H, W, C] feature map of the same crop.
+
+def _dense_patches(xy: np.ndarray, heatmaps: DenseHeatmaps, channels: np.ndarray, geometry: GridGeometry,
+                   patch: int) -> np.ndarray:
+    """The joint's own channel, P x P samples one map cell apart around the joint; probabilities
+    (not logits) are interpolated, so a patch cell is a blend of probabilities."""
+    cx, cy = geometry.to_cells(xy, heatmaps.maps.shape)
+    steps = _patch_offsets(patch)
+    px = cx[:, None, None] + steps[None, None, :]  # [Vc, 1, P]
+    py = cy[:, None, None] + steps[None, :, None]  # [Vc, P, 1]
+    rows, cols, weights = _bilinear_corners(heatmaps.maps.shape, *np.broadcast_arrays(px, py))
+    corners = heatmaps.to_probability(heatmaps.maps[rows, cols, channels[:, None, None]])  # [4, Vc, P, P]
+    return (weights * corners).sum(axis=0)
+
+
+def _cell_masses(probs: np.ndarray, centres: np.ndarray, split_ratio: float, cell: float) -> np.ndarray:
+    """Mass of each row of `probs` [Vc, B] inside cells [c - cell/2, c + cell/2] for centres [Vc, P] (input px).
+
+    The distribution is uniform within each bin (bin b spans input pixels (b -+ 0.5) / split_ratio),
+    so the cumulative mass is piecewise linear and a cell's mass is a difference of two of its values.
     """
-    joints = np.asarray(cfg.joints)
-    xy = landmarks_crop_px[joints, :2].astype(np.float64)  # [Vc, 2]
+    bins = probs.shape[1]
+    cumulative = np.concatenate([np.zeros((len(probs), 1)), np.cumsum(probs, axis=1, dtype=np.float64)], axis=1)
+    grid = np.arange(bins + 1, dtype=np.float64)  # bin edges, in bins: edge k is where bin k starts
+    masses = np.empty(centres.shape)
+    for v in range(len(probs)):
+        edges_hi = (centres[v] + cell / 2) * split_ratio + 0.5
+        edges_lo = (centres[v] - cell / 2) * split_ratio + 0.5
+        masses[v] = np.interp(edges_hi, grid, cumulative[v]) - np.interp(edges_lo, grid, cumulative[v])
+    return np.clip(masses, 0.0, 1.0)
 
+
+def _simcc_patches(xy: np.ndarray, heatmaps: SimCCHeatmaps, channels: np.ndarray, patch: int) -> np.ndarray:
+    """P x P cells of `cell` input pixels around each joint; value = mass of x-cell times mass of y-cell,
+    which is the mass of the outer-product map over that square (the map is separable)."""
+    steps = _patch_offsets(patch) * heatmaps.cell
+    mass_x = _cell_masses(heatmaps.x[channels], xy[:, 0, None] + steps, heatmaps.split_ratio, heatmaps.cell)
+    mass_y = _cell_masses(heatmaps.y[channels], xy[:, 1, None] + steps, heatmaps.split_ratio, heatmaps.cell)
+    return mass_y[:, :, None] * mass_x[:, None, :]  # [Vc, P(rows = y), P(cols = x)]
+
+
+def sample_at_joints(xy: np.ndarray, levels: Sequence[tuple[np.ndarray, float]],
+                     heatmaps: DenseHeatmaps | SimCCHeatmaps, channels: np.ndarray, geometry: GridGeometry,
+                     cfg: CueConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(features [Vc, C] float32, heatmap patches [Vc, P, P] float32) at the cue joints.
+
+    xy: [Vc, 2] cue joints in crop pixels (the convention of `geometry`); levels: ([H, W, C] map,
+    scale) pairs in CueConfig.levels order, each map's window mean multiplied by its scale;
+    channels: [Vc] the heatmap channel of each cue joint.
+    """
+    xy = np.asarray(xy, np.float64)
+    channels = np.asarray(channels, np.intp)
     offsets = np.linspace(-cfg.window_radius, cfg.window_radius, cfg.window) if cfg.window > 1 else np.zeros(1)
     dx, dy = np.meshgrid(offsets, offsets, indexing="xy")
     window = xy[:, None, :] + np.stack([dx.ravel(), dy.ravel()], axis=1)  # [Vc, k*k, 2] crop pixels
 
-    # Each level is divided by its pinned RMS (blazepose_spec.FEATURE_LEVELS), so all levels enter
-    # at unit scale however large their activations (backbone sums ~30x the FPN maps). A fixed
-    # scale keeps the features linear in the activations and comparable across frames and clips;
-    # a per-vector norm would blow up near-zero vectors into noise and erase "how strongly".
     parts = []
-    for name in cfg.levels:
-        grid = levels[name]
-        to_cells = grid.shape[0] / LANDMARK_INPUT_SIZE
-        rows, cols, weights = _bilinear_corners(grid.shape, window[..., 0] * to_cells - 0.5,
-                                                window[..., 1] * to_cells - 0.5)
+    for grid, scale in levels:
+        rows, cols, weights = _bilinear_corners(grid.shape, *geometry.to_cells(window, grid.shape))
         # One gather of all corners of all window points, then their weighted mean per joint.
-        scale = 1 / (weights.shape[2] * FEATURE_LEVELS[name].rms)
-        parts.append(np.einsum("qvk,qvkc->vc", (weights * scale).astype(grid.dtype), grid[rows, cols]))
+        weights = weights * (scale / weights.shape[2])
+        parts.append(np.einsum("qvk,qvkc->vc", weights.astype(grid.dtype), grid[rows, cols]))
     features = np.concatenate(parts, axis=1).astype(np.float32)
 
-    # The joint's own heatmap channel, P x P samples one heatmap cell apart around the joint;
-    # probabilities (not logits) are interpolated, so a patch cell is a blend of probabilities.
-    to_cells = heatmap_logits.shape[0] / LANDMARK_INPUT_SIZE
-    steps = np.arange(cfg.heatmap_patch) - (cfg.heatmap_patch - 1) / 2
-    px = xy[:, 0, None, None] * to_cells - 0.5 + steps[None, None, :]  # [Vc, 1, P]
-    py = xy[:, 1, None, None] * to_cells - 0.5 + steps[None, :, None]  # [Vc, P, 1]
-    rows, cols, weights = _bilinear_corners(heatmap_logits.shape, *np.broadcast_arrays(px, py))
-    corners = sigmoid(heatmap_logits[rows, cols, joints[:, None, None]])  # [4, Vc, P, P]
-    heatmaps = (weights * corners).sum(axis=0)
-    return features, heatmaps.astype(np.float32)
+    if isinstance(heatmaps, SimCCHeatmaps):
+        patches = _simcc_patches(xy, heatmaps, channels, cfg.heatmap_patch)
+    else:
+        patches = _dense_patches(xy, heatmaps, channels, geometry, cfg.heatmap_patch)
+    return features, patches.astype(np.float32)
+
+
+# --- the embedded backend (BlazePose landmark model) ---------------------------------------------
+
+# The landmark model's maps tile its square crop; landmarks are continuous crop pixels.
+LANDMARK_GRID = GridGeometry(LANDMARK_INPUT_SIZE, LANDMARK_INPUT_SIZE, cell_offset=0.5)
+
+
+def feature_channels(levels: Sequence[str]) -> int:
+    """C of the concatenated feature vector for these landmark-model levels."""
+    return sum(FEATURE_LEVELS[name].channels for name in levels)
+
+
+def sample_cues(landmarks_crop_px: np.ndarray, heatmap_logits: np.ndarray, levels: Mapping[str, np.ndarray],
+                cfg: CueConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded backend's cues through sample_at_joints.
+
+    landmarks_crop_px: [39, >=2] landmark x, y in crop pixels; heatmap_logits: [64, 64, 39];
+    levels: short level name -> [H, W, C] feature map of the same crop.
+    Each level is divided by its pinned RMS (blazepose_spec.FEATURE_LEVELS), so all levels enter
+    at unit scale however large their activations (backbone sums ~30x the FPN maps). A fixed
+    scale keeps the features linear in the activations and comparable across frames and clips;
+    a per-vector norm would blow up near-zero vectors into noise and erase "how strongly".
+    """
+    joints = np.asarray(cfg.joints)
+    scaled = [(levels[name], 1 / FEATURE_LEVELS[name].rms) for name in cfg.levels]
+    return sample_at_joints(landmarks_crop_px[joints, :2], scaled, DenseHeatmaps(heatmap_logits, sigmoid),
+                            joints, LANDMARK_GRID, cfg)

@@ -33,7 +33,8 @@ from posebridge.pipeline.config import ExtractConfig, RunSettings, available_cor
 from posebridge.pipeline.datasets import ClipSpec, scan
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import canonical_json, file_sha256, fingerprint
-from posebridge.stages.extract.backends.base import make_backend
+from posebridge.stages.extract.backends import make_backend
+from posebridge.stages.extract.backends.base import PoseBackend
 from posebridge.stages.extract.coverage import Coverage, content_ids, coverage, is_held
 from posebridge.stages.extract.shard import Shard, backend_device, detect_shard
 from posebridge.stages.extract.tracking import main_actor_order
@@ -89,16 +90,18 @@ class ExtractSummary:
                 f"run the same command again to resume")
 
 
-# Libraries whose version can change the numbers a clip gets (decoder, colour conversion, kernels).
-RUNTIME_PACKAGES = ("ai-edge-litert", "av", "opencv-python-headless", "numpy")
+# Libraries whose version can change the numbers any clip gets (decoder, colour conversion);
+# each backend adds its own (PoseBackend.runtime_packages).
+RUNTIME_PACKAGES = ("av", "opencv-python-headless", "numpy")
 
 
-def extractor_identity(config: ExtractConfig, backend) -> dict:
+def extractor_identity(config: ExtractConfig, backend: PoseBackend) -> dict:
     """What the cache fingerprint covers: output settings, model file hashes, the backend's own
     output-shaping constants and the versions of the libraries that compute the numbers."""
     models = {name: file_sha256(path) for name, path in sorted(backend.model_files().items())}
-    runtime = {pkg: metadata.version(pkg) for pkg in RUNTIME_PACKAGES}
-    return {**config.output_settings(), "models": models, "backend_settings": getattr(backend, "settings", dict)(),
+    packages = sorted({*RUNTIME_PACKAGES, *backend.runtime_packages()})
+    runtime = {pkg: metadata.version(pkg) for pkg in packages}
+    return {**config.output_settings(), "models": models, "backend_settings": backend.settings(),
             "runtime": runtime}
 
 
@@ -147,10 +150,11 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
     info = probe(spec.path)
     backend.reset()
     kps, scores, feats, heats = [], [], [], []
-    for frame in iter_frames(spec.path, stride=config.stride, max_frames=config.max_frames):
+    frames = iter_frames(spec.path, stride=config.stride, max_frames=config.max_frames)
+    for cues in backend.process_stream(frames):
         if stop_check is not None:
             stop_check()
-        cues = _with_person_axis(backend.process(frame), config.max_persons)
+        cues = _with_person_axis(cues, config.max_persons)
         kps.append(cues.keypoints)
         scores.append(cues.score)
         feats.append(cues.features)

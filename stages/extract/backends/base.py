@@ -1,15 +1,14 @@
-"""What every pose backend hands to stage 1, and how a backend is chosen by name."""
+"""What every pose backend hands to stage 1, and what it must state about itself.
+
+This module imports no backend; `registry.make_backend` builds one by name.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
-
-from posebridge.pipeline.config import ExtractConfig
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.paths import models_root
 
 
 @dataclass
@@ -24,40 +23,39 @@ class FrameCues:
 
 
 class PoseBackend(Protocol):
+    """A pose model that turns decoded frames into FrameCues.
+
+    A backend class subclasses this protocol to inherit `process_stream`'s per-frame default;
+    a backend that batches overrides it. What a backend states about itself goes into the cache
+    fingerprint (stages/extract/run.py's extractor_identity) and layout.
+    """
+
     name: str
     joint_names: tuple[str, ...]  # exactly a skeleton of the registry (cache/schema.py)
-    heatmap_kind: str  # cache/schema.py HEATMAP_KINDS
+    heatmap_kind: str  # how its heatmap patches were made: one of cache/schema.py HEATMAP_KINDS
     stats: dict  # counters, at least detector_calls and landmark_calls
 
     def feature_channels(self) -> int: ...
 
-    def model_files(self) -> dict[str, Path]: ...
+    def model_files(self) -> dict[str, Path]:
+        """Files whose bytes decide the output (their sha256 enters the fingerprint)."""
+        ...
 
-    def reset(self) -> None: ...
+    def settings(self) -> dict:
+        """Constants of the backend's code and model config that shape its output (JSON-able)."""
+        ...
+
+    def runtime_packages(self) -> tuple[str, ...]:
+        """Distributions whose versions can change the numbers this backend computes."""
+        ...
+
+    def reset(self) -> None:
+        """Forget state between clips (tracks, ROIs)."""
+        ...
 
     def process(self, frame) -> FrameCues: ...
 
-
-KNOWN_BACKENDS = ("embedded", "mmpose")
-
-
-def make_backend(name: str, config: ExtractConfig, models_dir: Path | None = None,
-                 num_threads: int = 2, **options) -> PoseBackend:
-    """The backend called `name`, reading its model files from models_dir (default: models_root()).
-
-    options go to backends that take them (mmpose: checkpoint=, model_config=, device=).
-    """
-    if name == "embedded":
-        from .blazepose import BlazePoseBackend  # imports the TFLite runtime only when needed
-
-        return BlazePoseBackend(config, Path(models_dir) if models_dir else models_root(), num_threads)
-    if name == "mmpose":  # optional: only where the `mmpose` extra is installed (.venv-mmpose)
-        try:
-            from .mmpose_backend import MMPoseBackend
-        except ImportError as err:
-            raise UserError(f"the mmpose backend needs the `mmpose` extra ({err.name or err} is not installed "
-                            f"here): run `make test-mmpose` (builds .venv-mmpose) or "
-                            f"`pip install -e '.[mmpose]'` in a separate venv") from None
-
-        return MMPoseBackend(config, Path(models_dir) if models_dir else models_root(), num_threads, **options)
-    raise UserError(f"unknown pose backend {name!r}; known backends: {', '.join(KNOWN_BACKENDS)}")
+    def process_stream(self, frames: Iterable) -> Iterator[FrameCues]:
+        """FrameCues of each frame, in order. Default: one `process` call per frame."""
+        for frame in frames:
+            yield self.process(frame)

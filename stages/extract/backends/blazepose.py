@@ -19,7 +19,7 @@ from posebridge.pipeline.fingerprint import file_sha256
 
 from .. import cues, tracking
 from . import blazepose_roi as geometry
-from .base import FrameCues
+from .base import FrameCues, PoseBackend
 from .blazepose_detector import NMS_IOU_THRESHOLD, PoseDetector
 from .blazepose_landmarks import REFINE_KERNEL, REFINE_MIN_CONFIDENCE, LandmarkModel, LandmarkOutput, sigmoid
 from .blazepose_spec import (AUX_ROI_POINTS, DETECTOR_FILE, DETECTOR_SHA256, FEATURE_LEVELS, LANDMARK_FILE,
@@ -62,7 +62,7 @@ def _roi_box(roi: geometry.Roi) -> np.ndarray:
     return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
-class BlazePoseBackend:
+class BlazePoseBackend(PoseBackend):
     name = "embedded"
     skeleton = "blazepose33"
     joint_names = BLAZEPOSE_JOINTS
@@ -92,6 +92,9 @@ class BlazePoseBackend:
                              "forget_after": tracking.FORGET_AFTER, "look_every": self._slots.look_every,
                              "look_after_loss": tracking.LOOK_AFTER_LOSS},
                 "levels": {name: dataclasses.asdict(FEATURE_LEVELS[name]) for name in self.config.cues.levels}}
+
+    def runtime_packages(self) -> tuple[str, ...]:
+        return ("ai-edge-litert",)
 
     def reset(self) -> None:
         self._slots.reset()
