@@ -18,9 +18,10 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 KEYPOINT_CHANNELS = ("x", "y", "z", "visibility", "presence")
 FEATURE_DTYPES = ("uint8", "float16")
-# "sigmoid": a heatmap channel's per-cell sigmoid (BlazePose, mmpose heatmap heads);
-# "simcc_outer": the outer product of a SimCC head's softmaxed x and y vectors.
-HEATMAP_KINDS = ("sigmoid", "simcc_outer")
+# "sigmoid": a heatmap channel's per-cell sigmoid (BlazePose); "clipped": a heatmap head's regressed
+# Gaussians clipped to [0, 1] (mmpose HRNet, SimpleBaseline); "simcc_outer": the outer product of a
+# SimCC head's softmaxed x and y vectors, as probability mass per patch cell (mmpose RTMPose).
+HEATMAP_KINDS = ("sigmoid", "clipped", "simcc_outer")
 
 
 @dataclass(frozen=True)

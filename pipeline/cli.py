@@ -56,7 +56,7 @@ def extract(
                                           "ntu60*/ntu120*/kinetics* names parse those datasets' file names / "
                                           "annotations; others: a folder, or one folder per class."),
     backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline, "
-                                "CPU) or mmpose (the mmpose extra; GPU when there is one; use --levels backbone)."),
+                                "CPU) or mmpose (the mmpose extra; GPU when there is one; RTMPose-s by default)."),
     cache_dir: Optional[Path] = CacheDir,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split)."),
     levels: str = typer.Option("fpn64,fpn16", "--levels", help="Feature-map levels sampled at the joints."),
@@ -75,9 +75,12 @@ def extract(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),
     mmpose_config: Optional[str] = typer.Option(None, "--mmpose-config", help="mmpose backend: config name in the "
-                                                "mmpose wheel or a local config file (default: HRNet-w32 256x192 COCO)."),
+                                                "mmpose wheel or a local config file (default: RTMPose-s 256x192 COCO, "
+                                                "the paper's HPE; use --levels stage2,stage3,stage4)."),
     device: Optional[str] = typer.Option(None, "--device", help="mmpose backend: cuda or cpu (default: cuda if "
-                                         "available; cuda:$LOCAL_RANK under torchrun)."),
+                                         "available; cuda:$LOCAL_RANK under torchrun; fp16 autocast on cuda)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="mmpose backend: person crops per forward "
+                                             "pass, from many frames (default: 64 on cuda, 8 on cpu)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Extract shard i of n (0-based, e.g. 0/4; clips split "
                                         "by a hash of their id). Default: torchrun's RANK/WORLD_SIZE, a SLURM "
                                         "array's SLURM_ARRAY_TASK_ID/_COUNT, else everything."),
@@ -100,10 +103,13 @@ def extract(
     config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype,
                                   max_persons)
     run = RunSettings(num_threads=threads, workers=workers, shard_clips=shard_clips)
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     options = {k: v for k, v in (("checkpoint", mmpose_checkpoint), ("model_config", mmpose_config),
-                                 ("device", device)) if v is not None}
+                                 ("device", device), ("batch_size", batch_size)) if v is not None}
     if options and backend != "mmpose":
-        raise UserError(f"--mmpose-checkpoint/--mmpose-config/--device apply to --backend mmpose, not {backend}")
+        raise UserError(f"--mmpose-checkpoint/--mmpose-config/--device/--batch-size apply to --backend mmpose, "
+                        f"not {backend}")
     which = detect_shard(shard)
     try:
         summary = run_extract(videos, dataset, cache_dir=cache_dir, config=config, run=run, annotations=annotations,

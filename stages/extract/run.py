@@ -122,8 +122,7 @@ def cache_layout(config: ExtractConfig, backend) -> CacheLayout:
         feature_channels=backend.feature_channels(),
         heatmap_patch=config.cues.heatmap_patch,
         feature_dtype=config.cues.feature_dtype,
-        # Until every backend states it (the mmpose backend does not yet): sigmoid heatmaps.
-        heatmap_kind=getattr(backend, "heatmap_kind", "sigmoid"),
+        heatmap_kind=backend.heatmap_kind,
         max_persons=config.max_persons,
     )
 

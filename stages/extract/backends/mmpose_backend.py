@@ -1,47 +1,40 @@
-"""The optional mmpose backend: a top-down mmpose heatmap model (HRNet, SimpleBaseline, ...).
+"""The optional mmpose backend: a top-down mmpose model, batched (RTMPose, HRNet, SimpleBaseline, ...).
 
 Per frame: our own BlazePose detector (blazepose_detector.py, no mmdet) finds the person and its
-two alignment points give the rotated ROI (blazepose_roi.py); the ROI is cropped to the model's
-input size (height = ROI side, width by the model's aspect ratio, person upright); the model runs
-once; keypoints are decoded from its heatmaps by the model's own codec and mapped back to image
-pixels; cues are sampled from the same forward pass: the head's heatmaps and the backbone (and
-neck) feature maps, read by forward hooks.
+two alignment points give the rotated ROI (blazepose_roi.py); each person's ROI is cropped to the
+model's input size (height = ROI side, width by the model's aspect ratio, person upright). Crops
+of many frames go through the model in one forward pass (`process_stream`); keypoints are
+decoded by the model's own codec and mapped back to image pixels; cues are sampled from the same
+forward pass through cues.sample_at_joints: the head's output and backbone feature maps read by
+forward hooks.
 
-Model = a config shipped inside the mmpose wheel (`mmpose/.mim/configs/...`, default HRNet-w32
-256x192 COCO) or a local config file, plus a LOCAL checkpoint file (never a URL; nothing is
-downloaded: the backbone's `init_cfg` pretrained URL is dropped and `init_weights` never runs).
-
-Installed from the `mmpose` extra in a venv of its own (`make test-mmpose`). Two things keep it
-light on a CPU-only torch:
-- mmcv-lite has no compiled ops, but `mmpose.models` imports `mmcv.ops` (for heads we never
-  build); a stand-in `mmcv._ext` whose every op raises is registered when the real one is absent.
-- `mmpose.apis` imports the visualiser, which imports torchvision; the registry's torchvision is
-  built against CUDA torch and cannot be imported with the CPU wheel. So the model is built here
-  with the same calls `mmpose.apis.init_model` makes (Config.fromfile + cfg options,
-  init_default_scope, build_pose_estimator, revert_sync_batchnorm), and the checkpoint is loaded
-  with `torch.load(weights_only=True)` (numpy arrays allowed, as in mmpose checkpoints' meta) and
-  a strict `load_state_dict`, so a checkpoint that does not fit the config is an error, not a
-  silently half-random model.
+`process_stream` overlaps the work: worker threads decode-side detect and crop frames (each with
+its own detector; LiteRT and OpenCV release the GIL) while the calling thread runs the model on
+the previous batch. On CUDA the forward runs under fp16 autocast (recorded in settings(), so the
+fingerprint tells fp16 and fp32 caches apart).
 
 Layout differences from the embedded backend:
 - joint_names are COCO-17; keypoints [17, 5] = x/W, y/H, 0 (no depth), score, score, where score
-  is mmpose's keypoint score (the heatmap peak) clipped to [0, 1]; FrameCues.score is the
-  detector's person score.
+  is mmpose's keypoint score (heatmap peak, or SimCC's smaller of the two maxima) clipped to [0, 1];
+  FrameCues.score is the detector's person score.
 - Cue joints (ExtractConfig.cues.joints) stay BlazePose-33 indices everywhere in the project; here
   they are mapped to COCO-17 by BLAZEPOSE_TO_COCO (BODY13, the default, maps to 13 COCO joints).
-- Levels are this backend's own: "backbone" (every backbone output, concatenated) and "neck" (when
-  the model has one); pass `--levels backbone`. Features are raw activations (no pinned RMS scale
-  as for BlazePose); heatmaps are the head's output clipped to [0, 1] (no sigmoid: mmpose heatmap
-  heads regress Gaussians in [0, 1]).
+- Levels are this model's modules (mmpose_model.level_modules): e.g. `--levels stage2,stage3,stage4`
+  for RTMPose's CSPNeXt, `--levels backbone` for HRNet. Features are raw activations (the cache's
+  uint8 per-clip, per-channel ranges absorb their scale).
+- Heatmap cue ("heatmap_kind"): "simcc_outer" for SimCC heads (cues.SimCCHeatmaps: the outer
+  product of the softmaxed x and y vectors, as probability mass per patch cell of SIMCC_CELL input
+  pixels), "clipped" for heatmap heads (their Gaussians clipped to [0, 1]).
 """
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
-import sys
-import types
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -50,9 +43,14 @@ from posebridge.pipeline.errors import UserError
 
 from .. import cues as cue_sampling
 from . import blazepose_roi as geometry
-from .base import FrameCues
+from . import mmpose_model
+from .base import FrameCues, PoseBackend
 from .blazepose import pinned_model_files
-from .blazepose_detector import PoseDetector
+from .blazepose_detector import NMS_IOU_THRESHOLD, Detection, PoseDetector
+from .mmpose_model import (CFG_OPTIONS, DEFAULT_CONFIG, HeadKind, build_model, head_kind, level_modules,
+                           resolve_config, resolved_config)
+
+import torch  # noqa: E402  (after mmpose_model, which prepares the mmcv import)
 
 COCO17_JOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -62,164 +60,72 @@ COCO17_JOINTS = (
 # BlazePose-33 index -> COCO-17 index, for every BlazePose joint that COCO has.
 BLAZEPOSE_TO_COCO = {0: 0, 2: 1, 5: 2, 7: 3, 8: 4, 11: 5, 12: 6, 13: 7, 14: 8, 15: 9, 16: 10,
                      23: 11, 24: 12, 25: 13, 26: 14, 27: 15, 28: 16}
-DEFAULT_CONFIG = "body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w32_8xb64-210e_coco-256x192.py"
 CHECKPOINT_ENV = "POSEBRIDGE_MMPOSE_CHECKPOINT"
 CONFIG_ENV = "POSEBRIDGE_MMPOSE_CONFIG"
-INSTALL_HINT = "run `make test-mmpose` (builds .venv-mmpose) or `pip install -e '.[mmpose]'`"
+# Side of a SimCC patch cell in input pixels: the cell of mmpose's heatmap heads (input / 4), so a
+# P x P patch spans the same crop area for both head kinds.
+SIMCC_CELL = 4.0
+DEFAULT_BATCH = {"cuda": 64, "cpu": 8}  # person crops per forward pass
 
 
-def _allow_mmcv_lite() -> None:
-    """Let `mmpose.models` import under mmcv-lite: a stand-in `mmcv._ext` whose ops all raise.
-
-    Its spec has no loader, so mmengine's `mmcv_full_available()` still answers False.
-    """
-    if "mmcv._ext" in sys.modules or importlib.util.find_spec("mmcv") is None:
-        return
-    try:
-        if importlib.util.find_spec("mmcv._ext") is not None:
-            return  # full mmcv: the real ops
-    except (ImportError, ValueError):
-        pass
-    stub = types.ModuleType("mmcv._ext")
-    stub.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
-
-    def missing(name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def op(*args, **kwargs):
-            raise RuntimeError(f"mmcv op {name!r} is not in mmcv-lite; this model needs the full mmcv "
-                               f"(built with MMCV_WITH_OPS=1)")
-        return op
-
-    stub.__getattr__ = missing
-    sys.modules["mmcv._ext"] = stub
+@dataclass
+class _Person:
+    score: float  # detector score
+    to_crop: np.ndarray  # 2x3: image pixels -> input crop pixels (continuous coordinates)
 
 
-_allow_mmcv_lite()
+@dataclass
+class _FramePlan:
+    """One frame after detection and cropping, before the model."""
 
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.model.utils import revert_sync_batchnorm  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmpose.models import build_pose_estimator  # noqa: E402
-
-import mmpose  # noqa: E402
-
-
-def shipped_configs_root() -> Path:
-    return Path(mmpose.__file__).parent / ".mim" / "configs"
+    width: int
+    height: int
+    persons: list[_Person]
+    crops: list[np.ndarray]  # [H, W, 3] uint8 RGB per person
+    detector_calls: int
 
 
-def resolve_config(name: str | os.PathLike) -> Path:
-    """A local config file, or a config shipped in the mmpose wheel (path below .mim/configs, or a unique file name)."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path.resolve()
-    root = shipped_configs_root()
-    if (root / name).is_file():
-        return (root / name).resolve()
-    matches = sorted(root.rglob(path.name)) if path.name.endswith(".py") else []
-    if len(matches) == 1:
-        return matches[0].resolve()
-    raise UserError(f"mmpose config {str(name)!r} is neither a file nor {'one' if not matches else 'a unique'} "
-                    f"config under {root}; e.g. {DEFAULT_CONFIG}")
+@dataclass
+class _Batch:
+    """Model outputs of a batch of crops, on the CPU (index = crop)."""
+
+    head: tuple[np.ndarray, ...]  # SimCC: (x [N, K, Wx], y [N, K, Hy]); heatmap: ([N, K, h, w],)
+    levels: list[np.ndarray]  # per level map, [N, H, W, C] (a level with several maps adds several)
 
 
-def _numpy_safe_globals() -> list:
-    """What mmpose checkpoints' `meta` holds besides tensors: numpy arrays, dtypes and scalars."""
-    from numpy.core.multiarray import _reconstruct, scalar
-
-    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    return [_reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict:
-    """The model weights in a local checkpoint (a bare state_dict or mmengine's {'state_dict': ...})."""
-    text = str(path)
-    if "://" in text:
-        raise UserError(f"mmpose checkpoint {text!r} is a URL; download it yourself and pass the local file")
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise UserError(f"mmpose checkpoint {path} is missing; pass an existing local .pth file "
-                        f"(${CHECKPOINT_ENV})")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001: any unreadable file is the user's to fix
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"mmpose checkpoint {path} cannot be read as tensors + numpy only ({first}); "
-                        f"save just its state_dict: torch.save(torch.load(P, weights_only=False)"
-                        f"['state_dict'], OUT)") from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise UserError(f"mmpose checkpoint {path} holds no state_dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-
-
-def build_architecture(config_path: Path):
-    """The config's model with random weights, as mmpose.apis.init_model builds it (checkpoint=None),
-    without importing mmpose.apis (see the module docstring)."""
-    cfg = Config.fromfile(str(config_path))
-    if cfg.model.get("type") != "TopdownPoseEstimator":
-        raise UserError(f"mmpose config {config_path} is a {cfg.model.get('type')}; only top-down heatmap "
-                        f"models are supported")
-    cfg.merge_from_dict({"model.test_cfg.flip_test": False, "model.test_cfg.output_heatmaps": True})
-    if "init_cfg" in cfg.model.backbone:
-        cfg.model.backbone.init_cfg = None  # a pretrained-backbone URL: never fetched
-    cfg.model.train_cfg = None
-    init_default_scope(cfg.get("default_scope", "mmpose"))
-    model = revert_sync_batchnorm(build_pose_estimator(cfg.model))
-    model.cfg = cfg
-    return model
-
-
-def build_model(config_path: Path, checkpoint: str | os.PathLike, device: str):
-    """The config's model with the checkpoint's weights (strictly matched), in eval mode on device."""
-    state = load_state_dict_file(checkpoint)  # first: a bad path fails before the model is built
-    model = build_architecture(config_path)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0] if lines else ""
-        raise UserError(f"mmpose checkpoint {checkpoint} does not fit config {config_path.name}: "
-                        f"{detail[:300]}") from None
-    return model.to(device).eval()
-
-
-def _as_maps(output) -> list:
-    """A module's output (a tensor, or a tuple/list of them) as a list of [C, H, W] tensors (batch item 0)."""
-    if torch.is_tensor(output):
-        return [output[0]]
-    return [t[0] for t in output if torch.is_tensor(t)]
-
-
-class MMPoseBackend:
+class MMPoseBackend(PoseBackend):
     name = "mmpose"
     joint_names = COCO17_JOINTS
 
     def __init__(self, config: ExtractConfig, models_dir: Path, num_threads: int = 2,
                  checkpoint: str | os.PathLike | None = None, model_config: str | os.PathLike | None = None,
-                 device: str | None = None):
+                 device: str | None = None, batch_size: int | None = None, prep_threads: int | None = None):
         self.config = config
         checkpoint = checkpoint or os.environ.get(CHECKPOINT_ENV)
+        config_name = model_config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
         if not checkpoint:
             raise UserError(f"the mmpose backend needs a local checkpoint file: --mmpose-checkpoint PATH "
-                            f"(or ${CHECKPOINT_ENV}=PATH) "
-                            f"(weights for the config {model_config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG})")
-        self._config_path = resolve_config(model_config or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+                            f"(or ${CHECKPOINT_ENV}=PATH) (weights for the config {config_name})")
+        self._config_path = resolve_config(config_name)
         self._cue_joints = self._coco_cue_joints(config.cues.joints)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cpu":
+        self._cuda = self.device.startswith("cuda")
+        if not self._cuda:
             torch.set_num_threads(max(1, num_threads))
+        self.batch_size = batch_size or DEFAULT_BATCH["cuda" if self._cuda else "cpu"]
+        # Detection + cropping threads: on CUDA the cores are free; on CPU they run the model.
+        self.prep_threads = prep_threads or (min(4, os.cpu_count() or 1) if self._cuda else 1)
+        self._min_score, self._num_threads = config.min_detection_score, num_threads
         self._detector_file = pinned_model_files(models_dir)["pose_detection"]
-        self._detector = PoseDetector(self._detector_file, config.min_detection_score, num_threads)
+        self._detectors = threading.local()
         self.model = build_model(self._config_path, checkpoint, self.device)  # refuses URLs and missing files
         self._checkpoint = Path(str(checkpoint)).expanduser()
+        self._head: HeadKind = head_kind(self.model.cfg, self._config_path)
+        self.heatmap_kind = "simcc_outer" if self._head.kind == "simcc" else "clipped"
 
-        codec = self.model.head.decoder
-        self.input_w, self.input_h = (int(s) for s in codec.input_size)
+        self.input_w, self.input_h = (int(s) for s in self.model.head.decoder.input_size)
+        # mmpose's codecs put pixel centres at integers, and cell i of a map on input pixel i * stride.
+        self._grid = cue_sampling.GridGeometry(self.input_w, self.input_h, cell_offset=0.0)
         preprocessor = self.model.data_preprocessor
         # mmpose reads images as BGR; the preprocessor's channel conversion means the model sees RGB.
         self._rgb_input = bool(getattr(preprocessor, "_channel_conversion", False))
@@ -227,21 +133,24 @@ class MMPoseBackend:
         self._std = preprocessor.std.detach().to(self.device).reshape(1, 3, 1, 1).float()
 
         self._captured: dict[str, object] = {}
-        modules = {"backbone": self.model.backbone}
-        if getattr(self.model, "with_neck", False):
-            modules["neck"] = self.model.neck
+        modules = level_modules(self.model)
         unknown = [lv for lv in config.cues.levels if lv not in modules]
         if unknown or not config.cues.levels:
-            raise UserError(f"the mmpose backend samples its own feature levels, not {','.join(unknown) or 'none'}: "
-                            f"pass --levels {','.join(modules)}")
+            raise UserError(f"--levels {','.join(config.cues.levels) or '(empty)'}: the mmpose model "
+                            f"{self._config_path.name} has levels {','.join(modules)} (RTMPose: "
+                            f"--levels stage2,stage3,stage4; HRNet: --levels backbone)")
         for level in config.cues.levels:
             modules[level].register_forward_hook(self._capture(level))
-        heatmaps, levels = self._forward(np.zeros((self.input_h, self.input_w, 3), np.uint8))
-        if heatmaps.ndim != 3 or heatmaps.shape[0] != len(COCO17_JOINTS):
-            raise UserError(f"mmpose config {self._config_path.name} does not give 17 COCO heatmaps "
-                            f"(head output {tuple(heatmaps.shape)}); only COCO-17 heatmap heads are supported")
-        self._channels = sum(grid.shape[2] for maps in levels.values() for grid in maps)
-        self.stats = {"frames": 0, "detector_calls": 0, "landmark_calls": 0, "frames_without_person": 0}
+        self.stats = {"frames": 0, "detector_calls": 0, "landmark_calls": 0, "frames_without_person": 0,
+                      "forward_passes": 0}
+        probe = self._infer([np.zeros((self.input_h, self.input_w, 3), np.uint8)])
+        joints = probe.head[0].shape[1]
+        if joints != len(COCO17_JOINTS):
+            raise UserError(f"mmpose config {self._config_path.name} predicts {joints} keypoints; only COCO-17 "
+                            f"models are supported")
+        self._channels = sum(level.shape[3] for level in probe.levels)
+
+    # --- what the backend states (fingerprint, layout) ---
 
     @staticmethod
     def _coco_cue_joints(joints) -> np.ndarray:
@@ -251,11 +160,6 @@ class MMPoseBackend:
                             f"backend; use --joints body13 or some of {sorted(BLAZEPOSE_TO_COCO)}")
         return np.array([BLAZEPOSE_TO_COCO[j] for j in joints], np.intp)
 
-    def _capture(self, level: str):
-        def hook(module, inputs, output):
-            self._captured[level] = output
-        return hook
-
     def feature_channels(self) -> int:
         return self._channels
 
@@ -263,23 +167,88 @@ class MMPoseBackend:
         return {"pose_detection": self._detector_file, "mmpose_checkpoint": self._checkpoint,
                 "mmpose_config": self._config_path}
 
+    def settings(self) -> dict:
+        return {"config": resolved_config(self.model.cfg), "cfg_options": CFG_OPTIONS,
+                "head": {"kind": self._head.kind, "simcc_split_ratio": self._head.simcc_split_ratio,
+                         "softmax_beta": self._head.softmax_beta},
+                "heatmap_kind": self.heatmap_kind, "simcc_cell": SIMCC_CELL,
+                "precision": "fp16-autocast" if self._cuda else "fp32",
+                "nms_iou": NMS_IOU_THRESHOLD, "roi_scale": geometry.ROI_SCALE}
+
+    def runtime_packages(self) -> tuple[str, ...]:
+        return mmpose_model.runtime_packages()
+
     def reset(self) -> None:
         pass  # the detector runs on every frame: no state between frames
 
-    @torch.no_grad()
-    def _forward(self, crop_rgb: np.ndarray) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
-        """Heatmaps [K, h, w] and, per level, [H, W, C] maps of one input-sized RGB crop."""
-        x = torch.from_numpy(np.ascontiguousarray(crop_rgb if self._rgb_input else crop_rgb[..., ::-1]))
-        x = x.to(self.device).permute(2, 0, 1)[None].float()
-        x = (x - self._mean) / self._std
-        self._captured.clear()
-        heatmaps = self.model(x, None, mode="tensor")
-        if not torch.is_tensor(heatmaps):
-            raise UserError("the mmpose model's head does not output heatmaps (SimCC / regression heads are "
-                            "not supported); use a topdown_heatmap config")
-        levels = {name: [m.permute(1, 2, 0).float().cpu().numpy() for m in _as_maps(out)]
-                  for name, out in self._captured.items()}
-        return heatmaps[0].float().cpu().numpy(), levels
+    # --- per frame and batched ---
+
+    def process(self, frame) -> FrameCues:
+        """Pose and cues of one RGBFrame or YUV420Frame: one forward pass for this frame's persons."""
+        return next(iter(self._run([self._plan(frame)])))
+
+    def process_stream(self, frames: Iterable) -> Iterator[FrameCues]:
+        """FrameCues of each frame, in order; crops of many frames share a forward pass.
+
+        Detection and cropping of the next frames run on `prep_threads` threads while this thread
+        runs the model. Closing the iterator early cancels what is queued and joins the threads.
+        """
+        pool = ThreadPoolExecutor(self.prep_threads, thread_name_prefix="mmpose-prep")
+        ahead: deque = deque()
+        source = iter(frames)
+        depth = 2 * self.batch_size  # frames in flight: the next batch is prepared during this one
+
+        def top_up() -> None:
+            while len(ahead) < depth:
+                frame = next(source, None)
+                if frame is None:
+                    return
+                ahead.append(pool.submit(self._plan, frame))
+
+        try:
+            top_up()
+            pending, crops = [], 0
+            while ahead:
+                plan = ahead.popleft().result()
+                top_up()
+                pending.append(plan)
+                crops += len(plan.crops)
+                if crops >= self.batch_size:
+                    yield from self._run(pending)
+                    pending, crops = [], 0
+            if pending:
+                yield from self._run(pending)
+        finally:
+            for future in ahead:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a frame generator we took over (its decode thread ends with it)
+
+    def _detector(self) -> PoseDetector:
+        """This thread's detector (a LiteRT interpreter serves one thread at a time)."""
+        detector = getattr(self._detectors, "detector", None)
+        if detector is None:
+            detector = PoseDetector(self._detector_file, self._min_score, self._num_threads)
+            self._detectors.detector = detector
+        return detector
+
+    def _persons(self, frame) -> list[Detection]:
+        """The persons to run the model on. Today: the detector's best one (M = 1)."""
+        detection = self._detector().detect(frame)
+        return [] if detection is None else [detection]
+
+    def _plan(self, frame) -> _FramePlan:
+        persons, crops = [], []
+        side = max(self.input_w, self.input_h)  # frames warp to squares; the crop is its top-left part
+        for detection in self._persons(frame):
+            roi = geometry.roi_from_alignment_points(detection.keypoints[0], detection.keypoints[1])
+            to_crop = self._image_to_crop(roi)
+            crops.append(frame.warp(geometry.cv2_matrix(to_crop), side, border="replicate")[: self.input_h,
+                                                                                             : self.input_w])
+            persons.append(_Person(float(detection.score), to_crop))
+        return _FramePlan(frame.width, frame.height, persons, crops, detector_calls=1)
 
     def _image_to_crop(self, roi: geometry.Roi) -> np.ndarray:
         """2x3 map from image pixels to the input crop: ROI side -> input height, person upright."""
@@ -287,65 +256,81 @@ class MMPoseBackend:
         offset = np.array([self.input_w / 2, self.input_h / 2]) - linear @ np.asarray(roi.center)
         return np.hstack([linear, offset[:, None]])
 
-    def process(self, frame) -> FrameCues:
-        """Pose and cues of one RGBFrame or YUV420Frame."""
-        self.stats["frames"] += 1
-        self.stats["detector_calls"] += 1
-        detection = self._detector.detect(frame)
-        if detection is None:
-            self.stats["frames_without_person"] += 1
-            return self._no_person()
-        roi = geometry.roi_from_alignment_points(detection.keypoints[0], detection.keypoints[1])
-        to_crop = self._image_to_crop(roi)
-        side = max(self.input_w, self.input_h)  # frames warp to squares; the crop is its top-left part
-        crop = frame.warp(geometry.cv2_matrix(to_crop), side, border="replicate")[: self.input_h, : self.input_w]
-        self.stats["landmark_calls"] += 1
-        heatmaps, levels = self._forward(crop)
-        # The codec's keypoints are in input pixels, OpenCV convention (pixel centres at integers).
-        keypoints_px, scores = self.model.head.decoder.decode(heatmaps)
+    def _run(self, plans: list[_FramePlan]) -> list[FrameCues]:
+        """One forward pass over every crop of these frames, then their FrameCues."""
+        crops = [crop for plan in plans for crop in plan.crops]
+        batch = self._infer(crops) if crops else None
+        out, index = [], 0
+        for plan in plans:
+            self.stats["frames"] += 1
+            self.stats["detector_calls"] += plan.detector_calls
+            self.stats["landmark_calls"] += len(plan.crops)
+            persons = [self._person_cues(plan, person, batch, index + i) for i, person in enumerate(plan.persons)]
+            index += len(plan.persons)
+            if not persons:
+                self.stats["frames_without_person"] += 1
+            out.append(self._frame_cues(persons))
+        return out
+
+    def _capture(self, level: str):
+        def hook(module, inputs, output):
+            self._captured[level] = output
+        return hook
+
+    @torch.no_grad()
+    def _infer(self, crops: list[np.ndarray]) -> _Batch:
+        """The model on a batch of input-sized RGB crops; its head outputs and hooked levels, on the CPU."""
+        x = torch.from_numpy(np.stack(crops) if self._rgb_input else np.stack(crops)[..., ::-1].copy())
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = (x - self._mean) / self._std
+        self._captured.clear()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self._cuda):
+            head = self.model(x, None, mode="tensor")
+        self.stats["forward_passes"] += 1
+        head = (head,) if torch.is_tensor(head) else tuple(head)
+        levels = []
+        for name in self.config.cues.levels:
+            output = self._captured[name]
+            for t in ([output] if torch.is_tensor(output) else [t for t in output if torch.is_tensor(t)]):
+                levels.append(t.permute(0, 2, 3, 1).float().cpu().numpy())
+        return _Batch(tuple(h.float().cpu().numpy() for h in head), levels)
+
+    def _person_cues(self, plan: _FramePlan, person: _Person, batch: _Batch, i: int) -> FrameCues:
+        """Keypoints (image-normalised) and cues of crop i of the batch."""
+        head = tuple(h[i: i + 1] for h in batch.head)
+        # The codec's keypoints are in input pixels, mmpose's convention (pixel centres at integers).
+        keypoints_px, scores = self.model.head.decoder.decode(*head) if self._head.kind == "simcc" else \
+            self.model.head.decoder.decode(head[0][0])
         kp_input, score = keypoints_px[0].astype(np.float64), np.clip(scores[0], 0.0, 1.0)
-        image_xy = geometry.apply(geometry.invert(to_crop), kp_input + 0.5)
+        image_xy = geometry.apply(geometry.invert(person.to_crop), kp_input + 0.5)
         keypoints = np.zeros((len(COCO17_JOINTS), 5), np.float32)
-        keypoints[:, 0] = image_xy[:, 0] / frame.width
-        keypoints[:, 1] = image_xy[:, 1] / frame.height
+        keypoints[:, 0] = image_xy[:, 0] / plan.width
+        keypoints[:, 1] = image_xy[:, 1] / plan.height
         keypoints[:, 3] = score
         keypoints[:, 4] = score
-        features, patches = self._sample_cues(kp_input[self._cue_joints], heatmaps, levels)
-        return FrameCues(keypoints, float(detection.score), features, patches)
+        levels = [(level[i], 1.0) for level in batch.levels]
+        features, patches = cue_sampling.sample_at_joints(kp_input[self._cue_joints], levels, self._heatmaps(head),
+                                                          self._cue_joints, self._grid, self.config.cues)
+        return FrameCues(keypoints, person.score, features, patches)
 
-    def _sample_cues(self, xy_input: np.ndarray, heatmaps: np.ndarray,
-                     levels: dict[str, list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """cues.sample_cues's sampling for a non-square input crop in mmpose's pixel convention.
+    def _heatmaps(self, head: tuple[np.ndarray, ...]):
+        if self._head.kind == "simcc":
+            x, y = (_softmax(v[0].astype(np.float64) * self._head.softmax_beta) for v in head)
+            return cue_sampling.SimCCHeatmaps(x, y, self._head.simcc_split_ratio, SIMCC_CELL)
+        # Heatmap heads regress Gaussians in [0, 1]: clip, no sigmoid.
+        return cue_sampling.DenseHeatmaps(np.moveaxis(head[0][0], 0, -1), lambda v: np.clip(v, 0.0, 1.0))
 
-        Grid cell i of a map s times smaller than the input is centred on input pixel s * i (as
-        mmpose's codecs encode), so the heatmap patch is centred on the decoded peak.
-        """
-        cfg = self.config.cues
-        offsets = np.linspace(-cfg.window_radius, cfg.window_radius, cfg.window) if cfg.window > 1 else np.zeros(1)
-        dx, dy = np.meshgrid(offsets, offsets, indexing="xy")
-        window = xy_input[:, None, :] + np.stack([dx.ravel(), dy.ravel()], axis=1)  # [Vc, k*k, 2] input px
-        parts = []
-        for name in cfg.levels:
-            for grid in levels[name]:
-                sx, sy = grid.shape[1] / self.input_w, grid.shape[0] / self.input_h
-                rows, cols, weights = cue_sampling._bilinear_corners(grid.shape, window[..., 0] * sx,
-                                                                     window[..., 1] * sy)
-                scale = 1 / weights.shape[2]
-                parts.append(np.einsum("qvk,qvkc->vc", (weights * scale).astype(grid.dtype), grid[rows, cols]))
-        features = np.concatenate(parts, axis=1).astype(np.float32)
-
-        hm = np.moveaxis(heatmaps, 0, -1)  # [h, w, K]
-        sx, sy = hm.shape[1] / self.input_w, hm.shape[0] / self.input_h
-        steps = np.arange(cfg.heatmap_patch) - (cfg.heatmap_patch - 1) / 2
-        px = xy_input[:, 0, None, None] * sx + steps[None, None, :]  # [Vc, 1, P]
-        py = xy_input[:, 1, None, None] * sy + steps[None, :, None]  # [Vc, P, 1]
-        rows, cols, weights = cue_sampling._bilinear_corners(hm.shape, *np.broadcast_arrays(px, py))
-        corners = np.clip(hm[rows, cols, self._cue_joints[:, None, None]], 0.0, 1.0)  # [4, Vc, P, P]
-        patches = (weights * corners).sum(axis=0)
-        return features, patches.astype(np.float32)
-
-    def _no_person(self) -> FrameCues:
+    def _frame_cues(self, persons: list[FrameCues]) -> FrameCues:
+        """The persons of one frame as the cache's per-frame record. Today M = 1: the best-scored person
+        (or zeros); this is the one place that changes when FrameCues gets its person axis."""
+        if persons:
+            return max(persons, key=lambda p: p.score)
         cue = self.config.cues
         return FrameCues(np.zeros((len(COCO17_JOINTS), 5), np.float32), 0.0,
                          np.zeros((len(cue.joints), self._channels), np.float32),
                          np.zeros((len(cue.joints), cue.heatmap_patch, cue.heatmap_patch), np.float32))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
