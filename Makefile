@@ -18,6 +18,10 @@ export POSEBRIDGE_RUNS ?= $(CURDIR)/outputs/runs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
+# The optional mmpose backend lives in a venv of its own; the main .venv never gets mmpose.
+MMPOSE_VENV := .venv-mmpose
+BACKEND ?= embedded
+
 VIDEOS ?= $(DEMO_VIDEOS)
 DATASET ?=
 SPLIT ?= synthetic_zsl
@@ -94,15 +98,15 @@ $(BENCH_VENV)/bin/.installed: pyproject.toml
 	$(BENCH_VENV)/bin/pip install -q -e ".[bench]"
 	@touch $@
 
-bench-extract: setup $(BENCH_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's own Pose solution, and 1 vs 2 people per frame (own venv)
-	$(BENCH_VENV)/bin/python bench/bench_extract.py $(ARGS)
+# BACKEND=mmpose: the mmpose backend's per-frame loop vs its batched pipeline, in .venv-mmpose.
+BENCH_EXTRACT_VENV := $(if $(filter mmpose,$(BACKEND)),$(MMPOSE_VENV),$(BENCH_VENV))
+bench-extract: setup $(BENCH_EXTRACT_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's Pose solution, 1 vs 2 people [BACKEND=mmpose: per-frame vs batched]
+	$(BENCH_EXTRACT_VENV)/bin/python bench/bench_extract.py --backend $(BACKEND) $(ARGS)
 
 bench-train: setup ## stage-2 benchmark: loader throughput, step time, demo split end to end
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
-# The optional mmpose backend lives in a venv of its own; the main .venv never gets mmpose.
 # chumpy (an mmpose dependency) must be built without build isolation: its setup.py imports pip.
-MMPOSE_VENV := .venv-mmpose
 
 $(MMPOSE_VENV)/bin/.installed: pyproject.toml
 	@test -x $(MMPOSE_VENV)/bin/python || $(PYTHON) -m venv $(MMPOSE_VENV)

@@ -13,6 +13,7 @@
 
 Every number is measured in this run on this machine; ratios are printed as `N.NNx`.
 Run it with `make bench-extract` (which installs the bench extra into .venv-bench).
+`make bench-extract BACKEND=mmpose` measures the mmpose backend instead (bench/bench_mmpose.py).
 """
 from __future__ import annotations
 
@@ -164,9 +165,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="pass over the demo clips this many times "
                         "(same frames for every method; past start-up costs)")
     parser.add_argument("--skip", default="", help="comma-separated of a,b,c,d,e to skip")
+    mm = parser.add_argument_group("--backend mmpose: per-frame loop vs batched pipeline (bench/bench_mmpose.py)")
+    mm.add_argument("--backend", default="embedded", choices=("embedded", "mmpose"))
+    mm.add_argument("--mmpose-config", default="body_2d_keypoint/rtmpose/coco/rtmpose-s_8xb256-420e_coco-256x192.py")
+    mm.add_argument("--mmpose-checkpoint", type=Path, default=None, help="default: random weights from the config")
+    mm.add_argument("--levels", default="stage2,stage3,stage4")
+    mm.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    mm.add_argument("--batch-size", type=int, default=None, help="crops per forward (default: 64 cuda, 8 cpu)")
+    mm.add_argument("--threads", type=int, default=THREADS, help="torch (CPU) and detector threads")
+    mm.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     videos = sorted(args.videos.glob("*.mp4")) * args.repeat
+    if args.backend == "mmpose":
+        from bench_mmpose import bench_mmpose
+
+        bench_mmpose(videos, args.models_dir, args)
+        return
     models_dir = paths.models_root(args.models_dir)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
           f"videos: {', '.join(sorted({v.name for v in videos}))} x {args.repeat}")
