@@ -75,8 +75,10 @@ $(IMAGES)/messi5.jpg:
 	cd $(DL) && (ls opencv-doc_*.deb >/dev/null 2>&1 || apt-get download opencv-doc 2>/dev/null || (apt-get update -qq && apt-get download opencv-doc))
 	dpkg-deb --fsys-tarfile $(DL)/opencv-doc_*.deb | tar -x -O ./usr/share/doc/opencv-doc/examples/data/messi5.jpg > $@
 
-extract: setup ## stage 1 on VIDEOS (default: demo videos) into the cache of DATASET (default: the folder's name) [ANNOTATIONS=kinetics.csv]
-	$(PB) extract --videos "$(VIDEOS)" $(if $(DATASET),--dataset "$(DATASET)") $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") $(ARGS)
+# BACKEND=mmpose runs from .venv-mmpose: make extract BACKEND=mmpose ARGS="--mmpose-checkpoint rtmpose-s.pth"
+EXTRACT_VENV := $(if $(filter mmpose,$(BACKEND)),$(MMPOSE_VENV),$(VENV))
+extract: setup $(EXTRACT_VENV)/bin/.installed ## stage 1 on VIDEOS (default: demo videos) into the cache of DATASET (default: the folder's name) [ANNOTATIONS=kinetics.csv] [BACKEND=mmpose]
+	$(EXTRACT_VENV)/bin/posebridge extract --backend $(BACKEND) --videos "$(VIDEOS)" $(if $(DATASET),--dataset "$(DATASET)") $(if $(ANNOTATIONS),--annotations "$(ANNOTATIONS)") $(ARGS)
 
 train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
 	$(PB) train $(foreach s,$(SPLITS),--split $(s)) $(ARGS)

@@ -22,6 +22,9 @@ EXIT_SOME_FAILED = 3  # extraction finished, but some clips could not be read (s
 EXIT_INCOMPLETE = 4  # `cache info --videos`: the store lacks clips of the folder
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished clips are kept, the same command resumes
 
+# Feature levels per backend when --levels is not given (mmpose: its default model, RTMPose-s).
+DEFAULT_LEVELS = {"embedded": "fpn64,fpn16", "mmpose": "stage2,stage3,stage4"}
+
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else ./outputs/cache).")
 
 
@@ -59,7 +62,9 @@ def extract(
                                 "CPU) or mmpose (the mmpose extra; GPU when there is one; RTMPose-s by default)."),
     cache_dir: Optional[Path] = CacheDir,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split)."),
-    levels: str = typer.Option("fpn64,fpn16", "--levels", help="Feature-map levels sampled at the joints."),
+    levels: Optional[str] = typer.Option(None, "--levels", help="Feature-map levels sampled at the joints (default: "
+                                         "fpn64,fpn16 for embedded; stage2,stage3,stage4 for mmpose's RTMPose; "
+                                         "HRNet: backbone)."),
     joints: str = typer.Option("body13", "--joints", help="Cue joints: body13, all, or comma-separated indices."),
     window: int = typer.Option(3, "--window", help="k x k samples around each joint."),
     heatmap_patch: int = typer.Option(3, "--heatmap-patch", help="P x P heatmap patch per cue joint."),
@@ -76,7 +81,7 @@ def extract(
     mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),
     mmpose_config: Optional[str] = typer.Option(None, "--mmpose-config", help="mmpose backend: config name in the "
                                                 "mmpose wheel or a local config file (default: RTMPose-s 256x192 COCO, "
-                                                "the paper's HPE; use --levels stage2,stage3,stage4)."),
+                                                "the paper's HPE)."),
     device: Optional[str] = typer.Option(None, "--device", help="mmpose backend: cuda or cpu (default: cuda if "
                                          "available; cuda:$LOCAL_RANK under torchrun; fp16 autocast on cuda)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="mmpose backend: person crops per forward "
@@ -100,6 +105,7 @@ def extract(
     from posebridge.stages.extract.run import extract as run_extract
     from posebridge.stages.extract.shard import detect_shard
 
+    levels = levels if levels is not None else DEFAULT_LEVELS.get(backend, DEFAULT_LEVELS["embedded"])
     config = build_extract_config(backend, levels, joints, stride, max_frames, window, heatmap_patch, feature_dtype,
                                   max_persons)
     run = RunSettings(num_threads=threads, workers=workers, shard_clips=shard_clips)

@@ -35,6 +35,8 @@ def test_help(command):
     (["extract", "--videos", ".", "--joints", "0,40"], "--joints"),
     (["extract", "--videos", ".", "--max-frames", "0"], "--max-frames"),
     (["extract", "--videos", ".", "--max-persons", "0"], "--max-persons"),
+    (["extract", "--videos", ".", "--backend", "mmpose", "--batch-size", "0"], "--batch-size"),
+    (["extract", "--videos", ".", "--batch-size", "4"], "apply to --backend mmpose"),
     (["splits", "ntu60_55"], "did you mean: ntu60_55_5"),
     (["train", "--split", "ntu60_55"], "did you mean"),
     (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),
@@ -50,3 +52,15 @@ def test_user_mistakes_are_one_line_and_exit_1(args, expected, tmp_path):
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("error: ") and expected in lines[0]
     assert "Traceback" not in out.stderr
+
+
+def test_mmpose_backend_without_its_extra_says_how_to_get_it(tmp_path):
+    """The main .venv never has mmpose (it lives in .venv-mmpose): asking for it is a one-line hint."""
+    import importlib.util
+
+    if importlib.util.find_spec("mmpose") is not None:
+        pytest.skip("mmpose is installed here (.venv-mmpose); its tests are tests/test_mmpose_backend.py")
+    out = run("extract", "--videos", str(tmp_path), "--backend", "mmpose", env_cache=str(tmp_path))
+    assert out.returncode == 1
+    lines = [l for l in out.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "make test-mmpose" in lines[0]
