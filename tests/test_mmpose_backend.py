@@ -238,6 +238,16 @@ def test_bad_levels_name_the_models_levels(models_dir, rtm_checkpoint):
     _one_line_user_error(excinfo)
 
 
+def test_rtmpose_m_loads_and_runs(models_dir, messi_frame, tmp_path):
+    path = tmp_path / "rtmpose-m_random.pth"
+    torch.save(_random_model(mm.RTMPOSE_M_CONFIG).state_dict(), path)
+    config = ExtractConfig(backend="mmpose", cues=CueConfig(levels=("stage3", "stage4")))
+    rtm_m = make_backend("mmpose", config, models_dir=models_dir, num_threads=THREADS, checkpoint=path,
+                         model_config=mm.RTMPOSE_M_CONFIG)
+    assert rtm_m.feature_channels() == 384 + 768  # CSPNeXt-m: widen factor 0.75
+    _check_cues(rtm_m.process(messi_frame), 384 + 768)
+
+
 # --- HRNet-w32: a heatmap head --------------------------------------------------------------------
 
 def test_hrnet_heatmap_model(models_dir, hrnet_checkpoint, messi_frame, cam01_frames):
