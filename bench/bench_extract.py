@@ -172,7 +172,8 @@ def main() -> None:
     mm.add_argument("--levels", default="stage2,stage3,stage4")
     mm.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     mm.add_argument("--batch-size", type=int, default=None, help="crops per forward (default: 64 cuda, 8 cpu)")
-    mm.add_argument("--threads", type=int, default=THREADS, help="torch (CPU) and detector threads")
+    mm.add_argument("--threads", type=int, default=None, help="torch threads on CPU, detect/crop threads on CUDA "
+                    f"(default: {THREADS} on CPU, min(4, cores) on CUDA)")
     mm.add_argument("--max-frames", type=int, default=None, help="at most this many frames per clip")
     args = parser.parse_args()
     skip = set(args.skip.split(","))

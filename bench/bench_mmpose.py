@@ -49,6 +49,7 @@ def bench_mmpose(videos: list[Path], models_dir: Path | None, args) -> None:
     from posebridge.stages.extract.backends import mmpose_model as mm
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = args.threads or (min(4, os.cpu_count() or 1) if device.startswith("cuda") else 2)
     config = ExtractConfig(backend="mmpose", cues=CueConfig(levels=tuple(args.levels.split(","))))
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.mmpose_checkpoint
@@ -56,14 +57,14 @@ def bench_mmpose(videos: list[Path], models_dir: Path | None, args) -> None:
             torch.manual_seed(0)
             checkpoint = Path(tmp) / "random.pth"
             torch.save(mm.build_architecture(mm.resolve_config(args.mmpose_config)).state_dict(), checkpoint)
-        backend = make_backend("mmpose", config, models_dir=paths.models_root(models_dir), num_threads=args.threads,
+        backend = make_backend("mmpose", config, models_dir=paths.models_root(models_dir), num_threads=threads,
                                checkpoint=checkpoint, model_config=args.mmpose_config, device=device,
                                batch_size=args.batch_size)
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "none"
     print(f"mmpose backend: {Path(args.mmpose_config).name}, {'given' if args.mmpose_checkpoint else 'random'} "
           f"weights, device {device} (GPU: {gpu}), precision {backend.settings()['precision']}, "
           f"batch {backend.batch_size} crops, {backend.prep_threads} detect/crop thread(s), "
-          f"{args.threads} thread(s) per model; torch {torch.__version__}; levels {args.levels}")
+          f"{threads} thread(s); torch {torch.__version__}; levels {args.levels}")
 
     def per_frame(frames) -> int:
         return sum(1 for frame in frames if backend.process(frame) is not None)

@@ -64,7 +64,7 @@ def rtm_checkpoint(tmp_path_factory, rtm_reference):
 @pytest.fixture(scope="module")
 def rtm(models_dir, rtm_checkpoint):
     return make_backend("mmpose", RTM_CONFIG, models_dir=models_dir, num_threads=THREADS, checkpoint=rtm_checkpoint,
-                        model_config=mm.RTMPOSE_S_CONFIG, batch_size=4)
+                        model_config=mm.RTMPOSE_S_CONFIG, batch_size=4, prep_threads=2)  # parallel detectors
 
 
 @pytest.fixture(scope="module")

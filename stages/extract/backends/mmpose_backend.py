@@ -113,8 +113,9 @@ class MMPoseBackend(PoseBackend):
         if not self._cuda:
             torch.set_num_threads(max(1, num_threads))
         self.batch_size = batch_size or DEFAULT_BATCH["cuda" if self._cuda else "cpu"]
-        # Detection + cropping threads: on CUDA the cores are free; on CPU they run the model.
-        self.prep_threads = prep_threads or (min(4, os.cpu_count() or 1) if self._cuda else 1)
+        # Detection + cropping threads: on CUDA this worker's share of the cores (num_threads, which
+        # stage 1 sets to cores / workers) is free for them; on CPU those cores run the model.
+        self.prep_threads = prep_threads or (max(1, min(4, num_threads)) if self._cuda else 1)
         self._min_score, self._num_threads = config.min_detection_score, num_threads
         self._detector_file = pinned_model_files(models_dir)["pose_detection"]
         self._detectors = threading.local()
@@ -230,7 +231,8 @@ class MMPoseBackend(PoseBackend):
         """This thread's detector (a LiteRT interpreter serves one thread at a time)."""
         detector = getattr(self._detectors, "detector", None)
         if detector is None:
-            detector = PoseDetector(self._detector_file, self._min_score, self._num_threads)
+            threads = 1 if self.prep_threads > 1 else self._num_threads  # parallel detectors: one thread each
+            detector = PoseDetector(self._detector_file, self._min_score, threads)
             self._detectors.detector = detector
         return detector
 
