@@ -105,7 +105,7 @@ def extractor_identity(config: ExtractConfig, backend: PoseBackend) -> dict:
             "runtime": runtime}
 
 
-def cache_layout(config: ExtractConfig, backend) -> CacheLayout:
+def cache_layout(config: ExtractConfig, backend: PoseBackend) -> CacheLayout:
     """The store's layout: the backend's skeleton (found in the registry by its joint names), cues, M.
 
     --joints are BlazePose-33 indices; the layout holds them as indices into the store's own joints
@@ -127,17 +127,6 @@ def cache_layout(config: ExtractConfig, backend) -> CacheLayout:
     )
 
 
-def _with_person_axis(cues, max_persons: int):
-    """FrameCues as schema v2 holds them. A backend that still returns one person per frame
-    ([V, 5] keypoints, a float score: the mmpose backend until it tracks people) gets slot 0 of M."""
-    if np.ndim(cues.keypoints) == 3:
-        return cues
-
-    def slots(a):
-        out = np.zeros((max_persons, *np.shape(a)), np.float32)
-        out[0] = a
-        return out
-    return type(cues)(slots(cues.keypoints), slots(cues.score), slots(cues.features), slots(cues.heatmaps))
 
 
 def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
@@ -153,7 +142,6 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
     for cues in backend.process_stream(frames):
         if stop_check is not None:
             stop_check()
-        cues = _with_person_axis(cues, config.max_persons)
         kps.append(cues.keypoints)
         scores.append(cues.score)
         feats.append(cues.features)

@@ -42,6 +42,7 @@ from posebridge.pipeline.config import ExtractConfig
 from posebridge.pipeline.errors import UserError
 
 from .. import cues as cue_sampling
+from .. import tracking
 from . import blazepose_roi as geometry
 from . import mmpose_model
 from .base import FrameCues, PoseBackend
@@ -72,6 +73,7 @@ DEFAULT_BATCH = {"cuda": 64, "cpu": 8}  # person crops per forward pass
 class _Person:
     score: float  # detector score
     to_crop: np.ndarray  # 2x3: image pixels -> input crop pixels (continuous coordinates)
+    box: np.ndarray  # [4] axis-aligned box of the ROI, image pixels
 
 
 @dataclass
@@ -83,6 +85,17 @@ class _FramePlan:
     persons: list[_Person]
     crops: list[np.ndarray]  # [H, W, 3] uint8 RGB per person
     detector_calls: int
+
+
+@dataclass
+class _PersonCues:
+    """One person's pose and cues, before it is given a slot."""
+
+    box: np.ndarray  # [4] the axis-aligned box of its ROI, image pixels: what tracking matches by
+    keypoints: np.ndarray  # [V, 5]
+    score: float
+    features: np.ndarray  # [Vc, C]
+    heatmaps: np.ndarray  # [Vc, P, P]
 
 
 @dataclass
@@ -142,8 +155,9 @@ class MMPoseBackend(PoseBackend):
                             f"--levels stage2,stage3,stage4; HRNet: --levels backbone)")
         for level in config.cues.levels:
             modules[level].register_forward_hook(self._capture(level))
+        self._slots = tracking.SlotTable(config.max_persons)  # slot state: True while its person is seen
         self.stats = {"frames": 0, "detector_calls": 0, "landmark_calls": 0, "frames_without_person": 0,
-                      "forward_passes": 0}
+                      "persons": 0, "forward_passes": 0}
         probe = self._infer([np.zeros((self.input_h, self.input_w, 3), np.uint8)])
         joints = probe.head[0].shape[1]
         if joints != len(COCO17_JOINTS):
@@ -174,13 +188,14 @@ class MMPoseBackend(PoseBackend):
                          "softmax_beta": self._head.softmax_beta},
                 "heatmap_kind": self.heatmap_kind, "simcc_cell": SIMCC_CELL,
                 "precision": "fp16-autocast" if self._cuda else "fp32",
-                "nms_iou": NMS_IOU_THRESHOLD, "roi_scale": geometry.ROI_SCALE}
+                "nms_iou": NMS_IOU_THRESHOLD, "roi_scale": geometry.ROI_SCALE,
+                "tracking": {"match_iou": tracking.RESUME_IOU, "forget_after": tracking.FORGET_AFTER}}
 
     def runtime_packages(self) -> tuple[str, ...]:
         return mmpose_model.runtime_packages()
 
     def reset(self) -> None:
-        pass  # the detector runs on every frame: no state between frames
+        self._slots.reset()  # the detector runs on every frame; only the slots carry over frames
 
     # --- per frame and batched ---
 
@@ -237,9 +252,9 @@ class MMPoseBackend(PoseBackend):
         return detector
 
     def _persons(self, frame) -> list[Detection]:
-        """The persons to run the model on. Today: the detector's best one (M = 1)."""
-        detection = self._detector().detect(frame)
-        return [] if detection is None else [detection]
+        """The persons to run the model on: the detector's best max_persons, on every frame (so the
+        frames of a stream can be detected in parallel; slots are assigned afterwards, in order)."""
+        return self._detector().detect_all(frame, self.config.max_persons)
 
     def _plan(self, frame) -> _FramePlan:
         persons, crops = [], []
@@ -249,7 +264,9 @@ class MMPoseBackend(PoseBackend):
             to_crop = self._image_to_crop(roi)
             crops.append(frame.warp(geometry.cv2_matrix(to_crop), side, border="replicate")[: self.input_h,
                                                                                              : self.input_w])
-            persons.append(_Person(float(detection.score), to_crop))
+            (cx, cy), half = roi.center, roi.side / 2
+            persons.append(_Person(float(detection.score), to_crop, np.array([cx - half, cy - half, cx + half,
+                                                                                cy + half])))
         return _FramePlan(frame.width, frame.height, persons, crops, detector_calls=1)
 
     def _image_to_crop(self, roi: geometry.Roi) -> np.ndarray:
@@ -271,6 +288,7 @@ class MMPoseBackend(PoseBackend):
             index += len(plan.persons)
             if not persons:
                 self.stats["frames_without_person"] += 1
+            self.stats["persons"] += len(persons)
             out.append(self._frame_cues(persons))
         return out
 
@@ -297,7 +315,7 @@ class MMPoseBackend(PoseBackend):
                 levels.append(t.permute(0, 2, 3, 1).float().cpu().numpy())
         return _Batch(tuple(h.float().cpu().numpy() for h in head), levels)
 
-    def _person_cues(self, plan: _FramePlan, person: _Person, batch: _Batch, i: int) -> FrameCues:
+    def _person_cues(self, plan: _FramePlan, person: _Person, batch: _Batch, i: int) -> _PersonCues:
         """Keypoints (image-normalised) and cues of crop i of the batch."""
         head = tuple(h[i: i + 1] for h in batch.head)
         # The codec's keypoints are in input pixels, mmpose's convention (pixel centres at integers).
@@ -313,7 +331,7 @@ class MMPoseBackend(PoseBackend):
         levels = [(level[i], 1.0) for level in batch.levels]
         features, patches = cue_sampling.sample_at_joints(kp_input[self._cue_joints], levels, self._heatmaps(head),
                                                           self._cue_joints, self._grid, self.config.cues)
-        return FrameCues(keypoints, person.score, features, patches)
+        return _PersonCues(person.box, keypoints, person.score, features, patches)
 
     def _heatmaps(self, head: tuple[np.ndarray, ...]):
         if self._head.kind == "simcc":
@@ -322,15 +340,40 @@ class MMPoseBackend(PoseBackend):
         # Heatmap heads regress Gaussians in [0, 1]: clip, no sigmoid.
         return cue_sampling.DenseHeatmaps(np.moveaxis(head[0][0], 0, -1), lambda v: np.clip(v, 0.0, 1.0))
 
-    def _frame_cues(self, persons: list[FrameCues]) -> FrameCues:
-        """The persons of one frame as the cache's per-frame record. Today M = 1: the best-scored person
-        (or zeros); this is the one place that changes when FrameCues gets its person axis."""
-        if persons:
-            return max(persons, key=lambda p: p.score)
-        cue = self.config.cues
-        return FrameCues(np.zeros((len(COCO17_JOINTS), 5), np.float32), 0.0,
-                         np.zeros((len(cue.joints), self._channels), np.float32),
-                         np.zeros((len(cue.joints), cue.heatmap_patch, cue.heatmap_patch), np.float32))
+    def _frame_cues(self, persons: list[_PersonCues]) -> FrameCues:
+        """The persons of one frame in their M slots (called in frame order). A tracked slot keeps the
+        person whose ROI box overlaps its last one most (IoU >= tracking.RESUME_IOU); the others take
+        free slots (tracking.SlotTable.slot_for: a recently lost track resumes its old slot)."""
+        out = self._no_person()
+        tracked = self._slots.tracked()
+        boxes = np.array([p.box for p in persons]).reshape(-1, 4)
+        placed: dict[int, int] = {}  # person -> slot
+        if tracked and persons:
+            last = np.stack([self._slots.slots[s].last_box for s in tracked])
+            for row, person in tracking.greedy_match(tracking.iou_matrix(last, boxes), tracking.RESUME_IOU):
+                placed[person] = tracked[row]
+        for slot in tracked:
+            if slot not in placed.values():
+                self._slots.lose(slot)
+        for person in sorted(range(len(persons)), key=lambda k: -persons[k].score):  # best first
+            if person not in placed:
+                slot = self._slots.slot_for(boxes[person])
+                if slot is None:
+                    continue  # more people than slots
+                placed[person] = slot
+            self._slots.track(placed[person], True, boxes[person])
+        self._slots.end_frame()
+        for person, slot in placed.items():
+            p = persons[person]
+            out.keypoints[slot], out.score[slot], out.features[slot], out.heatmaps[slot] = (
+                p.keypoints, p.score, p.features, p.heatmaps)
+        return out
+
+    def _no_person(self) -> FrameCues:
+        m, cue = self.config.max_persons, self.config.cues
+        return FrameCues(np.zeros((m, len(COCO17_JOINTS), 5), np.float32), np.zeros(m, np.float32),
+                         np.zeros((m, len(cue.joints), self._channels), np.float32),
+                         np.zeros((m, len(cue.joints), cue.heatmap_patch, cue.heatmap_patch), np.float32))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
