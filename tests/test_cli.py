@@ -35,6 +35,7 @@ def test_help(command):
     (["extract", "--videos", ".", "--joints", "0,40"], "--joints"),
     (["extract", "--videos", ".", "--max-frames", "0"], "--max-frames"),
     (["extract", "--videos", ".", "--max-persons", "0"], "--max-persons"),
+    (["extract", "--videos", ".", "--shard", "3/3"], "--shard"),
     (["splits", "ntu60_55"], "did you mean: ntu60_55_5"),
     (["train", "--split", "ntu60_55"], "did you mean"),
     (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),
