@@ -75,7 +75,7 @@ def extract(
                                     "slot, main actor first; 1 = the single most confident person."),
     workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own parts (0: one per core this process may use; shared out between the torchrun processes of a node)."),
     threads: int = typer.Option(0, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
-    shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per shard write."),
+    shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per part (a part is written whole, then renamed into the store)."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),

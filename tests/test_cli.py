@@ -37,6 +37,7 @@ def test_help(command):
     (["extract", "--videos", ".", "--max-persons", "0"], "--max-persons"),
     (["extract", "--videos", ".", "--backend", "mmpose", "--batch-size", "0"], "--batch-size"),
     (["extract", "--videos", ".", "--batch-size", "4"], "apply to --backend mmpose"),
+    (["extract", "--videos", ".", "--shard", "3/3"], "--shard"),
     (["splits", "ntu60_55"], "did you mean: ntu60_55_5"),
     (["train", "--split", "ntu60_55"], "did you mean"),
     (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),

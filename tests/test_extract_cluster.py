@@ -240,7 +240,7 @@ def test_ctrl_c_or_sigterm_keeps_finished_parts_and_says_how_to_resume(stop, vid
     while not _parts(tmp_path) and time.time() < deadline:  # one part landed, the rest is in flight
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
-    workers = _children(proc.pid)
+    children, workers = _children(proc.pid), _workers(proc.pid)
     if stop == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the whole foreground group
     else:
@@ -254,7 +254,11 @@ def test_ctrl_c_or_sigterm_keeps_finished_parts_and_says_how_to_resume(stop, vid
     assert len(lines) == 1 and lines[0].startswith("interrupted: kept the "), err
     assert "run the same command again to resume" in lines[0]
     assert latency < 5
-    assert not any(_alive(w) for w in workers)
+    assert workers and not any(_alive(w) for w in workers)  # joined before the command exits
+    deadline = time.monotonic() + 2  # multiprocessing's resource tracker ends when it reads EOF
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(_alive(c) for c in children)
     path = _store(tmp_path)
     kept = CueStore.open(path).clips()
     assert 1 <= len(kept) < N_CLIPS and f"kept the {len(kept)} clip(s)" in lines[0]
