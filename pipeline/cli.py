@@ -261,6 +261,18 @@ def train(
     text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (bundled) or clip:<local dir or HF id in your cache>."),
     gzsl_calibration: str = typer.Option("pseudo_unseen", "--gzsl-calibration", help="pseudo_unseen or none."),
     ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="Test-time prototype refinement (transductive; off by default)."),
+    skeleton_encoder: str = typer.Option("auto", "--skeleton-encoder",
+                                         help="gcn (small, trained with the heads), shiftgcn (pretrained per split on "
+                                              "the seen classes, frozen, features cached) or auto (gcn for the "
+                                              "synthetic split, shiftgcn otherwise)."),
+    shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
+    adaptive_parts: bool = typer.Option(False, "--adaptive-parts/--fixed-parts",
+                                        help="PURLS adaptive partitioning: each class's part / phase descriptions "
+                                             "attend over joint x time features (default: fixed joint groups, thirds)."),
+    symmetric_loss: bool = typer.Option(False, "--symmetric-loss/--one-way-loss",
+                                        help="PURLS loss: skeleton<->text contrastive per representation, learnable "
+                                             "temperatures (default: one-way cross-entropy, one scale)."),
+    cue_steps: int = typer.Option(16, "--cue-steps", help="Temporal cue tokens per person."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),
@@ -272,7 +284,9 @@ def train(
     from posebridge.stages.train.run import train_splits
 
     base = TrainConfig(split=split[0], cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                       text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device).validate()
+                       text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device,
+                       skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, adaptive_parts=adaptive_parts,
+                       symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
                            guess_kinetics200=guess_kinetics200, resume=resume)

@@ -171,7 +171,7 @@ def test_one_epoch_with_the_real_loss_changes_the_weights():
     losses = loop.fit(state, cfg, data, np.arange(16), np.array(SEEN), texts, epochs=1)
     assert len(losses) == 1 and np.isfinite(losses[0])
     changed = [n for n, p in state.model.named_parameters() if not torch.equal(p, before[n])]
-    assert "skeleton.embed.weight" in changed and "adapter.mlp.3.weight" in changed and "logit_scale" in changed
+    assert "backbone.embed.weight" in changed and "adapter.mlp.3.weight" in changed and "logit_scale" in changed
 
 
 def test_user_errors_for_bad_settings(tmp_path):

@@ -26,9 +26,21 @@ class TrainConfig:
     joint_dim: int = 32  # per-joint width inside the skeleton encoder (kept small: it runs on T x V)
     layers: int = 2  # graph + temporal blocks in the skeleton encoder, each halving T
     skeleton_pool: int = 2  # frames averaged before the skeleton encoder (after motion is taken)
-    cue_pool: int = 4  # frames averaged before the cue encoder
+    cue_steps: int = 16  # temporal cue tokens per person (the authors' 16 cue tokens per video)
     heads: int = 4  # cross-attention heads of the bridge
     motion_bone: bool = True  # add motion (x[t+1]-x[t]) and bone (child-parent) input channels
+    # Skeleton encoder (stages/train/encoders): gcn (small, trained with the heads), shiftgcn
+    # (pretrained per split on the seen classes, frozen, features cached), auto (gcn for the
+    # synthetic split, shiftgcn otherwise).
+    skeleton_encoder: str = "auto"
+    shiftgcn_width: int = 64  # first units' channels; features are 4x wider (256, as published)
+    shiftgcn_epochs: int = 140  # the reference's NTU schedule (lr / 10 at 60, 80, 100 of 140)
+    shiftgcn_lr: float = 0.1
+    shiftgcn_steps: int = 3  # time steps of the cached features (the community's feature files hold 3)
+    # PURLS components, each off by default: class descriptions attend over joint x time tokens;
+    # symmetric skeleton<->text contrastive loss per representation with learnable temperatures.
+    adaptive_parts: bool = False
+    symmetric_loss: bool = False
     text_encoder: str = "minilm"
     # Prototype: mix * name + (1 - mix) * description, then a shared residual adapter.
     proto_mix: float = 0.5
@@ -65,6 +77,14 @@ class TrainConfig:
             # gamma would be chosen on unrefined validation scores but applied to refined test scores
             raise UserError("--ttr refines prototypes on test data, which the pseudo-unseen GZSL calibration "
                             "cannot see; use --ttr with --gzsl-calibration none")
+        from posebridge.stages.train.encoders import SKELETON_ENCODERS
+
+        if self.skeleton_encoder not in SKELETON_ENCODERS:
+            raise UserError(f"--skeleton-encoder '{self.skeleton_encoder}' is unknown; use one of "
+                            f"{', '.join(SKELETON_ENCODERS)}")
+        if self.cue_steps < 1 or self.shiftgcn_steps < 3:
+            raise UserError(f"cue_steps must be >= 1 and shiftgcn_steps >= 3 (one per phase); got "
+                            f"{self.cue_steps} and {self.shiftgcn_steps}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"--device '{self.device}' is unknown; use auto, cpu or cuda")
         return self

@@ -1,9 +1,14 @@
-"""The PoseBridge heads: skeleton encoder, cue encoder, skeleton-conditioned bridge, prototype adapter.
+"""The PoseBridge heads: skeleton tokens, cue encoder, skeleton-conditioned bridge, prototype adapter,
+PURLS-style adaptive partitioning.
 
-Data flow: keypoints -> skeleton tokens (global, 4 body parts, 3 temporal segments); cue features /
-heatmaps -> cue tokens (13 cue joints x 3 segments); skeleton tokens query the cue tokens and add
-what they find through a gate that starts closed; tokens are projected to the text space, where
-they meet class prototypes (name + description, adapted by a shared residual MLP).
+Data flow, per person (persons folded into the batch, stages/train/persons.py): a skeleton encoder
+(stages/train/encoders/) gives a joint x time map, averaged over the persons present -> skeleton
+tokens (global, 4 body parts, 3 temporal segments); cue features / heatmaps -> cue tokens (16
+temporal steps x (cue joints + body-part pools) per person); skeleton tokens query the cue tokens
+of the persons present and add what they find through a gate that starts closed; tokens are
+projected to the text space, where they meet class prototypes (name + description, adapted by a
+shared residual MLP). With adaptive parts, each class's body-part / phase description queries the
+joint x time tokens itself instead of the fixed joint groups and thirds.
 """
 from __future__ import annotations
 
@@ -15,127 +20,162 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posebridge.cache.schema import skeleton, skeleton_for_joints
 from posebridge.pipeline.errors import UserError
+from posebridge.stages.train.encoders.small_gcn import SmallGCN
+from posebridge.stages.train.persons import fold, pool_persons, present_persons, with_person_axis
 from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
 
 NUM_SEGMENTS = 3  # start / middle / end thirds
 
-def skeleton_layout(num_joints: int, name: str = "") -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-    """(body-part joint groups, parents) of the registry's skeleton (cache/schema.py): by name, or by
-    joint count where no name is known (checkpoints written before names were stored)."""
-    skel = skeleton(name) if name else skeleton_for_joints(num_joints, "the model's data")
-    if skel.num_joints != num_joints:
-        raise UserError(f"skeleton {name} has {skel.num_joints} joints, the data {num_joints}")
-    return skel.parts, skel.parents
+# Joint -> body part, per skeleton layout (keyed by the number of joints V). "hands" is the whole
+# arm below the shoulder: elbows and wrists carry most of what a hand does in an action.
+PART_JOINTS: dict[int, tuple[tuple[int, ...], ...]] = {
+    33: (  # BlazePose
+        tuple(range(0, 11)),
+        (13, 14, 15, 16, 17, 18, 19, 20, 21, 22),
+        (11, 12, 23, 24),
+        tuple(range(25, 33)),
+    ),
+    25: (  # NTU RGB+D (Kinect v2), 0-based
+        (2, 3),
+        (5, 6, 7, 9, 10, 11, 21, 22, 23, 24),
+        (0, 1, 4, 8, 12, 16, 20),
+        (13, 14, 15, 17, 18, 19),
+    ),
+    17: (  # COCO
+        (0, 1, 2, 3, 4),
+        (7, 8, 9, 10),
+        (5, 6, 11, 12),
+        (13, 14, 15, 16),
+    ),
+}
+
+# Parent of each joint for the bone stream (the root is its own parent: a zero bone).
+PARENTS: dict[int, tuple[int, ...]] = {
+    33: (0, 0, 1, 2, 0, 4, 5, 3, 6, 0, 0, 0, 0, 11, 12, 13, 14, 15, 16, 15, 16, 15, 16,
+         11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
+    25: (0, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 7, 11, 11),
+    17: (0, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
+}
 
 
-def _adjacency(parents: tuple[int, ...]) -> torch.Tensor:
-    """Row-normalised skeleton adjacency with self loops: the starting point of the learned one."""
-    v = len(parents)
-    adj = torch.eye(v)
-    for child, parent in enumerate(parents):
-        adj[child, parent] = adj[parent, child] = 1.0
-    return adj / adj.sum(1, keepdim=True)
+def skeleton_layout(num_joints: int) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    if num_joints not in PART_JOINTS:
+        raise UserError(f"no body-part table for skeletons with {num_joints} joints; "
+                        f"supported: {sorted(PART_JOINTS)} (add one to PART_JOINTS in stages/train/heads.py)")
+    return PART_JOINTS[num_joints], PARENTS[num_joints]
 
 
-def pool_time(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Average non-overlapping groups of `factor` frames along dim 1 (a remainder shorter than a
-    group is dropped). Skeleton motion is smooth at 64 frames: this cuts the encoders' work by the
-    factor at little cost."""
-    if factor <= 1:
-        return x
-    steps = x.shape[1] // factor
-    return x[:, : steps * factor].unflatten(1, (steps, factor)).mean(dim=2)
+def cue_joint_parts(num_joints: int, cue_joint_ids: tuple[int, ...]) -> tuple[int, ...]:
+    """The body part (index into PART_NAMES) of each cue joint, from the skeleton's part table."""
+    groups, _ = skeleton_layout(num_joints)
+    part_of = {j: p for p, joints in enumerate(groups) for j in joints}
+    return tuple(part_of[j] for j in cue_joint_ids)
 
 
 class Visual(NamedTuple):
-    """Visual embeddings in the text space, L2-normalised."""
+    """Visual embeddings in the text space, L2-normalised (joint_tokens are neither)."""
 
     global_: torch.Tensor  # [B, D]
     parts: torch.Tensor  # [B, 4, D]
     segments: torch.Tensor  # [B, 3, D]
+    # [B, L, d] joint x time tokens the class descriptions attend over (--adaptive-parts), else None
+    joint_tokens: torch.Tensor | None = None
+
+    def map(self, fn) -> "Visual":
+        """fn applied to every tensor (rows, device, dtype), None kept."""
+        return Visual(*(None if t is None else fn(t) for t in self))
 
 
-class GraphTemporalBlock(nn.Module):
-    """Learned-adjacency graph mixing over joints, then a strided depthwise-separable temporal conv.
+ADAPTIVE_STEPS = 3  # time steps of the joint x time tokens: PURLS attends over 3 x V Shift-GCN cells
 
-    Works in ST-GCN's [B, W, T, V] layout with batch norm: every op runs on contiguous channels-first
-    tensors, which is several times faster on CPU than LayerNorm over [B, T, V, W] with permutes.
-    """
 
-    def __init__(self, parents: tuple[int, ...], width: int, kernel: int = 5):
+class SkeletonTokens(nn.Module):
+    """A joint x time feature map [B, W, T', V] (any encoder's, or precomputed) -> global [B,d],
+    parts [B,4,d] (body parts of the skeleton's table), segments [B,3,d] (start / middle / end
+    thirds) and, when asked, joint x time tokens [B, ADAPTIVE_STEPS * V, d] (else None)."""
+
+    def __init__(self, channels: int, dim: int, num_joints: int, joint_tokens: bool = False):
         super().__init__()
-        self.adjacency = nn.Parameter(_adjacency(parents).T.contiguous())  # right-multiplied: h @ A^T
-        self.spatial = nn.Sequential(nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.GELU())
-        self.temporal = nn.Sequential(
-            nn.Conv2d(width, width, (kernel, 1), stride=(2, 1), padding=(kernel // 2, 0), groups=width),
-            nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.GELU())
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # [B, W, T, V] -> [B, W, ceil(T/2), V]
-        h = h + self.spatial(h @ self.adjacency)
-        return F.avg_pool2d(h, (2, 1), ceil_mode=True) + self.temporal(h)
-
-
-class SkeletonEncoder(nn.Module):
-    """Keypoints [B,T,V,3] + confidence [B,T,V] -> global [B,d], parts [B,4,d], segments [B,3,d]."""
-
-    def __init__(self, num_joints: int, dim: int, joint_dim: int = 32, layers: int = 2, motion_bone: bool = True,
-                 frame_pool: int = 2, skeleton_name: str = ""):
-        super().__init__()
-        groups, parents = skeleton_layout(num_joints, skeleton_name)
-        self.motion_bone = motion_bone
-        self.frame_pool = frame_pool
-        self.register_buffer("parents", torch.tensor(parents), persistent=False)
+        groups, _ = skeleton_layout(num_joints)
         part_of = torch.zeros(len(groups), num_joints)
         for p, joints in enumerate(groups):
             part_of[p, list(joints)] = 1.0 / len(joints)
         self.register_buffer("part_pool", part_of, persistent=False)  # [4, V] averaging weights
-        in_channels = 3 + 1 + (6 if motion_bone else 0)
-        self.embed = nn.Conv2d(in_channels, joint_dim, 1)  # the per-joint linear embedding
-        self.joint_embedding = nn.Parameter(torch.randn(1, joint_dim, 1, num_joints) * 0.02)
-        self.blocks = nn.ModuleList(GraphTemporalBlock(parents, joint_dim) for _ in range(layers))
-        self.out = nn.Sequential(nn.LayerNorm(joint_dim), nn.Linear(joint_dim, dim))
+        self.with_joint_tokens = joint_tokens
+        self.out = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, dim))
         self.norm = nn.LayerNorm(dim)
 
-    def _inputs(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
-        channels = [keypoints, confidence.unsqueeze(-1)]
-        if self.motion_bone:
-            motion = F.pad(keypoints[:, 1:] - keypoints[:, :-1], (0, 0, 0, 0, 0, 1))
-            bone = keypoints - keypoints[:, :, self.parents]
-            channels += [motion, bone]
-        return torch.cat(channels, dim=-1)
-
-    def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor):
-        # Motion is taken at the full frame rate, before pooling.
-        x = pool_time(self._inputs(keypoints, confidence), self.frame_pool).permute(0, 3, 1, 2).contiguous()
-        h = self.embed(x) + self.joint_embedding  # [B, W, T, V]
-        for block in self.blocks:
-            h = block(h)
+    def forward(self, h: torch.Tensor):
+        if h.shape[2] < NUM_SEGMENTS:
+            raise UserError(f"skeleton features have {h.shape[2]} time steps; the heads need at least "
+                            f"{NUM_SEGMENTS}, one per phase")
         # Pool first, then widen: the projection runs on 8 tokens instead of T' x V joints.
         global_ = h.mean(dim=(2, 3))
         parts = torch.einsum("pv,bwtv->bpw", self.part_pool, h) / h.shape[2]
         segments = torch.stack([s.mean(dim=(2, 3)) for s in torch.tensor_split(h, NUM_SEGMENTS, dim=2)], dim=1)
-        return tuple(self.norm(self.out(t)) for t in (global_, parts, segments))
+        joint_tokens = None
+        if self.with_joint_tokens:
+            cells = F.adaptive_avg_pool2d(h, (ADAPTIVE_STEPS, h.shape[3])).flatten(2).transpose(1, 2)
+            joint_tokens = self.norm(self.out(cells))
+        return (*(self.norm(self.out(t)) for t in (global_, parts, segments)), joint_tokens)
+
+
+class SkeletonEncoder(nn.Module):
+    """The small GCN with its tokens, for one person: keypoints [B,T,V,3] + confidence [B,T,V] ->
+    global [B,d], parts [B,4,d], segments [B,3,d]."""
+
+    def __init__(self, num_joints: int, dim: int, joint_dim: int = 32, layers: int = 2, motion_bone: bool = True,
+                 frame_pool: int = 2):
+        super().__init__()
+        _, parents = skeleton_layout(num_joints)
+        self.backbone = SmallGCN(parents, joint_dim, layers, motion_bone, frame_pool)
+        self.tokens = SkeletonTokens(joint_dim, dim, num_joints)
+
+    def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor):
+        return self.tokens(self.backbone(keypoints, confidence))[:3]
+
+
+def pool_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B, T, ...] -> [B, steps, ...]: average over `steps` near-equal windows along time."""
+    b, t = x.shape[:2]
+    pooled = F.adaptive_avg_pool1d(x.reshape(b, t, -1).transpose(1, 2), steps)
+    return pooled.transpose(1, 2).reshape(b, steps, *x.shape[2:])
 
 
 class CueEncoder(nn.Module):
-    """Per-joint cues [B,T,Vc,C] / heatmaps [B,T,Vc,P*P] -> cue tokens [B, 3*Vc, d] (segment x joint)."""
+    """One person's cues -> cue tokens [B, steps * (Vc + parts), d].
+
+    Per-joint cues [B,T,Vc,C] / heatmaps [B,T,Vc,P*P] are averaged into `steps` temporal windows
+    (16 by default, as the authors' 16 cue tokens per video), mixed per joint-step by an MLP, and
+    kept both per cue joint and body-aware pooled (the mean over the cue joints of each body part
+    of the skeleton's part table): the bridge can attend to one wrist at one moment or to "the
+    hands" over a phase.
+    """
 
     def __init__(self, cue_joints: int, feature_channels: int, heatmap_size: int, dim: int, cues: str,
-                 frame_pool: int = 4):
+                 steps: int = 16, joint_parts: tuple[int, ...] = ()):
         super().__init__()
-        self.frame_pool = frame_pool
+        self.steps = steps
         self.use_features = cues in ("features", "all")
         self.use_heatmaps = cues in ("heatmap", "all")
         # Features arrive on per-clip scales (uint8 quantised in the cache): normalise per joint-frame.
         self.feature_norm = nn.LayerNorm(feature_channels) if self.use_features else None
         in_channels = feature_channels * self.use_features + heatmap_size * self.use_heatmaps
         self.frame_mlp = nn.Linear(in_channels, dim)
-        self.segment_mlp = nn.Linear(dim, dim)
-        self.joint_embedding = nn.Parameter(torch.randn(cue_joints, dim) * 0.02)
-        self.segment_embedding = nn.Parameter(torch.randn(NUM_SEGMENTS, 1, dim) * 0.02)
+        self.token_mlp = nn.Linear(dim, dim)
+        parts = sorted(set(joint_parts))
+        pool = torch.zeros(len(parts), cue_joints)
+        for row, part in enumerate(parts):
+            members = [j for j, p in enumerate(joint_parts) if p == part]
+            pool[row, members] = 1.0 / len(members)
+        self.register_buffer("part_pool", pool, persistent=False)  # [P', Vc]
+        self.joint_embedding = nn.Parameter(torch.randn(cue_joints + len(parts), dim) * 0.02)
+        self.step_embedding = nn.Parameter(torch.randn(steps, 1, dim) * 0.02)
         self.norm = nn.LayerNorm(dim)
+
+    def tokens_per_step(self) -> int:
+        return self.joint_embedding.shape[0]
 
     def forward(self, features: torch.Tensor | None, heatmaps: torch.Tensor | None) -> torch.Tensor:
         parts = []
@@ -143,9 +183,9 @@ class CueEncoder(nn.Module):
             parts.append(self.feature_norm(features))
         if self.use_heatmaps:
             parts.append(heatmaps)
-        h = F.gelu(self.frame_mlp(pool_time(torch.cat(parts, dim=-1), self.frame_pool)))  # [B, T', Vc, d]
-        segments = torch.stack([s.mean(dim=1) for s in torch.tensor_split(h, NUM_SEGMENTS, dim=1)], dim=1)
-        tokens = self.segment_mlp(segments) + self.joint_embedding + self.segment_embedding  # [B, 3, Vc, d]
+        h = F.gelu(self.frame_mlp(pool_steps(torch.cat(parts, dim=-1), self.steps)))  # [B, S, Vc, d]
+        pooled = torch.einsum("pv,bsvd->bspd", self.part_pool, h)  # body-aware: [B, S, P', d]
+        tokens = self.token_mlp(torch.cat([h, pooled], dim=2)) + self.joint_embedding + self.step_embedding
         return self.norm(tokens.flatten(1, 2))
 
 
@@ -168,10 +208,38 @@ class SkeletonCueBridge(nn.Module):
     def gate_values(self, tokens: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.gate(tokens))
 
-    def forward(self, tokens: torch.Tensor, cue_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cue_tokens: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+        """ignore [B, L] True for cue tokens of absent persons."""
         cues = self.cue_norm(cue_tokens)
-        attended, _ = self.attention(self.query_norm(tokens), cues, cues, need_weights=False)
+        attended, _ = self.attention(self.query_norm(tokens), cues, cues, key_padding_mask=ignore, need_weights=False)
         return tokens + self.gate_values(tokens) * attended
+
+
+class AdaptivePartition(nn.Module):
+    """PURLS's adaptive partitioning (Zhu et al., CVPR 2024; azzh1/PURLS model/utils/attention.py):
+    a description embedding t queries the joint x time tokens x_1..x_L of a sample,
+
+        w = softmax_l( mean_h <Wq_h t, Wk_h x_l> / sqrt(k) ),   pooled = sum_l w_l x_l,
+
+    values are the tokens themselves (no value projection) and the logits are averaged over heads
+    before the softmax, as there. queries [K, D] (one description per class) -> [B, K, d]: every
+    class's own description pools its own part of every sample, so scoring needs no label."""
+
+    def __init__(self, token_dim: int, text_dim: int, key_dim: int = 150, heads: int = 2):
+        super().__init__()
+        self.heads, self.key_dim = heads, key_dim
+        self.query = nn.Linear(text_dim, heads * key_dim, bias=False)
+        self.key = nn.Linear(token_dim, heads * key_dim, bias=False)
+
+    def weights(self, tokens: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L, d], queries [K, D] -> attention weights [B, K, L]."""
+        q = self.query(queries).view(-1, self.heads, self.key_dim)  # [K, H, k]
+        k = self.key(tokens).view(*tokens.shape[:2], self.heads, self.key_dim)  # [B, L, H, k]
+        logits = torch.einsum("khc,blhc->bkl", q, k) / (self.heads * self.key_dim ** 0.5)  # mean over heads
+        return logits.softmax(dim=-1)
+
+    def forward(self, tokens: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        return self.weights(tokens, queries) @ tokens
 
 
 class PrototypeAdapter(nn.Module):
@@ -211,73 +279,152 @@ class ModelArgs:
     motion_bone: bool = True
     proto_mix: float = 0.5
     skeleton_pool: int = 2
-    cue_pool: int = 4
-    skeleton: str = ""  # registry name; "" = by num_joints
+    cue_steps: int = 16  # temporal cue tokens per person
+    cue_joint_ids: tuple[int, ...] = ()  # joints (into V) the cues were sampled at: their body parts
+    # "keypoints": the small GCN runs inside the model; "features": precomputed joint x time maps
+    # [B, skeleton_channels, T', V] come in (a frozen Shift-GCN's, or a SynSE/PURLS feature folder's).
+    skeleton_input: str = "keypoints"
+    skeleton_channels: int = 0
+    adaptive_parts: bool = False  # PURLS adaptive partitioning instead of fixed joint groups / thirds
+    symmetric_loss: bool = False  # learnable temperature per representation (losses.symmetric_contrastive)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+REPRESENTATIONS = ("global",) + tuple(f"part:{p}" for p in PART_NAMES) + tuple(
+    f"phase:{p}" for p in ("start", "middle", "end"))
+
+
+class Similarity(NamedTuple):
+    """Cosine similarities of one representation (global, a body part or a phase) with the classes."""
+
+    name: str  # one of REPRESENTATIONS
+    sim: torch.Tensor  # [B, K]
+    classes: torch.Tensor  # [K] bool: the classes that have a text for this representation
 
 
 class PoseBridge(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
-        self.skeleton = SkeletonEncoder(args.num_joints, args.dim, args.joint_dim, args.layers, args.motion_bone,
-                                        args.skeleton_pool, args.skeleton)
+        if args.skeleton_input == "keypoints":
+            _, parents = skeleton_layout(args.num_joints)
+            self.backbone = SmallGCN(parents, args.joint_dim, args.layers, args.motion_bone, args.skeleton_pool)
+            channels = args.joint_dim
+        elif args.skeleton_input == "features":
+            self.backbone = None
+            channels = args.skeleton_channels
+        else:
+            raise UserError(f"skeleton_input '{args.skeleton_input}' is unknown; use keypoints or features")
+        self.skeleton = SkeletonTokens(channels, args.dim, args.num_joints, joint_tokens=args.adaptive_parts)
         self.token_type = nn.Parameter(torch.randn(1 + len(PART_NAMES) + NUM_SEGMENTS, args.dim) * 0.02)
         if args.cues != "none":
+            joint_parts = cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids)) if args.cue_joint_ids else ()
             self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim, args.cues,
-                                          args.cue_pool)
+                                          args.cue_steps, joint_parts)
             self.bridge = SkeletonCueBridge(args.dim, args.heads)
+        if args.adaptive_parts:
+            self.partition = AdaptivePartition(args.dim, args.text_dim)
         self.global_proj = nn.Linear(args.dim, args.text_dim)
         self.part_proj = nn.Linear(args.dim, args.text_dim)
         self.segment_proj = nn.Linear(args.dim, args.text_dim)
         self.adapter = PrototypeAdapter(args.text_dim, args.dim, args.proto_mix)
         # CLIP's temperature: logits = exp(s) * cosine, s starts at log(1/0.07), capped at 100.
         self.logit_scale = nn.Parameter(torch.tensor(1.0 / 0.07).log())
+        if args.symmetric_loss:  # PURLS: one learnable temperature per representation, same start
+            self.temperatures = nn.Parameter(torch.full((len(REPRESENTATIONS),), 1.0 / 0.07).log())
 
     def scale(self) -> torch.Tensor:
-        return self.logit_scale.exp().clamp(max=100.0)
+        """The logit scale of the class scores (the global representation's temperature)."""
+        s = self.temperatures[0] if self.args.symmetric_loss else self.logit_scale
+        return s.exp().clamp(max=100.0)
 
-    def person_tokens(self, keypoints, confidence, features=None, heatmaps=None) -> torch.Tensor:
-        """Tokens [B, 8, d] (global, 4 parts, 3 segments) of one person per row, after the bridge when
-        cues are on: keypoints [B, T, V, 3], confidence [B, T, V], features [B, T, Vc, C], heatmaps."""
-        global_, parts, segments = self.skeleton(keypoints, confidence)
+    def temperature(self, index: int) -> torch.Tensor:
+        return self.temperatures[index].exp().clamp(max=100.0)
+
+    def tokens(self, keypoints=None, confidence=None, features=None, heatmaps=None, joint_features=None):
+        """Skeleton tokens [B, 8, d] (global, 4 parts, 3 segments), after the bridge when cues are on,
+        and the joint x time tokens (None without adaptive parts)."""
+        keypoints, confidence, features, heatmaps = with_person_axis(keypoints, confidence, features, heatmaps)
+        shaped = next(x for x in (keypoints, confidence, features, heatmaps, joint_features) if x is not None)
+        batch = shaped.shape[0]
+        persons = 1 if joint_features is not None and shaped is joint_features else shaped.shape[1]
+        present = present_persons(confidence, batch, persons, shaped.device)
+        if self.backbone is not None:
+            if keypoints is None:
+                raise UserError("this model encodes keypoints; it got none")
+            fmap = pool_persons(self.backbone(fold(keypoints), fold(confidence)), present)
+        else:
+            if joint_features is None:
+                raise UserError("this model takes precomputed skeleton features (joint_features); it got none")
+            fmap = joint_features.float()
+        global_, parts, segments, joint_tokens = self.skeleton(fmap)
         tokens = torch.cat([global_.unsqueeze(1), parts, segments], dim=1) + self.token_type
         if self.args.cues != "none":
-            tokens = self.bridge(tokens, self.cue_encoder(features, heatmaps))
-        return tokens
+            cue_tokens = self.cue_encoder(None if features is None else fold(features),
+                                          None if heatmaps is None else fold(heatmaps))
+            cue_tokens = cue_tokens.view(batch, -1, cue_tokens.shape[-1])  # persons' tokens side by side
+            # Absent persons' cues are masked out; a clip with nobody present attends over all slots.
+            keep = present | ~present.any(dim=1, keepdim=True)
+            ignore = ~keep.repeat_interleave(cue_tokens.shape[1] // present.shape[1], dim=1)
+            tokens = self.bridge(tokens, cue_tokens, ignore)
+        return tokens, joint_tokens
 
-    def tokens(self, keypoints, confidence, features=None, heatmaps=None) -> torch.Tensor:
-        """Clip tokens [B, 8, d] from M persons per clip (keypoints [B, M, T, V, 3], confidence [B, M, T, V],
-        features [B, M, T, Vc, C], heatmaps [B, M, T, Vc, P*P]), as the GCN baselines do: the present
-        persons are folded into the batch, encoded alone (with their own cues), and their tokens
-        averaged. Absent persons (confidence 0 throughout) are never encoded, so they neither cost
-        time nor enter batch-norm statistics; a clip without anyone uses its first slot."""
-        b, m = keypoints.shape[:2]
-        present = confidence.flatten(2).amax(dim=2) > 0  # [B, M]
-        present[:, 0] |= ~present.any(dim=1)
-        rows = present.flatten().nonzero().squeeze(1)  # indices into the folded B*M axis
-
-        def fold(x):
-            return None if x is None else x.flatten(0, 1)[rows]
-
-        tokens = self.person_tokens(fold(keypoints), fold(confidence), fold(features), fold(heatmaps))
-        count = present.sum(dim=1).to(tokens.dtype)  # >= 1
-        pooled = tokens.new_zeros(b, *tokens.shape[1:]).index_add_(0, rows // m, tokens)
-        return pooled / count[:, None, None]
-
-    def forward(self, keypoints, confidence, features=None, heatmaps=None) -> Visual:
-        tokens = self.tokens(keypoints, confidence, features, heatmaps)
+    def forward(self, keypoints=None, confidence=None, features=None, heatmaps=None, joint_features=None) -> Visual:
+        tokens, joint_tokens = self.tokens(keypoints, confidence, features, heatmaps, joint_features)
         n_parts = len(PART_NAMES)
         return Visual(
             F.normalize(self.global_proj(tokens[:, 0]), dim=-1),
             F.normalize(self.part_proj(tokens[:, 1:1 + n_parts]), dim=-1),
             F.normalize(self.segment_proj(tokens[:, 1 + n_parts:]), dim=-1),
+            joint_tokens,
         )
 
     def prototypes(self, name: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
         return self.adapter(name, description)
+
+    def _adaptive(self, joint_tokens: torch.Tensor, text: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        """[B, K] cosine of each class's description (text [K, D]) with the part of each sample it pools."""
+        pooled = F.normalize(proj(self.partition(joint_tokens, text)), dim=-1)  # [B, K, D]
+        return torch.einsum("bkd,kd->bk", pooled, F.normalize(text, dim=-1))
+
+    def similarities(self, visual: Visual, prototypes: torch.Tensor, texts: "ClassTextTensors") -> list[Similarity]:
+        """Every representation's [B, K] similarities with the classes of `texts` (no labels used)."""
+        out = [Similarity("global", visual.global_ @ prototypes.T,
+                          torch.ones(len(prototypes), dtype=torch.bool, device=prototypes.device))]
+        for kind, emb, text, mask, proj in (("part", visual.parts, texts.parts, texts.parts_mask, self.part_proj),
+                                            ("phase", visual.segments, texts.temporal, texts.temporal_mask,
+                                             self.segment_proj)):
+            names = [n for n in REPRESENTATIONS if n.startswith(kind + ":")]
+            for p, name in enumerate(names):
+                if self.args.adaptive_parts:
+                    sim = self._adaptive(visual.joint_tokens, text[:, p], proj)
+                else:
+                    sim = emb[:, p] @ F.normalize(text[:, p], dim=-1).T
+                out.append(Similarity(name, sim * mask[:, p].to(sim.dtype), mask[:, p]))
+        return out
+
+    def class_scores(self, visual: Visual, prototypes: torch.Tensor, texts: "ClassTextTensors",
+                     part_weight: float, temporal_weight: float) -> torch.Tensor:
+        """Unscaled class scores [B,K]: global cosine + weighted mean part and phase similarities
+        (each class averaged over the parts it has a text for). Without adaptive parts it equals
+        the module-level class_scores()."""
+        if not self.args.adaptive_parts:
+            return class_scores(visual, prototypes, texts, part_weight, temporal_weight)
+        sims = self.similarities(visual, prototypes, texts)
+        scores = sims[0].sim
+        for kind, weight in (("part", part_weight), ("phase", temporal_weight)):
+            if weight:
+                scores = scores + weight * masked_mean([s for s in sims if s.name.startswith(kind + ":")])
+        return scores
+
+
+def masked_mean(sims: list[Similarity]) -> torch.Tensor:
+    """[B, K]: per class, the mean over the representations it has a text for (0 where none)."""
+    total = torch.stack([s.sim for s in sims]).sum(0)
+    count = torch.stack([s.classes for s in sims]).sum(0).clamp(min=1)
+    return total / count.to(total.dtype)
 
 
 def masked_part_similarity(emb: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

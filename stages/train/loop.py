@@ -7,6 +7,7 @@ folder. evaluate() repeats the scoring from a checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -25,8 +26,11 @@ from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.report import write_run_report
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
-from posebridge.stages.train.heads import ClassTextTensors, ModelArgs, PoseBridge, Visual, class_scores, refine_prototypes
-from posebridge.stages.train.losses import LossWeights, posebridge_loss
+from posebridge.pipeline import paths
+from posebridge.stages.train.encoders import resolve_encoder
+from posebridge.stages.train.encoders.frozen import ShiftGCNSettings, frozen_skeleton_features
+from posebridge.stages.train.heads import ClassTextTensors, ModelArgs, PoseBridge, Visual, refine_prototypes
+from posebridge.stages.train.losses import LossWeights, model_loss
 from posebridge.stages.train.text_bank import TextBank
 
 CHECKPOINT = "checkpoint.pt"
@@ -65,6 +69,9 @@ class DeviceData:
     features: torch.Tensor | None
     heatmaps: torch.Tensor | None
     labels: np.ndarray
+    # [N, W, T', V] frozen encoder features (--skeleton-encoder shiftgcn); the model then reads
+    # these instead of the keypoints
+    joint_features: torch.Tensor | None = None
 
 
 def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
@@ -83,6 +90,23 @@ def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
     )
 
 
+def shiftgcn_settings(cfg: TrainConfig) -> ShiftGCNSettings:
+    return ShiftGCNSettings(width=cfg.shiftgcn_width, epochs=cfg.shiftgcn_epochs, lr=cfg.shiftgcn_lr,
+                            steps=cfg.shiftgcn_steps)
+
+
+def with_encoder_features(cfg: TrainConfig, data: DeviceData, train_idx: np.ndarray, classes: np.ndarray,
+                          data_fingerprint: str, encoder_cache: Path | None) -> DeviceData:
+    """With --skeleton-encoder shiftgcn: the data plus the features of a Shift-GCN pretrained on
+    (train_idx, classes), from the cache when one was trained on exactly those before."""
+    if cfg.skeleton_encoder != "shiftgcn":
+        return data
+    frozen = frozen_skeleton_features(data.keypoints, data.confidence, data.labels, train_idx, classes,
+                                      shiftgcn_settings(cfg), data_fingerprint, paths.cache_root(encoder_cache),
+                                      data.keypoints.device)
+    return dataclasses.replace(data, joint_features=frozen.features.to(data.keypoints.device))
+
+
 def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors:
     return ClassTextTensors(bank.name.to(device), bank.description.to(device), bank.parts.to(device),
                             bank.parts_mask.to(device), bank.temporal.to(device), bank.temporal_mask.to(device))
@@ -90,14 +114,16 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
     return ModelArgs(
-        num_joints=ds.keypoints.shape[3],  # [N, M, T, V, 3]
-        cue_joints=ds.features.shape[3] if ds.features is not None else len(ds.cue_joints),
-        feature_channels=ds.features.shape[4] if ds.features is not None else 0,
-        heatmap_size=ds.heatmaps.shape[4] if ds.heatmaps is not None else 0,
-        skeleton=ds.skeleton,
+        num_joints=ds.keypoints.shape[2],
+        cue_joints=ds.features.shape[2] if ds.features is not None else len(ds.cue_joints),
+        feature_channels=ds.features.shape[3] if ds.features is not None else 0,
+        heatmap_size=ds.heatmaps.shape[3] if ds.heatmaps is not None else 0,
         text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
         cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
-        cue_pool=cfg.cue_pool,
+        cue_steps=cfg.cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
+        skeleton_input="features" if cfg.skeleton_encoder == "shiftgcn" else "keypoints",
+        skeleton_channels=4 * cfg.shiftgcn_width if cfg.skeleton_encoder == "shiftgcn" else 0,
+        adaptive_parts=cfg.adaptive_parts, symmetric_loss=cfg.symmetric_loss,
     )
 
 
@@ -108,26 +134,29 @@ def _autocast(device: torch.device):
 
 
 def _batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen: torch.Generator | None):
-    """Index a batch; with a generator, apply the seeded augmentation (temporal crop + scale jitter)."""
+    """Index a batch: (keypoints, confidence, features, heatmaps, joint_features). With a generator,
+    apply the seeded augmentation (temporal crop + scale jitter) to the per-frame tensors; frozen
+    encoder features are fixed per clip and pass unchanged."""
     device = data.keypoints.device
     idx = idx.to(device)
     kp, conf = data.keypoints[idx], data.confidence[idx]
     feat = data.features[idx].float() if data.features is not None else None
     hm = data.heatmaps[idx].float() if data.heatmaps is not None else None
+    joint = data.joint_features[idx].float() if data.joint_features is not None else None
     if gen is None:
-        return kp, conf, feat, hm
-    b, t = kp.shape[0], kp.shape[2]  # [B, M, T, ...]: one crop per clip, shared by its persons
+        return kp, conf, feat, hm, joint
+    b, t = kp.shape[:2]
     keep = cfg.crop_min + (1.0 - cfg.crop_min) * torch.rand(b, generator=gen)
     length = (keep * t).round().clamp(2, t)
     start = (torch.rand(b, generator=gen) * (t - length + 1)).floor()
     frames = (start[:, None] + (torch.linspace(0, 1, t)[None] * (length[:, None] - 1)).round()).long().to(device)
     scale = (1.0 + cfg.scale_jitter * (2 * torch.rand(b, generator=gen) - 1)).to(device)
     rows = torch.arange(b, device=device)[:, None]
-
-    def crop(x):
-        return None if x is None else x.transpose(1, 2)[rows, frames].transpose(1, 2)
-
-    return crop(kp) * scale[:, None, None, None, None], crop(conf), crop(feat), crop(hm)
+    kp = kp[rows, frames] * scale[:, None, None, None]
+    conf = conf[rows, frames]
+    feat = feat[rows, frames] if feat is not None else None
+    hm = hm[rows, frames] if hm is not None else None
+    return kp, conf, feat, hm, joint
 
 
 @dataclass
@@ -177,12 +206,11 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
             pos = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             for group in state.optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + i, total, warmup, cfg.lr)
-            kp, conf, feat, hm = _batch(data, train_idx_t[pos], cfg, state.generator)
+            kp, conf, feat, hm, joint = _batch(data, train_idx_t[pos], cfg, state.generator)
             with _autocast(device):
-                visual = state.model(kp, conf, feat, hm)
+                visual = state.model(kp, conf, feat, hm, joint)
                 protos = state.model.prototypes(class_texts.name, class_texts.description)
-                loss, _ = posebridge_loss(visual, protos, class_texts, targets_all[pos.to(device)],
-                                          state.model.scale(), weights)
+                loss, _ = model_loss(state.model, visual, protos, class_texts, targets_all[pos.to(device)], weights)
             state.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(state.optimizer)
@@ -206,11 +234,12 @@ def embed(model: PoseBridge, data: DeviceData, idx: np.ndarray) -> Visual:
     for start in range(0, len(idx), EVAL_BATCH):
         with _autocast(device):
             visual = model(*_batch(data, torch.as_tensor(idx[start:start + EVAL_BATCH]), None, None))
-        chunks.append(Visual(*(t.float() for t in visual)))
+        chunks.append(visual.map(lambda t: t.float()))
     if not chunks:
         d = model.args.text_dim
-        return Visual(torch.zeros(0, d), torch.zeros(0, 4, d), torch.zeros(0, 3, d))
-    return Visual(*(torch.cat(parts) for parts in zip(*chunks)))
+        return Visual(torch.zeros(0, d), torch.zeros(0, 4, d), torch.zeros(0, 3, d),
+                      torch.zeros(0, 0, model.args.dim) if model.args.adaptive_parts else None)
+    return Visual(*(None if parts[0] is None else torch.cat(parts) for parts in zip(*chunks)))
 
 
 @torch.no_grad()
@@ -219,10 +248,10 @@ def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: n
     """Scaled scores [N, len(classes)]; with `refine` (bool per class) and cfg.ttr, refined first."""
     rows = texts.rows(classes)
     protos = model.prototypes(rows.name, rows.description)
-    visual = Visual(*(t.to(protos.device) for t in visual))
+    visual = visual.map(lambda t: t.to(protos.device))
 
     def scores(p):
-        return model.scale() * class_scores(visual, p, rows, cfg.score_part, cfg.score_temporal)
+        return model.scale() * model.class_scores(visual, p, rows, cfg.score_part, cfg.score_temporal)
 
     logits = scores(protos)
     if cfg.ttr and refine is not None and len(visual.global_):
@@ -246,7 +275,7 @@ def pseudo_unseen_classes(split: Split, seed: int) -> np.ndarray:
 
 
 def calibrate_gamma(cfg: TrainConfig, args: ModelArgs, data: DeviceData, parts: dict, split: Split,
-                    texts: ClassTextTensors) -> dict:
+                    texts: ClassTextTensors, data_fingerprint: str = "", encoder_cache: Path | None = None) -> dict:
     """SynSE-style: train an auxiliary model without the pseudo-unseen seen classes, score the
     validation samples of all seen classes, and take the gamma that maximises H between the
     pseudo-unseen and the rest. Touches only train and validation samples. Returns a record with
@@ -262,6 +291,9 @@ def calibrate_gamma(cfg: TrainConfig, args: ModelArgs, data: DeviceData, parts: 
         return {**info, "gamma": 0.0, "note": "validation lacks pseudo-unseen or remaining seen samples; gamma = 0"}
     kept = np.setdiff1d(seen, pseudo)
     train_idx = parts["train"][np.isin(data.labels[parts["train"]], kept)]
+    # A frozen encoder must not have seen the pseudo-unseen classes either (SynSE trains its
+    # validation-split encoders the same way): its own pretraining, cached like the main one.
+    data = with_encoder_features(cfg, data, train_idx, kept, data_fingerprint, encoder_cache)
     state = new_fit_state(cfg, args, data.keypoints.device, cfg.seed + 1)
     fit(state, cfg, data, train_idx, kept, texts, cfg.calibration_epochs or cfg.epochs, desc="calibrate")
     val_scores = score(state.model, embed(state.model, data, val_idx), texts, seen, cfg)
@@ -281,7 +313,7 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     test_visual = embed(model, data, gzsl_idx)
     rows = torch.as_tensor(np.searchsorted(gzsl_idx, zsl_idx))
     zsl_labels = _columns(data.labels[zsl_idx], unseen)
-    zsl_scores = score(model, Visual(*(t[rows] for t in test_visual)), texts, unseen, cfg,
+    zsl_scores = score(model, test_visual.map(lambda t: t[rows]), texts, unseen, cfg,
                        refine=np.ones(len(unseen), bool))
     zsl_preds = zsl_scores.argmax(1) if len(zsl_idx) else np.zeros(0, np.int64)
     per_class = M.per_class_accuracy(zsl_preds, zsl_labels, len(unseen))
@@ -320,13 +352,14 @@ def _check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainCo
     if list(bank.class_names) != list(split.class_names):
         raise UserError(f"text bank classes do not match split {split.name}'s class list; rebuild the text "
                         f"bank for this split (posebridge.stages.train.text.build_text_bank)")
-    if ds.keypoints.shape[2] != cfg.num_frames:
-        raise UserError(f"data has T={ds.keypoints.shape[2]} frames but num_frames={cfg.num_frames}; "
+    if ds.keypoints.shape[1] != cfg.num_frames:
+        raise UserError(f"data has T={ds.keypoints.shape[1]} frames but num_frames={cfg.num_frames}; "
                         f"load it with num_frames={cfg.num_frames}")
-    shortest = 3 * max(cfg.skeleton_pool * 2 ** cfg.layers, cfg.cue_pool)  # 3 segments left after pooling
+    # 3 segments must be left after the encoder's temporal pooling (Shift-GCN strides 4x)
+    shortest = 12 if cfg.skeleton_encoder == "shiftgcn" else 3 * cfg.skeleton_pool * 2 ** cfg.layers
     if cfg.num_frames < shortest:
-        raise UserError(f"num_frames={cfg.num_frames} is too short for skeleton_pool={cfg.skeleton_pool}, "
-                        f"layers={cfg.layers}, cue_pool={cfg.cue_pool}; use num_frames >= {shortest}")
+        raise UserError(f"num_frames={cfg.num_frames} is too short for skeleton encoder {cfg.skeleton_encoder} "
+                        f"(skeleton_pool={cfg.skeleton_pool}, layers={cfg.layers}); use num_frames >= {shortest}")
 
 
 def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:
@@ -345,8 +378,9 @@ def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:
 
 
 def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBank, run_dir: Path,
-          resume: bool = False) -> dict:
-    cfg.validate()
+          resume: bool = False, encoder_cache: Path | None = None) -> dict:
+    """encoder_cache: where frozen encoder features are cached (default: the cue cache root)."""
+    cfg = dataclasses.replace(cfg.validate(), skeleton_encoder=resolve_encoder(cfg.skeleton_encoder, split.dataset))
     _check_compatible(dataset, split, text_bank, cfg)
     started = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -358,12 +392,13 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     print(f"train {split.name} on {device}: {cfg}")
 
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
-    data = to_device(dataset, cfg.cues, device)
+    seen = np.array(split.seen)
+    train_idx = parts["train"]
+    data = with_encoder_features(cfg, to_device(dataset, cfg.cues, device), train_idx, seen,
+                                 dataset.source_fingerprint, encoder_cache)
     texts = class_text_tensors(text_bank, device)
     args = model_args(cfg, dataset, text_bank)
     fingerprints = _fingerprints(dataset, split, text_bank, cfg)
-    seen = np.array(split.seen)
-    train_idx = parts["train"]
     state = new_fit_state(cfg, args, device, cfg.seed)
     ckpt_path = run_dir / CHECKPOINT
     history: list[float] = []
@@ -389,7 +424,7 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
 
     fit(state, cfg, data, train_idx, seen, texts, cfg.epochs, on_epoch=checkpoint)
     if gamma_info is None:
-        gamma_info = calibrate_gamma(cfg, args, data, parts, split, texts)
+        gamma_info = calibrate_gamma(cfg, args, data, parts, split, texts, dataset.source_fingerprint, encoder_cache)
         checkpoint(state, None, gamma_info)
     metrics, details = compute_metrics(state.model, cfg, data, parts, split, texts, gamma_info["gamma"])
     metrics.update({
@@ -401,7 +436,8 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     return metrics
 
 
-def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: TextBank) -> dict:
+def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: TextBank,
+             encoder_cache: Path | None = None) -> dict:
     """Score a trained run's checkpoint again (same partition, same calibration gamma)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.exists():
@@ -418,10 +454,12 @@ def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: Tex
     _check_compatible(dataset, split, text_bank, cfg)
     device = resolve_device(cfg.device)
     torch.set_num_threads(CPU_THREADS)
-    model = PoseBridge(ModelArgs(**ckpt["model_args"])).to(device)
+    known = {f.name for f in dataclasses.fields(ModelArgs)}
+    model = PoseBridge(ModelArgs(**{k: v for k, v in ckpt["model_args"].items() if k in known})).to(device)
     model.load_state_dict(ckpt["model"])
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
-    data = to_device(dataset, cfg.cues, device)
+    data = with_encoder_features(cfg, to_device(dataset, cfg.cues, device), parts["train"], np.array(split.seen),
+                                 dataset.source_fingerprint, encoder_cache)
     texts = class_text_tensors(text_bank, device)
     metrics, _ = compute_metrics(model, cfg, data, parts, split, texts, ckpt["calibration"]["gamma"])
     metrics.update({"split": split.name, "cues": cfg.cues, "seed": cfg.seed, "epochs": ckpt["epoch"],

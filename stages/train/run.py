@@ -19,6 +19,7 @@ from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
 from posebridge.stages.eval.report import summarise_runs
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, load_pyskl, load_store
+from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.stages.train.loop import evaluate, train
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
@@ -133,13 +134,14 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     for split in splits:
         dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded)
         bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
-        cfg0 = dataclasses.replace(base, split=split.name)
+        cfg0 = dataclasses.replace(base, split=split.name,
+                                   skeleton_encoder=resolve_encoder(base.skeleton_encoder, split.dataset))
         group = paths.runs_root(runs_dir) / split.name / run_name(cfg0, dataset.source_fingerprint)
         run_dirs = []
         for seed in range(seeds):
             cfg = dataclasses.replace(cfg0, seed=cfg0.seed + seed)
             run_dir = group / f"seed-{cfg.seed}"
-            train(cfg, dataset, split, bank, run_dir, resume=resume)
+            train(cfg, dataset, split, bank, run_dir, resume=resume, encoder_cache=paths.cache_root(cache_dir))
             run_dirs.append(run_dir)
         table = summarise_runs(run_dirs)
         if split.assumption:  # e.g. a guessed Kinetics-200 class list: every table says so
@@ -164,4 +166,4 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     split = get_split(cfg.split, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {})
     bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
-    return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank)
+    return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank, encoder_cache=paths.cache_root(cache_dir))

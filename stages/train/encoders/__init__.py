@@ -1,0 +1,35 @@
+"""Skeleton encoders behind one interface (`--skeleton-encoder`, TrainConfig.skeleton_encoder).
+
+Every encoder turns a clip's skeleton into a joint x time feature map [B, W, T', V]; the heads
+(heads.SkeletonTokens) pool that map into global / body-part / phase tokens and, with
+--adaptive-parts, let the class descriptions attend over it. Persons are folded into the batch
+before an encoder runs and averaged (over the persons present) after it (stages/train/persons.py).
+
+- "gcn" (encoders/small_gcn.py): a 2-block learned-adjacency GCN trained with the heads from
+  scratch. Fast; the synthetic demo's default.
+- "shiftgcn" (encoders/shift_gcn.py, encoders/frozen.py): Shift-GCN in pure PyTorch, pretrained per
+  split on the seen classes' training side with cross-entropy, then frozen; its features are
+  cached under a fingerprint of (data, split's training rows and classes, encoder settings) and
+  reused by every later experiment. The default for real splits.
+- "auto": "gcn" for the synthetic split, "shiftgcn" for every other.
+
+Precomputed features entry point: a PoseBridge built with ModelArgs(skeleton_input="features",
+skeleton_channels=W) takes no keypoints; call it as model(None, confidence_or_None, features,
+heatmaps, joint_features=x) with x [B, W, T', V] (T' >= 3), e.g. the SynSE / PURLS
+`*_feature.npy` arrays ([N, 256, T', V], Shift-GCN before pooling). This is the same layout the
+frozen Shift-GCN here produces, so the `--features DIR` route and "shiftgcn" share the heads.
+"""
+from __future__ import annotations
+
+from posebridge.pipeline.errors import UserError
+
+SKELETON_ENCODERS = ("auto", "gcn", "shiftgcn")
+
+
+def resolve_encoder(name: str, split_dataset: str) -> str:
+    """'auto' -> the default for the split's dataset; anything else is checked and returned."""
+    if name not in SKELETON_ENCODERS:
+        raise UserError(f"--skeleton-encoder '{name}' is unknown; use one of {', '.join(SKELETON_ENCODERS)}")
+    if name == "auto":
+        return "gcn" if split_dataset == "synthetic" else "shiftgcn"
+    return name
