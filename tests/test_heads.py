@@ -141,3 +141,94 @@ def test_refinement_moves_only_refinable_classes_toward_confident_members():
 
 def test_logit_scale_starts_at_clip_temperature():
     assert math.isclose(float(make_model("none").scale().detach()), 1 / 0.07, rel_tol=1e-5)
+
+
+def test_adaptive_partition_attention_matches_a_hand_computed_case():
+    # Two tokens e1, e2; identity query/key maps on head 0, head 1 all zeros (PURLS averages the
+    # head logits before the softmax, so head 1 halves the logit).
+    part = AdaptivePartition(token_dim=2, text_dim=2, key_dim=2, heads=2)
+    with torch.no_grad():
+        part.query.weight.zero_()
+        part.key.weight.zero_()
+        part.query.weight[:2] = torch.eye(2)
+        part.key.weight[:2] = torch.eye(2)
+    tokens = torch.eye(2, dtype=torch.float64).unsqueeze(0)  # [1, L=2, 2]
+    a = 2 * math.sqrt(2) * math.log(3)  # logit (a / sqrt(2)) / 2 heads = ln 3 -> softmax (3/4, 1/4)
+    queries = torch.tensor([[a, 0.0], [0.0, 0.0]], dtype=torch.float64)  # class 0 looks for e1; class 1 at nothing
+    part = part.double()
+    weights = part.weights(tokens, queries)
+    assert torch.allclose(weights, torch.tensor([[[0.75, 0.25], [0.5, 0.5]]], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(part(tokens, queries), torch.tensor([[[0.75, 0.25], [0.5, 0.5]]], dtype=torch.float64),
+                          atol=1e-12)
+
+
+def adaptive_model_and_texts(k: int = 5):
+    model = make_model("all", adaptive_parts=True).eval()
+    g = torch.Generator().manual_seed(3)
+    unit = lambda *s: F.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
+    texts = ClassTextTensors(unit(k, D), unit(k, D), unit(k, 4, D), torch.ones(k, 4, dtype=torch.bool),
+                             unit(k, 3, D), torch.ones(k, 3, dtype=torch.bool))
+    return model, texts
+
+
+def test_adaptive_scores_query_with_each_classs_own_descriptions():
+    model, texts = adaptive_model_and_texts()
+    with torch.no_grad():
+        visual = model(*inputs())
+        assert visual.joint_tokens.shape == (B, 3 * V, 32)
+        protos = model.prototypes(texts.name, texts.description)
+        scores = model.class_scores(visual, protos, texts, 0.3, 0.3)
+        # No labels go in; a change to class 2's part descriptions changes class 2's column only
+        other = ClassTextTensors(**{**texts.__dict__, "parts": texts.parts.clone()})
+        other.parts[2] = F.normalize(torch.randn(4, D), dim=-1)
+        changed = model.class_scores(visual, protos, other, 0.3, 0.3)
+    moved = (changed - scores).abs().amax(dim=0)
+    assert moved[2] > 1e-4 and torch.equal(torch.cat([moved[:2], moved[3:]]), torch.zeros(4))
+    # each class's part score is the cosine of its description with what that description pooled
+    sims = model.similarities(visual, protos, texts)
+    pooled = model.partition(visual.joint_tokens, texts.parts[:, 1])  # hands descriptions
+    by_hand = torch.einsum("bkd,kd->bk", F.normalize(model.part_proj(pooled), dim=-1), texts.parts[:, 1])
+    assert sims[2].name == "part:hands" and torch.allclose(sims[2].sim, by_hand, atol=1e-6)
+
+
+def test_cue_tokens_are_16_steps_of_joints_and_body_part_means():
+    parts = cue_joint_parts(V, tuple(range(VC)))  # BlazePose joints 0..12: head 0..10, torso 11, 12
+    assert parts == (0,) * 11 + (2, 2)
+    enc = CueEncoder(VC, C, P2, 8, "all", steps=16, joint_parts=parts)
+    _, _, feat, hm = inputs()
+    tokens = enc(feat, hm)
+    assert tokens.shape == (B, 16 * (VC + 2), 8)  # per step: 13 joints + head and torso pools
+    # the body-part pool is the mean over the part's cue joints (hand-checkable weights)
+    assert torch.allclose(enc.part_pool[1], torch.tensor([0.0] * 11 + [0.5, 0.5]))
+    # the tokens of step s depend only on the frames of window s (T = 24 frames -> 16 windows)
+    late = feat.clone()
+    late[:, -1] += 3.0 * torch.randn_like(late[:, -1])
+    moved = (enc(late, hm) - tokens).abs().amax(dim=(0, 2)).view(16, VC + 2)
+    assert torch.equal(moved[:15], torch.zeros(15, VC + 2)) and bool((moved[15] > 0).all())
+
+
+def test_persons_are_folded_and_only_present_persons_count():
+    model = make_model("all").eval()
+    with torch.no_grad():
+        model.bridge.gate.bias.fill_(1.0)
+    kp, conf, feat, hm = inputs()
+    one = model(kp, conf, feat, hm).global_  # schema-1 shapes: M = 1 added in persons.with_person_axis
+    # the same person plus an absent slot (all zeros, per the contract): same embedding
+    pad = lambda x: torch.stack([x, torch.zeros_like(x)], dim=1)  # noqa: E731
+    two = model(pad(kp), pad(conf), pad(feat), pad(hm)).global_
+    assert torch.allclose(one, two, atol=1e-5)
+    # a second present person changes it
+    _, _, feat2, hm2 = inputs(seed=2)
+    both = model(torch.stack([kp, kp.flip(1)], 1), torch.stack([conf, conf], 1), torch.stack([feat, feat2], 1),
+                 torch.stack([hm, hm2], 1)).global_
+    assert (both - one).norm(dim=-1).min() > 1e-3
+
+
+def test_precomputed_features_entry_point_takes_no_keypoints():
+    model = make_model("none", skeleton_input="features", skeleton_channels=12, adaptive_parts=True).eval()
+    assert model.backbone is None
+    joint = torch.randn(B, 12, 3, V)  # [B, W, T', V], as a SynSE / PURLS *_feature.npy row
+    visual = model(None, None, joint_features=joint)
+    assert visual.global_.shape == (B, D) and visual.joint_tokens.shape == (B, 3 * V, 32)
+    with pytest.raises(UserError, match="at least 3"):
+        model(None, None, joint_features=torch.randn(B, 12, 2, V))

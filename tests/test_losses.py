@@ -14,7 +14,9 @@ def test_info_nce_matches_hand_computed_cross_entropy():
     protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # correct class has cosine 1, the other 0: -log(e^s / (e^s + 1)) = log(1 + e^-s)
     assert math.isclose(float(info_nce(visual, protos, torch.tensor([0, 1]), 1.0)), math.log(1 + math.e ** -1), rel_tol=1e-6)
-    assert math.isclose(float(info_nce(visual, protos, torch.tensor([0, 1]), 10.0)), math.log(1 + math.e ** -10), rel_tol=1e-2)
+    # at s = 10 the loss (4.5e-5) is below float32's resolution of logits near 10: check it in float64
+    assert math.isclose(float(info_nce(visual.double(), protos.double(), torch.tensor([0, 1]), 10.0)),
+                        math.log(1 + math.e ** -10), rel_tol=1e-9)
     # wrong targets: -log(1 / (e^s + 1))
     assert math.isclose(float(info_nce(visual, protos, torch.tensor([1, 0]), 1.0)), math.log(1 + math.e), rel_tol=1e-6)
 
@@ -43,3 +45,58 @@ def test_total_is_the_weighted_sum_of_the_three_terms():
     assert math.isclose(float(total), terms["global"] + 0.5 * terms["part"] + 0.25 * terms["temporal"], rel_tol=1e-6)
     only_global, _ = posebridge_loss(visual, texts.name, texts, targets, torch.tensor(5.0), LossWeights(1.0, 0.0, 0.0))
     assert math.isclose(float(only_global), terms["global"], rel_tol=1e-6)
+
+
+def test_symmetric_contrastive_matches_hand_computed_values():
+    from posebridge.stages.train.losses import symmetric_contrastive
+
+    d = torch.float64  # tolerances below follow from float64 rounding, not luck
+    # one sample per class, cosine 1 with its own class, 0 with the other, temperature 1:
+    # both directions are -log(e / (e + 1)) = log(1 + e^-1)
+    sim = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=d)
+    everything = torch.ones(2, dtype=torch.bool)
+    loss = symmetric_contrastive(sim, torch.tensor([0, 1]), everything, 1.0)
+    assert math.isclose(float(loss), 2 * math.log(1 + math.e ** -1), rel_tol=1e-12)
+    # two samples of class 0: text->skeleton averages -log softmax over the batch of both positives
+    sim = torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]], dtype=d)
+    loss = symmetric_contrastive(sim, torch.tensor([0, 0, 1]), everything, 1.0)
+    s2t = (math.log(1 + math.e ** -1) + math.log(1 + math.e ** -0.5) + math.log(1 + math.e ** -1)) / 3
+    lse0 = math.log(math.e + math.e ** 0.5 + 1)  # column of class 0: [1, 0.5, 0]
+    lse1 = math.log(2 + math.e)  # column of class 1: [0, 0, 1]
+    t2s = ((lse0 - 0.75) + (lse1 - 1.0)) / 2
+    assert math.isclose(float(loss), s2t + t2s, rel_tol=1e-12)
+    # the temperature multiplies the cosines
+    hot = symmetric_contrastive(sim, torch.tensor([0, 0, 1]), everything, 2.0)
+    assert math.isclose(float(hot), float(symmetric_contrastive(2 * sim, torch.tensor([0, 0, 1]), everything, 1.0)),
+                        rel_tol=1e-12)
+
+
+def test_symmetric_contrastive_leaves_out_classes_without_a_text():
+    from posebridge.stages.train.losses import symmetric_contrastive
+
+    d = torch.float64
+    sim = torch.tensor([[1.0, 0.0, 7.0], [0.0, 1.0, 7.0], [3.0, 3.0, 3.0]], dtype=d)
+    has_text = torch.tensor([True, True, False])
+    # class 2 has no text: its column and its sample (row 2) drop out; what is left is the first case
+    loss = symmetric_contrastive(sim, torch.tensor([0, 1, 2]), has_text, 1.0)
+    assert math.isclose(float(loss), 2 * math.log(1 + math.e ** -1), rel_tol=1e-12)
+    nothing = symmetric_contrastive(sim.requires_grad_(True), torch.tensor([2, 2, 2]), has_text, 1.0)
+    nothing.backward()
+    assert float(nothing.detach()) == 0.0 and sim.grad is not None
+
+
+def test_representation_losses_weigh_global_parts_and_phases_with_their_own_temperatures():
+    from posebridge.stages.train.heads import REPRESENTATIONS, Similarity
+    from posebridge.stages.train.losses import representation_losses, symmetric_contrastive
+
+    d = torch.float64
+    g = torch.Generator().manual_seed(0)
+    targets = torch.tensor([0, 1, 2, 0])
+    every = torch.ones(3, dtype=torch.bool)
+    sims = [Similarity(n, torch.rand(4, 3, generator=g, dtype=d) * 2 - 1, every) for n in REPRESENTATIONS]
+    temps = [torch.tensor(float(i + 1), dtype=d) for i in range(len(sims))]
+    total, terms = representation_losses(sims, targets, temps, LossWeights(1.0, 0.5, 0.25))
+    each = [float(symmetric_contrastive(s.sim, targets, s.classes, t)) for s, t in zip(sims, temps)]
+    expected = each[0] + 0.5 * sum(each[1:5]) / 4 + 0.25 * sum(each[5:8]) / 3
+    assert math.isclose(float(total), expected, rel_tol=1e-12)
+    assert math.isclose(terms["global"], each[0], rel_tol=1e-12)
