@@ -266,6 +266,7 @@ def train(
                                               "the seen classes, frozen, features cached) or auto (gcn for the "
                                               "synthetic split, shiftgcn otherwise)."),
     shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
+    shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
     adaptive_parts: bool = typer.Option(False, "--adaptive-parts/--fixed-parts",
                                         help="PURLS adaptive partitioning: each class's part / phase descriptions "
                                              "attend over joint x time features (default: fixed joint groups, thirds)."),
@@ -285,7 +286,8 @@ def train(
 
     base = TrainConfig(split=split[0], cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
                        text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device,
-                       skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, adaptive_parts=adaptive_parts,
+                       skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,
+                       adaptive_parts=adaptive_parts,
                        symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
