@@ -31,6 +31,7 @@ from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.stages.train.encoders.frozen import ShiftGCNSettings, frozen_skeleton_features
 from posebridge.stages.train.heads import ClassTextTensors, ModelArgs, PoseBridge, Visual, refine_prototypes
 from posebridge.stages.train.losses import LossWeights, model_loss
+from posebridge.stages.train.persons import with_person_axis
 from posebridge.stages.train.text_bank import TextBank
 
 CHECKPOINT = "checkpoint.pt"
@@ -145,18 +146,20 @@ def _batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen: to
     joint = data.joint_features[idx].float() if data.joint_features is not None else None
     if gen is None:
         return kp, conf, feat, hm, joint
-    b, t = kp.shape[:2]
+    kp, conf, feat, hm = with_person_axis(kp, conf, feat, hm)  # time is axis 2 from here on
+    b, t = kp.shape[0], kp.shape[2]
     keep = cfg.crop_min + (1.0 - cfg.crop_min) * torch.rand(b, generator=gen)
     length = (keep * t).round().clamp(2, t)
     start = (torch.rand(b, generator=gen) * (t - length + 1)).floor()
     frames = (start[:, None] + (torch.linspace(0, 1, t)[None] * (length[:, None] - 1)).round()).long().to(device)
     scale = (1.0 + cfg.scale_jitter * (2 * torch.rand(b, generator=gen) - 1)).to(device)
     rows = torch.arange(b, device=device)[:, None]
-    kp = kp[rows, frames] * scale[:, None, None, None]
-    conf = conf[rows, frames]
-    feat = feat[rows, frames] if feat is not None else None
-    hm = hm[rows, frames] if hm is not None else None
-    return kp, conf, feat, hm, joint
+
+    def crop(x):  # the same frames for every person of a clip
+        return None if x is None else x.transpose(1, 2)[rows, frames].transpose(1, 2)
+
+    kp = crop(kp) * scale.view(b, 1, 1, 1, 1)
+    return kp, crop(conf), crop(feat), crop(hm), joint
 
 
 @dataclass
