@@ -34,9 +34,13 @@ def ntu_cache(tmp_path_factory, demo_videos, models_dir):
 
 
 def test_real_clips_train_and_evaluate_on_a_published_split(ntu_cache):
-    cfg = TrainConfig(split="ntu60_55_5", epochs=2, batch_size=4, gzsl_calibration="none")
+    # The default encoder of a real split: a Shift-GCN pretrained on the seen classes (kept tiny here)
+    cfg = TrainConfig(split="ntu60_55_5", epochs=2, batch_size=4, gzsl_calibration="none", shiftgcn_width=8,
+                      shiftgcn_epochs=2)
     result = train_splits(["ntu60_55_5"], base=cfg, cache_dir=ntu_cache / "cache", runs_dir=ntu_cache / "runs")[0]
     run_dir = result.run_dirs[0]
+    assert json.loads((run_dir / "config.json").read_text())["skeleton_encoder"] == "shiftgcn"
+    assert len(list((ntu_cache / "cache" / "encoders").glob("shiftgcn-*/features.npy"))) == 1
     for name in ("config.json", "fingerprints.json", "versions.json", "metrics.json", "results.md",
                  "confusion.png", "per_class.png", "checkpoint.pt"):
         assert (run_dir / name).exists(), name
@@ -67,7 +71,8 @@ def test_skeleton_only_training_from_a_pyskl_export(ntu_cache):
     store = CueStore.open(list_stores(ntu_cache / "cache", "ntu60")[0])
     pickle_path = ntu_cache / "ntu60_blazepose.pkl"
     export_pyskl(store, pickle_path, split=ntu_benchmark_splits(store.clips()))
-    cfg = TrainConfig(split="ntu60_55_5", cues="none", epochs=2, batch_size=4, gzsl_calibration="none")
+    cfg = TrainConfig(split="ntu60_55_5", cues="none", epochs=2, batch_size=4, gzsl_calibration="none",
+                      skeleton_encoder="gcn")
     result = train_splits(["ntu60_55_5"], base=cfg, pyskl=pickle_path, runs_dir=ntu_cache / "runs-pyskl")[0]
     metrics = json.loads((result.run_dirs[0] / "metrics.json").read_text())
     assert metrics["cues"] == "none"
