@@ -208,7 +208,8 @@ class SkeletonCueBridge(nn.Module):
     def gate_values(self, tokens: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.gate(tokens))
 
-    def forward(self, tokens: torch.Tensor, cue_tokens: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cue_tokens: torch.Tensor,
+                ignore: torch.Tensor | None = None) -> torch.Tensor:
         """ignore [B, L] True for cue tokens of absent persons."""
         cues = self.cue_norm(cue_tokens)
         attended, _ = self.attention(self.query_norm(tokens), cues, cues, key_padding_mask=ignore, need_weights=False)
@@ -321,8 +322,8 @@ class PoseBridge(nn.Module):
         self.token_type = nn.Parameter(torch.randn(1 + len(PART_NAMES) + NUM_SEGMENTS, args.dim) * 0.02)
         if args.cues != "none":
             joint_parts = cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids)) if args.cue_joint_ids else ()
-            self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim, args.cues,
-                                          args.cue_steps, joint_parts)
+            self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim,
+                                          args.cues, args.cue_steps, joint_parts)
             self.bridge = SkeletonCueBridge(args.dim, args.heads)
         if args.adaptive_parts:
             self.partition = AdaptivePartition(args.dim, args.text_dim)

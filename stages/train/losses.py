@@ -88,7 +88,8 @@ def representation_losses(sims: list[Similarity], targets: torch.Tensor, tempera
         return torch.stack([v for k, v in terms.items() if k.startswith(kind + ":")]).mean()
 
     grouped = {"global": terms["global"], "part": mean_of("part"), "temporal": mean_of("phase")}
-    total = weights.global_ * grouped["global"] + weights.part * grouped["part"] + weights.temporal * grouped["temporal"]
+    total = (weights.global_ * grouped["global"] + weights.part * grouped["part"]
+             + weights.temporal * grouped["temporal"])
     return total, {k: float(v.detach()) for k, v in grouped.items()}
 
 

@@ -134,7 +134,8 @@ def frozen_skeleton_features(keypoints: torch.Tensor, confidence: torch.Tensor, 
     with atomic_path(folder / "weights.pt") as tmp:
         torch.save(model.state_dict(), tmp)
     with atomic_path(folder / "info.json") as tmp:
-        tmp.write_text(json.dumps({"fingerprint": key, "data": data_fingerprint, "classes": np.asarray(classes).tolist(),
+        tmp.write_text(json.dumps({"fingerprint": key, "data": data_fingerprint,
+                                   "classes": np.asarray(classes).tolist(),
                                    "train_samples": int(len(train_idx)), "settings": asdict(settings),
                                    "version": ENCODER_VERSION, "shape": list(features.shape)}, indent=2))
     with atomic_path(features_path) as tmp:
