@@ -65,7 +65,7 @@ def test_shift_gcn_shapes_and_a_few_steps_fit_two_classes():
     first = None
     for _ in range(15):
         loss = torch.nn.functional.cross_entropy(model(x), y)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
