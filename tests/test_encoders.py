@@ -85,7 +85,7 @@ def test_auto_picks_gcn_for_synthetic_and_shiftgcn_otherwise():
 
 def test_shiftgcn_needs_twelve_frames(tmp_path):
     ds = tiny_dataset()
-    short = dataclasses.replace(ds, keypoints=ds.keypoints[:, :8], confidence=ds.confidence[:, :8],
-                                features=ds.features[:, :8], heatmaps=ds.heatmaps[:, :8])
+    short = dataclasses.replace(ds, keypoints=ds.keypoints[:, :, :8], confidence=ds.confidence[:, :, :8],
+                                features=ds.features[:, :, :8], heatmaps=ds.heatmaps[:, :, :8])
     with pytest.raises(UserError, match="num_frames >= 12"):
         loop.train(tiny_config(**SHIFT, num_frames=8), short, tiny_split(), tiny_bank(), tmp_path)

@@ -7,19 +7,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from posebridge.cache.schema import skeleton_for_joints
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.train.heads import (
-    PART_JOINTS, PARENTS, AdaptivePartition, ClassTextTensors, CueEncoder, ModelArgs, PoseBridge, PrototypeAdapter,
-    SkeletonEncoder, cue_joint_parts, masked_part_similarity, refine_prototypes,
+    AdaptivePartition, ClassTextTensors, CueEncoder, ModelArgs, PoseBridge, PrototypeAdapter, SkeletonEncoder,
+    cue_joint_parts, masked_part_similarity, refine_prototypes, skeleton_layout,
 )
 
 B, T, V, VC, C, P2, D = 3, 24, 33, 13, 8, 9, 24
 
 
-def inputs(seed: int = 0, v: int = V):
+def person_inputs(seed: int = 0, v: int = V, b: int = B):
+    """One person per row: keypoints [b, T, v, 3], confidence, features, heatmaps."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, T, v, 3, generator=g), torch.rand(B, T, v, generator=g),
-            torch.randn(B, T, VC, C, generator=g), torch.rand(B, T, VC, P2, generator=g))
+    return (torch.randn(b, T, v, 3, generator=g), torch.rand(b, T, v, generator=g),
+            torch.randn(b, T, VC, C, generator=g), torch.rand(b, T, VC, P2, generator=g))
+
+
+def inputs(seed: int = 0, v: int = V):
+    """What the model takes: M = 1 person per clip, [B, 1, T, ...]."""
+    return tuple(x.unsqueeze(1) for x in person_inputs(seed, v))
 
 
 def make_model(cues: str, seed: int = 0, **overrides) -> PoseBridge:
@@ -83,19 +90,20 @@ def test_one_optimisation_step_changes_weights_and_opens_the_gate():
 
 @pytest.mark.parametrize("v", [33, 25, 17])
 def test_part_tables_cover_every_joint_once_and_parents_are_valid(v):
-    joints = sorted(j for group in PART_JOINTS[v] for j in group)
+    groups, parents = skeleton_layout(v)
+    joints = sorted(j for group in groups for j in group)
     assert joints == list(range(v))
-    assert len(PARENTS[v]) == v and all(0 <= p < v for p in PARENTS[v])
-    g, parts, s = SkeletonEncoder(v, 16, 8, 1)(*inputs(v=v)[:2])
+    assert len(parents) == v and all(0 <= p < v for p in parents)
+    g, parts, s = SkeletonEncoder(v, 16, 8, 1)(*person_inputs(v=v)[:2])
     assert g.shape == (B, 16) and parts.shape == (B, 4, 16) and s.shape == (B, 3, 16)
 
 
 def test_part_tokens_depend_only_on_their_joints_before_mixing():
     # With no graph/temporal blocks, the "legs" token must ignore a change to the head joints.
     enc = SkeletonEncoder(V, 16, 8, layers=0, motion_bone=False)
-    kp, conf = inputs()[:2]
+    kp, conf = person_inputs()[:2]
     moved = kp.clone()
-    moved[:, :, list(PART_JOINTS[V][0])] += 5.0
+    moved[:, :, list(skeleton_for_joints(V, "test").parts[0])] += 5.0
     _, parts_a, _ = enc(kp, conf)
     _, parts_b, _ = enc(moved, conf)
     assert not torch.allclose(parts_a[:, 0], parts_b[:, 0])
@@ -195,7 +203,7 @@ def test_cue_tokens_are_16_steps_of_joints_and_body_part_means():
     parts = cue_joint_parts(V, tuple(range(VC)))  # BlazePose joints 0..12: head 0..10, torso 11, 12
     assert parts == (0,) * 11 + (2, 2)
     enc = CueEncoder(VC, C, P2, 8, "all", steps=16, joint_parts=parts)
-    _, _, feat, hm = inputs()
+    _, _, feat, hm = person_inputs()
     tokens = enc(feat, hm)
     assert tokens.shape == (B, 16 * (VC + 2), 8)  # per step: 13 joints + head and torso pools
     # the body-part pool is the mean over the part's cue joints (hand-checkable weights)
@@ -207,21 +215,48 @@ def test_cue_tokens_are_16_steps_of_joints_and_body_part_means():
     assert torch.equal(moved[:15], torch.zeros(15, VC + 2)) and bool((moved[15] > 0).all())
 
 
-def test_persons_are_folded_and_only_present_persons_count():
-    model = make_model("all").eval()
+def _two_person_model() -> PoseBridge:
+    model = make_model("all")
     with torch.no_grad():
-        model.bridge.gate.bias.fill_(1.0)
-    kp, conf, feat, hm = inputs()
-    one = model(kp, conf, feat, hm).global_  # schema-1 shapes: M = 1 added in persons.with_person_axis
-    # the same person plus an absent slot (all zeros, per the contract): same embedding
-    pad = lambda x: torch.stack([x, torch.zeros_like(x)], dim=1)  # noqa: E731
-    two = model(pad(kp), pad(conf), pad(feat), pad(hm)).global_
-    assert torch.allclose(one, two, atol=1e-5)
-    # a second present person changes it
-    _, _, feat2, hm2 = inputs(seed=2)
-    both = model(torch.stack([kp, kp.flip(1)], 1), torch.stack([conf, conf], 1), torch.stack([feat, feat2], 1),
-                 torch.stack([hm, hm2], 1)).global_
-    assert (both - one).norm(dim=-1).min() > 1e-3
+        model.bridge.gate.bias.fill_(1.0)  # cues reach the output too
+    return model.eval()  # batch norm on running statistics: each row's output depends on that row alone
+
+
+def test_schema_one_inputs_get_one_person_slot():
+    model = _two_person_model()
+    with torch.no_grad():
+        a = model(*inputs()).global_
+        b = model(*person_inputs()).global_  # no M axis: persons.with_person_axis adds M = 1
+    assert torch.equal(a, b)
+
+
+def test_absent_persons_change_nothing():
+    model = _two_person_model()
+    one = inputs()
+    empty = [torch.zeros_like(x) for x in one]
+    empty[0] = torch.randn_like(one[0])  # whatever its coordinates: confidence 0 means nobody is there
+    two = [torch.cat([x, e], dim=1) for x, e in zip(one, empty)]  # [B, 2, ...], slot 1 absent
+    with torch.no_grad():
+        for a, b in zip(model(*one)[:3], model(*two)[:3]):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_present_persons_are_pooled_whatever_their_slot_order():
+    model = _two_person_model()
+    a, b = person_inputs(0), person_inputs(1)
+    together = [torch.stack([x, y], dim=1) for x, y in zip(a, b)]  # [B, 2, ...]
+    swapped = [torch.stack([y, x], dim=1) for x, y in zip(a, b)]
+    with torch.no_grad():
+        tokens, _ = model.tokens(*together)
+        assert torch.allclose(model.tokens(*swapped)[0], tokens, atol=1e-5)
+        alone, _ = model.tokens(*(x.unsqueeze(1) for x in a))
+        assert (tokens - alone).norm(dim=-1).min() > 1e-3  # the second person counts
+        # one clip with both, one with only the first: each clip pools its own present persons
+        mixed = [t.clone() for t in together]
+        mixed[1][1, 1] = 0.0  # clip 1's second person: confidence 0 everywhere
+        pooled, _ = model.tokens(*mixed)
+    assert torch.allclose(pooled[0], tokens[0], atol=1e-5)
+    assert torch.allclose(pooled[1], alone[1], atol=1e-5)
 
 
 def test_precomputed_features_entry_point_takes_no_keypoints():

@@ -210,18 +210,13 @@ def test_learning_rate_warms_up_linearly_then_decays_to_a_tenth():
 
 
 def test_augmented_batches_crop_the_same_frames_for_every_person():
-    cfg, ds = tiny_config(), tiny_dataset()
+    cfg, ds = tiny_config(), tiny_dataset()  # M = 2 person slots
     data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
-    two = dataclasses.replace(data, keypoints=torch.stack([data.keypoints, data.keypoints + 1.0], 1),
-                              confidence=torch.stack([data.confidence, data.confidence], 1),
-                              features=torch.stack([data.features, data.features], 1),
-                              heatmaps=torch.stack([data.heatmaps, data.heatmaps], 1))
-    idx = torch.arange(4)
-    one_kp, one_conf, one_feat, _, _ = loop._batch(data, idx, cfg, torch.Generator().manual_seed(0))
-    kp, conf, feat, hm, _ = loop._batch(two, idx, cfg, torch.Generator().manual_seed(0))
+    moved = dataclasses.replace(data, keypoints=torch.stack([data.keypoints[:, 0], data.keypoints[:, 0] + 1.0], 1),
+                                features=torch.stack([data.features[:, 0], data.features[:, 0]], 1))
+    kp, conf, feat, hm, _ = loop._batch(moved, torch.arange(4), cfg, torch.Generator().manual_seed(0))
     assert kp.shape == (4, 2, T, V, 3) and hm.shape == (4, 2, T, VC, P2)
-    assert torch.equal(one_kp[:, 0], kp[:, 0]) and torch.equal(one_conf[:, 0], conf[:, 1])
-    assert torch.equal(feat[:, 0], feat[:, 1]) and torch.equal(one_feat[:, 0], feat[:, 0])
+    assert torch.equal(feat[:, 0], feat[:, 1])  # the same frames for both persons
     # person 1 is person 0 moved by 1: after the same crop and the same scale s, it is moved by s
     shift = kp[:, 1] - kp[:, 0]
     assert torch.allclose(shift, shift[:, :1, :1, :1].expand_as(shift), atol=1e-5)

@@ -20,55 +20,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posebridge.cache.schema import skeleton, skeleton_for_joints
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.train.encoders.small_gcn import SmallGCN
-from posebridge.stages.train.persons import fold, pool_persons, present_persons, with_person_axis
+from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
 from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
 
 NUM_SEGMENTS = 3  # start / middle / end thirds
 
-# Joint -> body part, per skeleton layout (keyed by the number of joints V). "hands" is the whole
-# arm below the shoulder: elbows and wrists carry most of what a hand does in an action.
-PART_JOINTS: dict[int, tuple[tuple[int, ...], ...]] = {
-    33: (  # BlazePose
-        tuple(range(0, 11)),
-        (13, 14, 15, 16, 17, 18, 19, 20, 21, 22),
-        (11, 12, 23, 24),
-        tuple(range(25, 33)),
-    ),
-    25: (  # NTU RGB+D (Kinect v2), 0-based
-        (2, 3),
-        (5, 6, 7, 9, 10, 11, 21, 22, 23, 24),
-        (0, 1, 4, 8, 12, 16, 20),
-        (13, 14, 15, 17, 18, 19),
-    ),
-    17: (  # COCO
-        (0, 1, 2, 3, 4),
-        (7, 8, 9, 10),
-        (5, 6, 11, 12),
-        (13, 14, 15, 16),
-    ),
-}
-
-# Parent of each joint for the bone stream (the root is its own parent: a zero bone).
-PARENTS: dict[int, tuple[int, ...]] = {
-    33: (0, 0, 1, 2, 0, 4, 5, 3, 6, 0, 0, 0, 0, 11, 12, 13, 14, 15, 16, 15, 16, 15, 16,
-         11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
-    25: (0, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 7, 11, 11),
-    17: (0, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
-}
+def skeleton_layout(num_joints: int, name: str = "") -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """(body-part joint groups, parents) of the registry's skeleton (cache/schema.py): by name, or by
+    joint count where no name is known (checkpoints written before names were stored)."""
+    skel = skeleton(name) if name else skeleton_for_joints(num_joints, "the model's data")
+    if skel.num_joints != num_joints:
+        raise UserError(f"skeleton {name} has {skel.num_joints} joints, the data {num_joints}")
+    return skel.parts, skel.parents
 
 
-def skeleton_layout(num_joints: int) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-    if num_joints not in PART_JOINTS:
-        raise UserError(f"no body-part table for skeletons with {num_joints} joints; "
-                        f"supported: {sorted(PART_JOINTS)} (add one to PART_JOINTS in stages/train/heads.py)")
-    return PART_JOINTS[num_joints], PARENTS[num_joints]
-
-
-def cue_joint_parts(num_joints: int, cue_joint_ids: tuple[int, ...]) -> tuple[int, ...]:
+def cue_joint_parts(num_joints: int, cue_joint_ids: tuple[int, ...], name: str = "") -> tuple[int, ...]:
     """The body part (index into PART_NAMES) of each cue joint, from the skeleton's part table."""
-    groups, _ = skeleton_layout(num_joints)
+    groups, _ = skeleton_layout(num_joints, name)
     part_of = {j: p for p, joints in enumerate(groups) for j in joints}
     return tuple(part_of[j] for j in cue_joint_ids)
 
@@ -95,9 +66,9 @@ class SkeletonTokens(nn.Module):
     parts [B,4,d] (body parts of the skeleton's table), segments [B,3,d] (start / middle / end
     thirds) and, when asked, joint x time tokens [B, ADAPTIVE_STEPS * V, d] (else None)."""
 
-    def __init__(self, channels: int, dim: int, num_joints: int, joint_tokens: bool = False):
+    def __init__(self, channels: int, dim: int, num_joints: int, joint_tokens: bool = False, skeleton_name: str = ""):
         super().__init__()
-        groups, _ = skeleton_layout(num_joints)
+        groups, _ = skeleton_layout(num_joints, skeleton_name)
         part_of = torch.zeros(len(groups), num_joints)
         for p, joints in enumerate(groups):
             part_of[p, list(joints)] = 1.0 / len(joints)
@@ -126,11 +97,11 @@ class SkeletonEncoder(nn.Module):
     global [B,d], parts [B,4,d], segments [B,3,d]."""
 
     def __init__(self, num_joints: int, dim: int, joint_dim: int = 32, layers: int = 2, motion_bone: bool = True,
-                 frame_pool: int = 2):
+                 frame_pool: int = 2, skeleton_name: str = ""):
         super().__init__()
-        _, parents = skeleton_layout(num_joints)
+        _, parents = skeleton_layout(num_joints, skeleton_name)
         self.backbone = SmallGCN(parents, joint_dim, layers, motion_bone, frame_pool)
-        self.tokens = SkeletonTokens(joint_dim, dim, num_joints)
+        self.tokens = SkeletonTokens(joint_dim, dim, num_joints, skeleton_name=skeleton_name)
 
     def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor):
         return self.tokens(self.backbone(keypoints, confidence))[:3]
@@ -288,6 +259,7 @@ class ModelArgs:
     skeleton_channels: int = 0
     adaptive_parts: bool = False  # PURLS adaptive partitioning instead of fixed joint groups / thirds
     symmetric_loss: bool = False  # learnable temperature per representation (losses.symmetric_contrastive)
+    skeleton: str = ""  # registry name; "" = by num_joints
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -310,7 +282,7 @@ class PoseBridge(nn.Module):
         super().__init__()
         self.args = args
         if args.skeleton_input == "keypoints":
-            _, parents = skeleton_layout(args.num_joints)
+            _, parents = skeleton_layout(args.num_joints, args.skeleton)
             self.backbone = SmallGCN(parents, args.joint_dim, args.layers, args.motion_bone, args.skeleton_pool)
             channels = args.joint_dim
         elif args.skeleton_input == "features":
@@ -318,10 +290,12 @@ class PoseBridge(nn.Module):
             channels = args.skeleton_channels
         else:
             raise UserError(f"skeleton_input '{args.skeleton_input}' is unknown; use keypoints or features")
-        self.skeleton = SkeletonTokens(channels, args.dim, args.num_joints, joint_tokens=args.adaptive_parts)
+        self.skeleton = SkeletonTokens(channels, args.dim, args.num_joints, joint_tokens=args.adaptive_parts,
+                                       skeleton_name=args.skeleton)
         self.token_type = nn.Parameter(torch.randn(1 + len(PART_NAMES) + NUM_SEGMENTS, args.dim) * 0.02)
         if args.cues != "none":
-            joint_parts = cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids)) if args.cue_joint_ids else ()
+            joint_parts = (cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids), args.skeleton)
+                           if args.cue_joint_ids else ())
             self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim,
                                           args.cues, args.cue_steps, joint_parts)
             self.bridge = SkeletonCueBridge(args.dim, args.heads)
@@ -351,11 +325,18 @@ class PoseBridge(nn.Module):
         shaped = next(x for x in (keypoints, confidence, features, heatmaps, joint_features) if x is not None)
         batch = shaped.shape[0]
         persons = 1 if joint_features is not None and shaped is joint_features else shaped.shape[1]
+        # Only present persons are encoded (absent ones cost nothing and stay out of batch norm)
         present = present_persons(confidence, batch, persons, shaped.device)
+        rows = present.flatten().nonzero().squeeze(1)  # into the folded B*M axis
+        clip_of = rows // persons
+
+        def fold_present(x):
+            return None if x is None else fold(x)[rows]
+
         if self.backbone is not None:
             if keypoints is None:
                 raise UserError("this model encodes keypoints; it got none")
-            fmap = pool_persons(self.backbone(fold(keypoints), fold(confidence)), present)
+            fmap = pool_rows(self.backbone(fold_present(keypoints), fold_present(confidence)), clip_of, batch)
         else:
             if joint_features is None:
                 raise UserError("this model takes precomputed skeleton features (joint_features); it got none")
@@ -363,13 +344,9 @@ class PoseBridge(nn.Module):
         global_, parts, segments, joint_tokens = self.skeleton(fmap)
         tokens = torch.cat([global_.unsqueeze(1), parts, segments], dim=1) + self.token_type
         if self.args.cues != "none":
-            cue_tokens = self.cue_encoder(None if features is None else fold(features),
-                                          None if heatmaps is None else fold(heatmaps))
-            cue_tokens = cue_tokens.view(batch, -1, cue_tokens.shape[-1])  # persons' tokens side by side
-            # Absent persons' cues are masked out; a clip with nobody present attends over all slots.
-            keep = present | ~present.any(dim=1, keepdim=True)
-            ignore = ~keep.repeat_interleave(cue_tokens.shape[1] // present.shape[1], dim=1)
-            tokens = self.bridge(tokens, cue_tokens, ignore)
+            # Each present person's cues answer the clip's skeleton tokens; the answers are averaged.
+            cue_tokens = self.cue_encoder(fold_present(features), fold_present(heatmaps))
+            tokens = pool_rows(self.bridge(tokens[clip_of], cue_tokens), clip_of, batch)
         return tokens, joint_tokens
 
     def forward(self, keypoints=None, confidence=None, features=None, heatmaps=None, joint_features=None) -> Visual:

@@ -115,10 +115,11 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
     return ModelArgs(
-        num_joints=ds.keypoints.shape[2],
-        cue_joints=ds.features.shape[2] if ds.features is not None else len(ds.cue_joints),
-        feature_channels=ds.features.shape[3] if ds.features is not None else 0,
-        heatmap_size=ds.heatmaps.shape[3] if ds.heatmaps is not None else 0,
+        num_joints=ds.keypoints.shape[-2],  # [N, M, T, V, 3]
+        cue_joints=ds.features.shape[-2] if ds.features is not None else len(ds.cue_joints),
+        feature_channels=ds.features.shape[-1] if ds.features is not None else 0,
+        heatmap_size=ds.heatmaps.shape[-1] if ds.heatmaps is not None else 0,
+        skeleton=ds.skeleton,
         text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
         cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
         cue_steps=cfg.cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
@@ -355,8 +356,8 @@ def _check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainCo
     if list(bank.class_names) != list(split.class_names):
         raise UserError(f"text bank classes do not match split {split.name}'s class list; rebuild the text "
                         f"bank for this split (posebridge.stages.train.text.build_text_bank)")
-    if ds.keypoints.shape[1] != cfg.num_frames:
-        raise UserError(f"data has T={ds.keypoints.shape[1]} frames but num_frames={cfg.num_frames}; "
+    if ds.keypoints.shape[-3] != cfg.num_frames:
+        raise UserError(f"data has T={ds.keypoints.shape[-3]} frames but num_frames={cfg.num_frames}; "
                         f"load it with num_frames={cfg.num_frames}")
     # 3 segments must be left after the encoder's temporal pooling (Shift-GCN strides 4x)
     shortest = 12 if cfg.skeleton_encoder == "shiftgcn" else 3 * cfg.skeleton_pool * 2 ** cfg.layers

@@ -24,10 +24,13 @@ def with_person_axis(keypoints=None, confidence=None, features=None, heatmaps=No
 
 def present_persons(confidence: torch.Tensor | None, batch: int, persons: int, device=None) -> torch.Tensor:
     """[B, M] bool: a person slot is present when any of its joints has confidence > 0 in any frame
-    (an absent slot is all zeros, per the contract). Without confidences every slot counts."""
+    (an absent slot is all zeros, per the contract); a clip without anyone uses its first slot.
+    Without confidences every slot counts."""
     if confidence is None:
         return torch.ones(batch, persons, dtype=torch.bool, device=device)
-    return confidence.flatten(2).gt(0).any(dim=-1)
+    present = confidence.flatten(2).gt(0).any(dim=-1)
+    present[:, 0] |= ~present.any(dim=1)
+    return present
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -35,14 +38,8 @@ def fold(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(0, 1)
 
 
-def pool_persons(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Mean over the present persons: x [B*M, ...] (folded), present [B, M] -> [B, ...].
-
-    A clip with no present person falls back to the mean over all slots (all zeros in, a finite
-    embedding out) rather than dividing by zero."""
-    b, m = present.shape
-    x = x.reshape(b, m, *x.shape[1:])
-    weights = present.to(x.dtype)
-    weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, torch.ones_like(weights))
-    weights = weights / weights.sum(1, keepdim=True)
-    return torch.einsum("bm,bm...->b...", weights, x)
+def pool_rows(x: torch.Tensor, clip_of: torch.Tensor, batch: int) -> torch.Tensor:
+    """Mean per clip of the rows of present persons: x [R, ...], clip_of [R] (clip of each row) -> [B, ...]."""
+    total = x.new_zeros(batch, *x.shape[1:]).index_add_(0, clip_of, x)
+    count = torch.bincount(clip_of, minlength=batch).clamp(min=1).to(x.dtype)
+    return total / count.view(-1, *([1] * (x.dim() - 1)))

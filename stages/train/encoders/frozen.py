@@ -29,7 +29,7 @@ from tqdm import tqdm
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.stages.train.encoders.shift_gcn import ShiftGCN
-from posebridge.stages.train.persons import fold, pool_persons, present_persons, with_person_axis
+from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
 
 ENCODER_VERSION = 1  # bump when the network or its training changes what the features are
 MILESTONES = (60 / 140, 80 / 140, 100 / 140)
@@ -63,8 +63,9 @@ def encoder_fingerprint(data_fingerprint: str, num_frames: int, train_idx: np.nd
 def _encode(model: ShiftGCN, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
     """Per-person features, averaged over the persons present: [B, (M,) T, V, 3] -> [B, W, T', V]."""
     keypoints, confidence, _, _ = with_person_axis(keypoints, confidence)
-    present = present_persons(confidence, *keypoints.shape[:2])
-    return pool_persons(model.features(fold(keypoints)), present)
+    present = present_persons(confidence, *keypoints.shape[:2], keypoints.device)
+    rows = present.flatten().nonzero().squeeze(1)  # absent persons are not encoded
+    return pool_rows(model.features(fold(keypoints)[rows]), rows // keypoints.shape[1], len(keypoints))
 
 
 def pretrain(keypoints: torch.Tensor, confidence: torch.Tensor, targets: torch.Tensor, num_classes: int,
