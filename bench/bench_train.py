@@ -72,7 +72,7 @@ def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[floa
     class_rows = texts.rows(seen)
     weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal)
     fixed_idx = train_idx[: cfg.batch_size]
-    fixed = loop._batch(data, fixed_idx, cfg, state.generator)
+    fixed = loop.take_batch(data, fixed_idx, cfg, state.generator)
     fixed_targets = torch.as_tensor(column[data.labels[fixed_idx.numpy()]])
 
     def step(batch, targets):
@@ -90,7 +90,7 @@ def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[floa
         for _ in range(steps):
             if draw:
                 idx = train_idx[torch.randint(len(train_idx), (cfg.batch_size,), generator=state.generator)]
-                step(loop._batch(data, idx, cfg, state.generator), torch.as_tensor(column[data.labels[idx.numpy()]]))
+                step(loop.take_batch(data, idx, cfg, state.generator), torch.as_tensor(column[data.labels[idx.numpy()]]))
             else:
                 step(fixed, fixed_targets)
         return (time.perf_counter() - start) / steps

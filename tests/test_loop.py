@@ -1,4 +1,4 @@
-"""train() / evaluate() end to end on a tiny random CueDataset (synthetic tensors: mechanics only)."""
+"""experiment.train() / evaluate() end to end on a tiny random CueDataset (synthetic tensors: mechanics only)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,10 @@ import torch.nn.functional as F
 
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import Split
-from posebridge.stages.train import loop
+from posebridge.stages.eval import calibration, evaluate
+from posebridge.stages.eval.embedding import embed
+from posebridge.stages.eval.scoring import score
+from posebridge.stages.train import checkpoint, experiment, loop
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
 from posebridge.stages.train.text_bank import TextBank
@@ -68,7 +71,7 @@ def without_timing(metrics: dict) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    metrics = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), run_dir)
+    metrics = experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), run_dir)
     return run_dir, metrics
 
 
@@ -90,48 +93,48 @@ def test_train_writes_every_run_file_and_sane_metrics(trained):
 
 def test_same_seed_twice_gives_identical_metrics(trained, tmp_path):
     _, first = trained
-    again = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
+    again = experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
     assert without_timing(again) == without_timing(first)
-    other = loop.train(tiny_config(seed=1), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "seed1")
+    other = experiment.train(tiny_config(seed=1), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "seed1")
     assert other["train_loss"] != first["train_loss"]
 
 
 def test_resume_continues_from_the_saved_epoch(trained, tmp_path, monkeypatch):
     _, straight = trained
-    real_save = loop._save_checkpoint
+    real_save = experiment.save_checkpoint
 
     def crash_after_first_epoch(path, payload):
         real_save(path, payload)
         raise KeyboardInterrupt  # the process dies right after epoch 1 was saved
 
-    monkeypatch.setattr(loop, "_save_checkpoint", crash_after_first_epoch)
+    monkeypatch.setattr(experiment, "save_checkpoint", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
-    assert torch.load(tmp_path / loop.CHECKPOINT, weights_only=False)["epoch"] == 1
+        experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
+    assert torch.load(tmp_path / checkpoint.CHECKPOINT, weights_only=False)["epoch"] == 1
 
     saved_epochs = []
-    monkeypatch.setattr(loop, "_save_checkpoint", lambda path, payload: (saved_epochs.append(payload["epoch"]),
+    monkeypatch.setattr(experiment, "save_checkpoint", lambda path, payload: (saved_epochs.append(payload["epoch"]),
                                                                          real_save(path, payload)))
-    resumed = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
+    resumed = experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
     assert saved_epochs == [2, 2]  # epoch 2 only, then the final save with the calibration
     assert without_timing(resumed) == without_timing(straight)
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(trained, tmp_path):
     run_dir, _ = trained
-    (tmp_path / loop.CHECKPOINT).write_bytes((run_dir / loop.CHECKPOINT).read_bytes())
+    (tmp_path / checkpoint.CHECKPOINT).write_bytes((run_dir / checkpoint.CHECKPOINT).read_bytes())
     with pytest.raises(UserError, match="lr"):
-        loop.train(tiny_config(lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
+        experiment.train(tiny_config(lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
 
 
 def test_evaluate_reproduces_the_training_metrics(trained):
     run_dir, metrics = trained
-    again = loop.evaluate(run_dir / loop.CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank())
+    again = evaluate.evaluate(run_dir / checkpoint.CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank())
     for key in ("zsl", "gzsl", "gzsl_uncalibrated"):
         assert again[key] == metrics[key]
     assert again["data_matches_training"]
     with pytest.raises(UserError, match="text bank"):
-        loop.evaluate(run_dir / loop.CHECKPOINT, tiny_dataset(), tiny_split(),
+        evaluate.evaluate(run_dir / checkpoint.CHECKPOINT, tiny_dataset(), tiny_split(),
                       dataclasses.replace(tiny_bank(), fingerprint="c" * 64))
 
 
@@ -148,7 +151,14 @@ def test_calibration_gamma_ignores_test_labels_and_test_samples():
         parts = partition(ds, split, cfg.val_fraction, cfg.seed)
         data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
         texts = loop.class_text_tensors(bank, torch.device("cpu"))
-        info = loop.calibrate_gamma(cfg, loop.model_args(cfg, ds, bank), data, parts, split, texts)
+        args = loop.model_args(cfg, ds, bank)
+
+        def train_auxiliary(train_idx, classes):
+            aux = loop.new_fit_state(cfg, args, torch.device("cpu"), cfg.seed + 1)
+            loop.fit(aux, cfg, data, train_idx, classes, texts, cfg.epochs)
+            return aux.model
+
+        info = calibration.calibrate_gamma(cfg, data, parts, split, texts, train_auxiliary)
         assert info["method"] == "pseudo_unseen" and "note" not in info
         gammas.append(info["gamma"])
     assert gammas[0] == gammas[1] == gammas[2]
@@ -156,9 +166,9 @@ def test_calibration_gamma_ignores_test_labels_and_test_samples():
 
 def test_pseudo_unseen_classes_are_seen_classes_chosen_by_seed():
     split = tiny_split()
-    a, b = loop.pseudo_unseen_classes(split, 0), loop.pseudo_unseen_classes(split, 0)
+    a, b = calibration.pseudo_unseen_classes(split, 0), calibration.pseudo_unseen_classes(split, 0)
     assert np.array_equal(a, b) and len(a) == len(UNSEEN) and set(a) <= set(SEEN)
-    assert any(not np.array_equal(a, loop.pseudo_unseen_classes(split, s)) for s in range(1, 6))
+    assert any(not np.array_equal(a, calibration.pseudo_unseen_classes(split, s)) for s in range(1, 6))
 
 
 def test_one_epoch_with_the_real_loss_changes_the_weights():
@@ -177,12 +187,12 @@ def test_one_epoch_with_the_real_loss_changes_the_weights():
 def test_user_errors_for_bad_settings(tmp_path):
     ds, split, bank = tiny_dataset(), tiny_split(), tiny_bank()
     with pytest.raises(UserError, match="--cues"):
-        loop.train(tiny_config(cues="rgb"), ds, split, bank, tmp_path)
+        experiment.train(tiny_config(cues="rgb"), ds, split, bank, tmp_path)
     with pytest.raises(UserError, match="num_frames"):
-        loop.train(tiny_config(num_frames=64), ds, split, bank, tmp_path)
+        experiment.train(tiny_config(num_frames=64), ds, split, bank, tmp_path)
     skeleton_only = dataclasses.replace(ds, features=None, heatmaps=None)
     with pytest.raises(UserError, match="--cues none"):
-        loop.train(tiny_config(), skeleton_only, split, bank, tmp_path)
+        experiment.train(tiny_config(), skeleton_only, split, bank, tmp_path)
 
 
 def test_test_time_refinement_moves_only_the_refinable_columns():
@@ -190,12 +200,12 @@ def test_test_time_refinement_moves_only_the_refinable_columns():
     state = loop.new_fit_state(cfg, loop.model_args(cfg, ds, bank), torch.device("cpu"), seed=0)
     data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
     texts = loop.class_text_tensors(bank, torch.device("cpu"))
-    visual = loop.embed(state.model, data, np.arange(len(ds)))
+    visual = embed(state.model, data, np.arange(len(ds)))
     classes = np.arange(K)
-    plain = loop.score(state.model, visual, texts, classes, cfg)
+    plain = score(state.model, visual, texts, classes, cfg)
     refine = classes == plain.argmax(1)[0]  # a class that has at least one member to move toward
-    assert np.array_equal(plain, loop.score(state.model, visual, texts, classes, cfg, refine=refine))  # off by default
-    refined = loop.score(state.model, visual, texts, classes, dataclasses.replace(cfg, ttr=True, ttr_min_conf=0.0),
+    assert np.array_equal(plain, score(state.model, visual, texts, classes, cfg, refine=refine))  # off by default
+    refined = score(state.model, visual, texts, classes, dataclasses.replace(cfg, ttr=True, ttr_min_conf=0.0),
                          refine=refine)
     assert np.allclose(refined[:, ~refine], plain[:, ~refine])
     assert not np.allclose(refined[:, refine], plain[:, refine])

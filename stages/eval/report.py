@@ -108,10 +108,15 @@ def plot_per_class(path: Path, accuracy: np.ndarray, names: list[str]) -> None:
     plt.close(fig)
 
 
+def write_config(run_dir: Path, config: dict) -> None:
+    """The full config, written when a run starts (the log shows only a short settings line)."""
+    _write_json(Path(run_dir) / "config.json", config)
+
+
 def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: dict, details: dict) -> None:
     """All run-folder files except the checkpoint. `details` has unseen_names, confusion, per_class."""
     run_dir = Path(run_dir)
-    _write_json(run_dir / "config.json", config)
+    write_config(run_dir, config)
     _write_json(run_dir / "fingerprints.json", fingerprints)
     _write_json(run_dir / "versions.json", versions())
     _write_json(run_dir / "metrics.json", metrics)

@@ -19,7 +19,8 @@ from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
 from posebridge.stages.eval.report import summarise_runs
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, load_pyskl, load_store
-from posebridge.stages.train.loop import evaluate, train
+from posebridge.stages.eval.evaluate import evaluate
+from posebridge.stages.train.experiment import train
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
@@ -155,7 +156,7 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     """Re-evaluate a finished run folder's checkpoint on its split."""
     import json
 
-    from posebridge.stages.train.loop import CHECKPOINT
+    from posebridge.stages.train.checkpoint import CHECKPOINT
 
     config_path = Path(run_dir) / "config.json"
     if not config_path.exists():
