@@ -110,7 +110,7 @@ def test_resume_continues_from_the_saved_epoch(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "save_checkpoint", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
-    assert torch.load(tmp_path / checkpoint.CHECKPOINT, weights_only=False)["epoch"] == 1
+    assert checkpoint.load_checkpoint(tmp_path / checkpoint.CHECKPOINT)["epoch"] == 1
 
     saved_epochs = []
     monkeypatch.setattr(experiment, "save_checkpoint", lambda path, payload: (saved_epochs.append(payload["epoch"]),
