@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.eval import calibration, evaluate
+from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import score
 from posebridge.stages.train import checkpoint, experiment, loop
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
+from posebridge.stages.train.heads import ModelArgs, PoseBridge
 from posebridge.stages.train.text_bank import TextBank
 
 K, SEEN, UNSEEN = 8, (0, 1, 2, 3, 5, 6), (4, 7)
@@ -217,3 +219,33 @@ def test_learning_rate_warms_up_linearly_then_decays_to_a_tenth():
     assert loop.lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)
     assert loop.lr_at(55, 100, 10, 1.0) == pytest.approx(0.55)  # half way through the cosine
     assert loop.lr_at(100, 100, 10, 1.0) == pytest.approx(0.1)
+
+
+def test_gzsl_results_do_not_change_when_the_main_models_logit_scale_is_multiplied(trained):
+    """Gamma is chosen and applied in cosine units: the main model's learned scale cannot move it."""
+    run_dir, metrics = trained
+    ckpt = checkpoint.load_checkpoint(run_dir / checkpoint.CHECKPOINT)
+    cfg, split, bank = tiny_config(), tiny_split(), tiny_bank()
+    model = PoseBridge(ModelArgs(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    parts = partition(tiny_dataset(), split, cfg.val_fraction, cfg.seed)
+    data = loop.to_device(tiny_dataset(), cfg.cues, torch.device("cpu"))
+    texts = loop.class_text_tensors(bank, torch.device("cpu"))
+    assert evaluate.compute_metrics(model, cfg, data, parts, split, texts,
+                                    metrics["calibration"]["gamma"])[0]["gzsl"] == metrics["gzsl"]
+    # A gamma in the middle of the test margins (best seen - best unseen score), so that calibration
+    # flips about half the predictions and any dependence on the scale would show.
+    both = np.array(sorted(SEEN + UNSEEN))
+    seen_mask = np.isin(both, SEEN)
+    scores = score(model, embed(model, data, parts["test_gzsl"]), texts, both, cfg)
+    gamma = float(np.median(scores[:, seen_mask].max(1) - scores[:, ~seen_mask].max(1)))
+    # In logit units the same gamma would give other predictions:
+    assert not np.array_equal(M.calibrated_predictions(3.0 * scores, seen_mask, gamma),
+                              M.calibrated_predictions(scores, seen_mask, gamma))
+    base, _ = evaluate.compute_metrics(model, cfg, data, parts, split, texts, gamma)
+    for factor in (0.25, 3.0):
+        with torch.no_grad():
+            model.logit_scale.copy_(torch.tensor(1.0 / 0.07 * factor).log())  # below the cap of 100
+        assert np.array_equal(score(model, embed(model, data, parts["test_gzsl"]), texts, both, cfg), scores)
+        scaled, _ = evaluate.compute_metrics(model, cfg, data, parts, split, texts, gamma)
+        assert scaled["gzsl"] == base["gzsl"] and scaled["zsl"] == base["zsl"]

@@ -2,7 +2,9 @@
 
 SynSE's validation idea: some seen classes stand in for the unseen ones ("pseudo-unseen"), an
 auxiliary model is trained without them, and gamma is the value that maximises H between them and
-the remaining seen classes on held-out validation samples.
+the remaining seen classes on held-out validation samples. Gamma is in cosine units (the units of
+stages/eval/scoring.py), which the auxiliary and the main model share; in logit units it would
+depend on each model's learned logit scale, and a gamma found on one would be wrong on the other.
 """
 from __future__ import annotations
 
@@ -49,4 +51,4 @@ def calibrate_gamma(cfg: TrainConfig, data: DeviceData, parts: dict, split: Spli
     model = train_auxiliary(parts["train"][np.isin(data.labels[parts["train"]], kept)], kept)
     val_scores = score(model, embed(model, data, val_idx), texts, seen, cfg)
     gamma = M.choose_gamma(val_scores, class_columns(data.labels[val_idx], seen), ~np.isin(seen, pseudo))
-    return {**info, "gamma": gamma}
+    return {**info, "gamma": gamma, "units": "cosine"}
