@@ -260,7 +260,9 @@ def train(
     lr: float = typer.Option(1e-3, "--lr"),
     text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (bundled) or clip:<local dir or HF id in your cache>."),
     gzsl_calibration: str = typer.Option("pseudo_unseen", "--gzsl-calibration", help="pseudo_unseen or none."),
-    ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="Test-time prototype refinement (transductive; off by default)."),
+    ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class texts "
+                             "adapt to the unlabelled test batches in a fixed order (TRANSDUCTIVE, marked in every table; "
+                             "needs --gzsl-calibration none)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),

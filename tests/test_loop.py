@@ -249,3 +249,14 @@ def test_gzsl_results_do_not_change_when_the_main_models_logit_scale_is_multipli
         assert np.array_equal(score(model, embed(model, data, parts["test_gzsl"]), texts, both, cfg), scores)
         scaled, _ = evaluate.compute_metrics(model, cfg, data, parts, split, texts, gamma)
         assert scaled["gzsl"] == base["gzsl"] and scaled["zsl"] == base["zsl"]
+
+
+def test_a_ttr_run_is_deterministic_and_marked_transductive(tmp_path):
+    cfg = tiny_config(epochs=1, ttr=True, gzsl_calibration="none", ttr_batch=5)
+    first = experiment.train(cfg, tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "a")
+    again = experiment.train(cfg, tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "b")
+    assert without_timing(first) == without_timing(again) and first["transductive"] is True
+    assert "TTR (transductive)" in (tmp_path / "a" / "results.md").read_text()
+    plain = experiment.train(dataclasses.replace(cfg, ttr=False), tiny_dataset(), tiny_split(), tiny_bank(),
+                             tmp_path / "c")
+    assert plain["transductive"] is False and plain["train_loss"] == first["train_loss"]  # same training

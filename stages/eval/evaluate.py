@@ -77,6 +77,6 @@ def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: Tex
     data = to_device(dataset, cfg.cues, device)
     texts = class_text_tensors(text_bank, device)
     metrics, _ = compute_metrics(model, cfg, data, parts, split, texts, ckpt["calibration"]["gamma"])
-    metrics.update({"split": split.name, "cues": cfg.cues, "seed": cfg.seed, "epochs": ckpt["epoch"],
+    metrics.update({"split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": ckpt["epoch"],
                     "data_matches_training": dataset.source_fingerprint == ckpt["fingerprints"]["data"]})
     return metrics

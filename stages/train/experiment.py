@@ -106,7 +106,7 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         checkpoint(state, None, gamma_info)
     metrics, details = compute_metrics(state.model, cfg, data, parts, split, texts, gamma_info["gamma"])
     metrics.update({
-        "split": split.name, "cues": cfg.cues, "seed": cfg.seed, "epochs": state.epoch,
+        "split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": state.epoch,
         "train_loss": history[-1] if history else math.nan, "calibration": gamma_info,
         "samples": {k: int(len(v)) for k, v in parts.items()}, "seconds": round(time.perf_counter() - started, 2),
     })
