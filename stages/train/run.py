@@ -18,12 +18,13 @@ from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
 from posebridge.stages.eval.report import summarise_runs
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.data import CueDataset, load_pyskl, load_store
+from posebridge.stages.train.data import CueDataset, load_pyskl
 from posebridge.stages.eval.evaluate import evaluate
 from posebridge.stages.train.experiment import train
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
+from posebridge.stages.train.view import load_view
 
 SYNTHETIC = "synthetic"
 
@@ -102,8 +103,8 @@ def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
 def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
                     pyskl: Path | None, loaded: dict) -> CueDataset:
     key = ("pyskl", str(pyskl)) if pyskl else ("store", str(find_store(split, cache_dir, store)))
-    if key not in loaded:
-        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_store(key[1], num_frames)
+    if key not in loaded:  # a store is read through its training view: written once, then reused
+        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_view(key[1], num_frames)
     return align_labels(loaded[key], split)
 
 
