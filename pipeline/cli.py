@@ -252,6 +252,9 @@ def train(
     store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
                                          "COCO-17 2D or NTU-25 3D, up to 2 persons, read without running code."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Train on a SynSE/PURLS feature folder "
+                                            "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; with --cues "
+                                            "none; the folder must be the split's own)."),
     cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
@@ -277,7 +280,7 @@ def train(
                        text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device).validate()
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
-                           guess_kinetics200=guess_kinetics200, resume=resume)
+                           guess_kinetics200=guess_kinetics200, resume=resume, features=features)
     for result in results:
         typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
 
@@ -288,6 +291,7 @@ def eval_run(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store"),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl"),
+    features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
@@ -296,7 +300,7 @@ def eval_run(
 
     from posebridge.stages.train.run import evaluate_run
 
-    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl,
+    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features,
                            kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 

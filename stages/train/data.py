@@ -330,7 +330,8 @@ def train_side(ds: CueDataset, protocol: str) -> np.ndarray:
     """[N] bool: whether each sample is on the protocol's training side."""
     if protocol not in _SIDES:
         raise UserError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(_SIDES)}")
-    sides = [_SIDES[protocol](m) for m in ds.meta]
+    # A source that fixes its own sides (a feature folder's train / val / test files) overrides the protocol.
+    sides = [m["side"] in ("train", "val") if "side" in m else _SIDES[protocol](m) for m in ds.meta]
     missing = [ds.clip_ids[i] for i, side in enumerate(sides) if side is None]
     if missing and protocol == "kinetics":
         warnings.warn(f"{len(missing)} clips (e.g. {missing[0]!r}) carry no Kinetics train/val split; "
@@ -358,7 +359,8 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
     """Sorted index arrays into `ds`:
 
     train      seen classes, protocol's training side, minus val
-    val        held-out seen-class samples of the training side (stratified per class)
+    val        held-out seen-class samples of the training side (stratified per class), or the
+               source's own validation rows where it has them (meta["side"] == "val")
     test_zsl   unseen classes, test side
     test_gzsl  seen and unseen classes, test side
     Samples with an unknown label (-1) are in none of them.
@@ -369,8 +371,13 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
                         f"classes: pick a split of the data's dataset")
     is_train = train_side(ds, split.protocol)
     seen, unseen = np.isin(labels, split.seen), np.isin(labels, split.unseen)
-    train_pool = np.flatnonzero(is_train & seen)
-    val = _stratified_val(train_pool, labels, val_fraction, seed)
+    given_val = np.array([m.get("side") == "val" for m in ds.meta], dtype=bool)
+    if given_val.any():  # the source's own validation rows (a feature folder's val file)
+        val = np.flatnonzero(given_val & seen)
+        train_pool = np.flatnonzero(is_train & seen & ~given_val)
+    else:
+        train_pool = np.flatnonzero(is_train & seen)
+        val = _stratified_val(train_pool, labels, val_fraction, seed)
     parts = {
         "train": np.setdiff1d(train_pool, val),
         "val": val,

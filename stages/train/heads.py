@@ -213,6 +213,10 @@ class ModelArgs:
     skeleton_pool: int = 2
     cue_pool: int = 4
     skeleton: str = ""  # registry name; "" = by num_joints
+    # "keypoints": the small GCN runs inside the model; "features": precomputed joint x time maps
+    # (a SynSE/PURLS feature folder's) come in through stages/train/precomputed.py.
+    skeleton_input: str = "keypoints"
+    skeleton_channels: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -222,8 +226,14 @@ class PoseBridge(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
-        self.skeleton = SkeletonEncoder(args.num_joints, args.dim, args.joint_dim, args.layers, args.motion_bone,
-                                        args.skeleton_pool, args.skeleton)
+        if args.skeleton_input == "features":
+            from posebridge.stages.train.precomputed import PrecomputedSkeleton
+
+            self.skeleton = PrecomputedSkeleton(args.skeleton_channels, args.dim,
+                                                skeleton_layout(args.num_joints, args.skeleton)[0], args.num_joints)
+        else:
+            self.skeleton = SkeletonEncoder(args.num_joints, args.dim, args.joint_dim, args.layers, args.motion_bone,
+                                            args.skeleton_pool, args.skeleton)
         self.token_type = nn.Parameter(torch.randn(1 + len(PART_NAMES) + NUM_SEGMENTS, args.dim) * 0.02)
         if args.cues != "none":
             self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim, args.cues,

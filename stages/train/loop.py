@@ -19,6 +19,7 @@ from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset
+from posebridge.stages.train.feature_folder import FeatureDataset
 from posebridge.stages.train.heads import ClassTextTensors, ModelArgs, PoseBridge
 from posebridge.stages.train.losses import LossWeights, posebridge_loss
 from posebridge.stages.train.text_bank import TextBank
@@ -67,7 +68,8 @@ def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
         raise UserError(f"--cues {cues} needs cue {' and '.join(missing)}, but data {ds.source_fingerprint[:12]} "
                         f"has none (skeleton-only source); use --cues none")
     return DeviceData(
-        ds.keypoints.to(device, torch.float32),
+        # Precomputed features stay float16 (they are 256 channels per joint-step; the adapter casts batches).
+        ds.keypoints.to(device) if isinstance(ds, FeatureDataset) else ds.keypoints.to(device, torch.float32),
         ds.confidence.to(device, torch.float32),
         ds.features.to(device) if need_features else None,  # float16 until a batch is drawn
         ds.heatmaps.to(device) if need_heatmaps else None,
@@ -81,7 +83,9 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
-    return ModelArgs(
+    precomputed = {"skeleton_input": "features", "skeleton_channels": ds.skeleton_channels} \
+        if isinstance(ds, FeatureDataset) else {}
+    return ModelArgs(**precomputed,
         num_joints=ds.keypoints.shape[3],  # [N, M, T, V, 3]
         cue_joints=ds.features.shape[3] if ds.features is not None else len(ds.cue_joints),
         feature_channels=ds.features.shape[4] if ds.features is not None else 0,
@@ -198,6 +202,6 @@ def check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainCon
         raise UserError(f"data has T={ds.keypoints.shape[2]} frames but num_frames={cfg.num_frames}; "
                         f"load it with num_frames={cfg.num_frames}")
     shortest = 3 * max(cfg.skeleton_pool * 2 ** cfg.layers, cfg.cue_pool)  # 3 segments left after pooling
-    if cfg.num_frames < shortest:
+    if cfg.num_frames < shortest and not isinstance(ds, FeatureDataset):  # features are pooled already
         raise UserError(f"num_frames={cfg.num_frames} is too short for skeleton_pool={cfg.skeleton_pool}, "
                         f"layers={cfg.layers}, cue_pool={cfg.cue_pool}; use num_frames >= {shortest}")
