@@ -285,6 +285,29 @@ def train(
         typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
 
 
+@app.command()
+def ablate(
+    split: str = typer.Option(..., "--split", help="Split name."),
+    cache_dir: Optional[Path] = CacheDir,
+    store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per cue mode; the table reports mean +- std."),
+    epochs: int = typer.Option(30, "--epochs"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
+    kinetics200_classes: Optional[Path] = SplitOpt,
+    guess_kinetics200: bool = GuessOpt,
+) -> None:
+    """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
+    writes ablation.md (one markdown table) and ablation.png next to the run folders."""
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.run import ablate_cues
+
+    base = TrainConfig(split=split, seed=0, epochs=epochs, device=device).validate()
+    folder, table = ablate_cues(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, runs_dir=runs_dir,
+                                kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    typer.echo(f"\n{table}\ntable and plot: {folder / 'ablation.md'}, {folder / 'ablation.png'}")
+
+
 @app.command("eval")
 def eval_run(
     run: Path = typer.Argument(..., help="A run folder written by `posebridge train` (holds checkpoint.pt)."),

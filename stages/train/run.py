@@ -131,7 +131,9 @@ def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
                  store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
                  kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
-                 resume: bool = False, features: Path | None = None) -> list[SplitResult]:
+                 resume: bool = False, features: Path | None = None, loaded: dict | None = None) -> list[SplitResult]:
+    """Train and evaluate every split x seed; `loaded` (data already loaded, by source) may be shared
+    between calls so that one process loads a cache once."""
     if pyskl is not None and base.cues != "none":
         raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
     if features is not None and base.cues != "none":
@@ -147,7 +149,7 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     splits = [get_split(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
               for n in split_names]  # resolve all first: a typo fails before any training
     encoder = make_text_encoder(base.text_encoder)
-    loaded: dict = {}
+    loaded = {} if loaded is None else loaded
     results = []
     for split in splits:
         dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded, features)
@@ -184,3 +186,20 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features)
     bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank)
+
+
+def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir: Path | None = None,
+                **sources) -> tuple[Path, str]:
+    """The cue grid (none / heatmap / features / all) x seeds on one split, the data loaded once.
+    Returns the folder holding ablation.md / ablation.png and the table."""
+    from posebridge.stages.eval.ablation import CUE_GRID, write_ablation
+
+    loaded: dict = {}
+    run_dirs, groups = {}, []
+    for cues in CUE_GRID:
+        (result,) = train_splits([split_name], base=dataclasses.replace(base, cues=cues), seeds=seeds,
+                                 runs_dir=runs_dir, loaded=loaded, **sources)
+        run_dirs[cues] = result.run_dirs
+        groups.append(result.group_dir.name)
+    folder = result.group_dir.parent / f"ablation-{fingerprint(groups)[:8]}"
+    return folder, write_ablation(folder, result.split, run_dirs)
