@@ -22,7 +22,7 @@ from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.data_files import NTU60_CLASSES, read_lines
 from posebridge.stages.train.synthetic import _TEMPLATE, store_layout
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: cache schema v2 ([F, M, ...] with M = 1, as the synthetic demo store)
 SCALES = {"ntu60": 56_880}
 PART_CLIPS = 256
 MIN_FRAMES, MAX_FRAMES = 48, 96  # as the synthetic demo's clips
@@ -68,7 +68,7 @@ def write_scale_store(root: Path, scale: str = "ntu60", seed: int = 0, log=print
     """The store of `scale`'s size under root, generated on first use (and completed if interrupted)."""
     n = SCALES[scale]
     settings = {"generator": "bench/scale_store.py", "version": GENERATOR_VERSION, "scale": scale, "clips": n,
-                "seed": seed, "layout": store_layout()}
+                "seed": seed, "layout": store_layout().to_attrs()}
     fp = fingerprint(settings)
     store = CueStore.create(store_dir(root, DATASET, fp), dataset=DATASET, fingerprint=fp,
                             extractor={"backend": "synthetic-scale", **settings}, layout=store_layout())
@@ -99,8 +99,8 @@ def write_scale_store(root: Path, scale: str = "ntu60", seed: int = 0, log=print
                 rows = slice(offsets[i], offsets[i + 1])
                 writer.add(ClipRecord(clip_id=clip_id, content_id=f"scale-{fp[:12]}-{clip_id}", label=int(labels[i]),
                                       label_name=names[labels[i]], fps=30.0, height=1080, width=1920, meta=meta),
-                           ClipArrays(keypoints=keypoints[rows], score=score[rows], features=features[rows],
-                                      heatmaps=heatmaps[rows]))
+                           ClipArrays(keypoints=keypoints[rows, None], score=score[rows, None],  # M = 1
+                                      features=features[rows, None], heatmaps=heatmaps[rows, None]))
             if (start // PART_CLIPS) % 20 == 0:
                 log(f"  generated {min(start + PART_CLIPS, n)}/{n} clips, {time.perf_counter() - started:.0f} s")
     log(f"generated {n} clips in {time.perf_counter() - started:.0f} s: {dir_bytes(store.path) / 1e9:.1f} GB on disk "
