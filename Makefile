@@ -37,7 +37,7 @@ DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
 LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
 P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
 
-.PHONY: help setup models media demo extract train eval test bench-extract bench-train clean-outputs
+.PHONY: help setup models media demo extract train ablate eval test bench-extract bench-train clean-outputs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -83,6 +83,9 @@ extract: setup $(EXTRACT_VENV)/bin/.installed ## stage 1 on VIDEOS (default: dem
 train: $(BIN)/.installed ## stage 2: train + evaluate each of SPLITS (or SPLIT) from its cache
 	$(PB) train $(foreach s,$(SPLITS),--split $(s)) $(ARGS)
 
+ablate: $(BIN)/.installed ## cue ablation (none/heatmap/features/all x seeds) on SPLIT, one table + plot [ARGS="--seeds 3"]
+	$(PB) ablate --split $(SPLIT) $(ARGS)
+
 eval: $(BIN)/.installed ## re-evaluate a trained run folder: make eval RUN=outputs/runs/<split>/<name>/seed-0
 	@test -n "$(RUN)" || { echo "error: give the run folder: make eval RUN=outputs/runs/<split>/<name>/seed-0" >&2; exit 1; }
 	$(PB) eval "$(RUN)" $(ARGS)
@@ -105,7 +108,7 @@ BENCH_EXTRACT_VENV := $(if $(filter mmpose,$(BACKEND)),$(MMPOSE_VENV),$(BENCH_VE
 bench-extract: setup $(BENCH_EXTRACT_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's Pose solution, 1 vs 2 people [BACKEND=mmpose: per-frame vs batched]
 	$(BENCH_EXTRACT_VENV)/bin/python bench/bench_extract.py --backend $(BACKEND) $(ARGS)
 
-bench-train: setup ## stage-2 benchmark: loader throughput, step time, demo split end to end
+bench-train: setup ## stage-2 benchmark: loader, step time, demo split end to end [ARGS="--scale ntu60": training view at NTU-60 size]
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
 # chumpy (an mmpose dependency) must be built without build isolation: its setup.py imports pip.

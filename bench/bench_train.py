@@ -9,13 +9,25 @@
               calibration model, evaluation, report) in seconds (target < 60 s on 2 CPU cores)
 
 Run it with `make bench-train`.
+
+With `--scale ntu60` it measures the training view at NTU-60 size instead (bench/scale_store.py
+generates a 56,880-clip SYNTHETIC store once, kept under outputs/bench/cache/):
+  view reuse  the first load (the view is written from the store) against the second (it is
+              opened), each in a fresh process
+  peak RSS    of a fresh process that opens the view and trains on it: --steps random batches
+              drawn from the whole training side, then embeds --eval-rows test clips (target <= 4 GB)
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posebridge.cache.store import CueStore
+from posebridge.cache.store import CueStore, dir_bytes
 from posebridge.pipeline.splits.registry import get_split
 from posebridge.stages.train.config import TrainConfig
 from posebridge.cache.schema import skeleton
@@ -35,6 +47,11 @@ from posebridge.stages.train.synthetic import write_synthetic_store
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
+from posebridge.stages.train.view import VIEWS, load_view
+from posebridge.stages.eval.embedding import embed
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scale_store import SCALES, write_scale_store  # noqa: E402  (a bench script next to this one)
 
 
 def naive_load(store: CueStore, num_frames: int) -> int:
@@ -72,7 +89,7 @@ def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[floa
     class_rows = texts.rows(seen)
     weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal)
     fixed_idx = train_idx[: cfg.batch_size]
-    fixed = loop._batch(data, fixed_idx, cfg, state.generator)
+    fixed = loop.take_batch(data, fixed_idx, cfg, state.generator)
     fixed_targets = torch.as_tensor(column[data.labels[fixed_idx.numpy()]])
 
     def step(batch, targets):
@@ -90,7 +107,7 @@ def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[floa
         for _ in range(steps):
             if draw:
                 idx = train_idx[torch.randint(len(train_idx), (cfg.batch_size,), generator=state.generator)]
-                step(loop._batch(data, idx, cfg, state.generator), torch.as_tensor(column[data.labels[idx.numpy()]]))
+                step(loop.take_batch(data, idx, cfg, state.generator), torch.as_tensor(column[data.labels[idx.numpy()]]))
             else:
                 step(fixed, fixed_targets)
         return (time.perf_counter() - start) / steps
@@ -98,11 +115,75 @@ def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[floa
     return run(False), run(True)
 
 
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
+
+
+def scale_phase(phase: str, store: Path, steps: int, eval_rows: int) -> dict:
+    """One measured phase in this (fresh) process: "load" writes or opens the view; "train" also trains."""
+    cfg = TrainConfig(split="ntu60_55_5", epochs=1)
+    dataset, load_s = timed(load_view, store, cfg.num_frames)
+    out = {"load_s": load_s, "clips": len(dataset)}
+    if phase == "train":
+        torch.set_num_threads(loop.CPU_THREADS)
+        split, device = get_split(cfg.split), torch.device("cpu")
+        parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
+        bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), store.parent.parent.parent)
+        data, texts = loop.to_device(dataset, cfg.cues, device), loop.class_text_tensors(bank, device)
+        state = loop.new_fit_state(cfg, loop.model_args(cfg, dataset, bank), device, cfg.seed)
+        rows = np.random.default_rng(0).choice(parts["train"], min(len(parts["train"]), steps * cfg.batch_size),
+                                               replace=False)  # random rows from the whole training side
+        _, fit_s = timed(loop.fit, state, cfg, data, rows, np.array(split.seen), texts, 1)
+        test = parts["test_gzsl"][:eval_rows]
+        _, embed_s = timed(embed, state.model, data, test)
+        out.update(step_ms=1e3 * fit_s / -(-len(rows) // cfg.batch_size), embed_clips_per_s=len(test) / embed_s,
+                   train_rows=len(rows), test_rows=len(test))
+    out["peak_rss_gb"] = peak_rss_gb()
+    return out
+
+
+def scale_main(args) -> None:
+    root = Path(args.scale_root)
+    store_path = write_scale_store(root, args.scale)
+    store = CueStore.open(store_path)
+    print(f"store: {len(store.clips())} clips, {dir_bytes(store_path / 'store.zarr') / 1e9:.1f} GB on disk, {store_path}")
+    shutil.rmtree(store_path / VIEWS, ignore_errors=True)  # so the first load is a first load
+
+    def child(phase: str) -> dict:
+        cmd = [sys.executable, __file__, "--phase", phase, "--store", str(store_path), "--steps", str(args.steps),
+               "--eval-rows", str(args.eval_rows)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = child("load")
+    views = [p for p in (store_path / VIEWS).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    print(f"view written: {dir_bytes(views[0]) / 1e9:.1f} GB on disk, {views[0]}; "
+          f"peak RSS while writing it {first['peak_rss_gb']:.1f} GB")
+    second = child("train")
+    print(f"training: {second['train_rows']} random rows, {second['step_ms']:.0f} ms/step (batch 64, cues all); "
+          f"embedding {second['test_rows']} test clips at {second['embed_clips_per_s']:.0f} clips/s")
+    print(f"view reuse: first load {first['load_s']:.1f} s (written), second load {second['load_s']:.2f} s "
+          f"(opened): {first['load_s'] / second['load_s']:.2f}x   [target >= 10x]")
+    print(f"peak RSS while training: {second['peak_rss_gb']:.1f} GB   [target <= 4 GB]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--scale", choices=sorted(SCALES), help="measure the training view at this size instead")
+    parser.add_argument("--scale-root", default="outputs/bench/cache", help="where the scale store is kept")
+    parser.add_argument("--eval-rows", type=int, default=4096, help="--scale: test clips embedded after training")
+    parser.add_argument("--phase", choices=("load", "train"), help=argparse.SUPPRESS)  # a measured child process
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(scale_phase(args.phase, Path(args.store), args.steps, args.eval_rows)))
+        return
+    if args.scale:
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+        scale_main(args)
+        return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"

@@ -252,6 +252,9 @@ def train(
     store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
                                          "COCO-17 2D or NTU-25 3D, up to 2 persons, read without running code."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Train on a SynSE/PURLS feature folder "
+                                            "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; with --cues "
+                                            "none; the folder must be the split's own)."),
     cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
@@ -260,7 +263,9 @@ def train(
     lr: float = typer.Option(1e-3, "--lr"),
     text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (bundled) or clip:<local dir or HF id in your cache>."),
     gzsl_calibration: str = typer.Option("pseudo_unseen", "--gzsl-calibration", help="pseudo_unseen or none."),
-    ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="Test-time prototype refinement (transductive; off by default)."),
+    ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class texts "
+                             "adapt to the unlabelled test batches in a fixed order (TRANSDUCTIVE, marked in every table; "
+                             "needs --gzsl-calibration none)."),
     skeleton_encoder: str = typer.Option("auto", "--skeleton-encoder",
                                          help="gcn (small, trained with the heads), shiftgcn (pretrained per split on "
                                               "the seen classes, frozen, features cached) or auto (gcn for the "
@@ -291,9 +296,32 @@ def train(
                        symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
-                           guess_kinetics200=guess_kinetics200, resume=resume)
+                           guess_kinetics200=guess_kinetics200, resume=resume, features=features)
     for result in results:
         typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
+
+
+@app.command()
+def ablate(
+    split: str = typer.Option(..., "--split", help="Split name."),
+    cache_dir: Optional[Path] = CacheDir,
+    store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per cue mode; the table reports mean +- std."),
+    epochs: int = typer.Option(30, "--epochs"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
+    kinetics200_classes: Optional[Path] = SplitOpt,
+    guess_kinetics200: bool = GuessOpt,
+) -> None:
+    """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
+    writes ablation.md (one markdown table) and ablation.png next to the run folders."""
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.run import ablate_cues
+
+    base = TrainConfig(split=split, seed=0, epochs=epochs, device=device).validate()
+    folder, table = ablate_cues(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, runs_dir=runs_dir,
+                                kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    typer.echo(f"\n{table}\ntable and plot: {folder / 'ablation.md'}, {folder / 'ablation.png'}")
 
 
 @app.command("eval")
@@ -302,6 +330,7 @@ def eval_run(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store"),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl"),
+    features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
@@ -310,7 +339,7 @@ def eval_run(
 
     from posebridge.stages.train.run import evaluate_run
 
-    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl,
+    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features,
                            kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 

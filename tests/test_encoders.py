@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from posebridge.pipeline.errors import UserError
-from posebridge.stages.train import loop
+from posebridge.stages.eval.evaluate import evaluate
+from posebridge.stages.train import experiment
+from posebridge.stages.train.checkpoint import CHECKPOINT
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.encoders import frozen, resolve_encoder
 from test_loop import SEEN, UNSEEN, tiny_bank, tiny_config, tiny_dataset, tiny_split
@@ -33,7 +35,7 @@ def count_pretraining(monkeypatch):
 
 def test_second_train_on_the_same_split_does_no_pretraining(tmp_path, count_pretraining):
     cache = tmp_path / "cache"
-    first = loop.train(tiny_config(**SHIFT), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "a",
+    first = experiment.train(tiny_config(**SHIFT), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "a",
                        encoder_cache=cache)
     # the main encoder (all seen classes) and the calibration's (seen minus pseudo-unseen)
     assert count_pretraining == [len(SEEN), len(SEEN) - len(UNSEEN)]
@@ -42,16 +44,16 @@ def test_second_train_on_the_same_split_does_no_pretraining(tmp_path, count_pret
     info = json.loads((folders[0] / "info.json").read_text())
     assert info["shape"][1:] == [16, 3, 33]  # [N, 4 x width, steps, V]
     # another experiment on the same split (other cues, other head settings): cache only
-    again = loop.train(tiny_config(**SHIFT, cues="none", lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(),
+    again = experiment.train(tiny_config(**SHIFT, cues="none", lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(),
                        tmp_path / "b", encoder_cache=cache)
     assert count_pretraining == [len(SEEN), len(SEEN) - len(UNSEEN)]
     assert 0.0 <= again["zsl"]["top1"] <= 1.0 and 0.0 <= first["zsl"]["top1"] <= 1.0
     # evaluating the run reads the same cached features
-    metrics = loop.evaluate(tmp_path / "a" / loop.CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank(),
+    metrics = evaluate(tmp_path / "a" / CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank(),
                             encoder_cache=cache)
     assert metrics["zsl"] == first["zsl"] and len(count_pretraining) == 2
     # a changed encoder setting is another encoder
-    loop.train(tiny_config(**{**SHIFT, "shiftgcn_epochs": 2}), tiny_dataset(), tiny_split(), tiny_bank(),
+    experiment.train(tiny_config(**{**SHIFT, "shiftgcn_epochs": 2}), tiny_dataset(), tiny_split(), tiny_bank(),
                tmp_path / "c", encoder_cache=cache)
     assert len(count_pretraining) == 4
 
@@ -88,4 +90,4 @@ def test_shiftgcn_needs_twelve_frames(tmp_path):
     short = dataclasses.replace(ds, keypoints=ds.keypoints[:, :, :8], confidence=ds.confidence[:, :, :8],
                                 features=ds.features[:, :, :8], heatmaps=ds.heatmaps[:, :, :8])
     with pytest.raises(UserError, match="num_frames >= 12"):
-        loop.train(tiny_config(**SHIFT, num_frames=8), short, tiny_split(), tiny_bank(), tmp_path)
+        experiment.train(tiny_config(**SHIFT, num_frames=8), short, tiny_split(), tiny_bank(), tmp_path)

@@ -11,7 +11,7 @@ from posebridge.cache.schema import skeleton_for_joints
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.train.heads import (
     AdaptivePartition, ClassTextTensors, CueEncoder, ModelArgs, PoseBridge, PrototypeAdapter, SkeletonEncoder,
-    cue_joint_parts, masked_part_similarity, refine_prototypes, skeleton_layout,
+    cue_joint_parts, masked_part_similarity, skeleton_layout,
 )
 
 B, T, V, VC, C, P2, D = 3, 24, 33, 13, 8, 9, 24
@@ -129,22 +129,6 @@ def test_masked_part_similarity_averages_only_present_parts():
     sim = masked_part_similarity(emb, text, mask)
     assert torch.allclose(sim, torch.tensor([[0.5, 1.0]]))
     assert torch.allclose(masked_part_similarity(emb, text, torch.zeros(2, 2, dtype=torch.bool)), torch.zeros(1, 2))
-
-
-def test_refinement_moves_only_refinable_classes_toward_confident_members():
-    protos = torch.eye(3)
-    emb = F.normalize(torch.tensor([[1.0, 0.2, 0.0], [1.0, 0.4, 0.0], [0.0, 0.0, 1.0]]), dim=-1)
-    logits = 50.0 * emb @ protos.T
-    refined = refine_prototypes(emb, protos, logits, torch.tensor([True, True, False]),
-                                per_class=8, min_conf=0.5, step=0.5)
-    assert refined[0, 1] > 0  # pulled toward the two confident class-0 members
-    assert torch.allclose(refined[0].norm(), torch.tensor(1.0))
-    assert torch.equal(refined[1], protos[1])  # no members
-    assert torch.equal(refined[2], protos[2])  # not refinable (a seen class)
-    capped = refine_prototypes(emb, protos, logits, torch.tensor([True, False, False]), per_class=1,
-                               min_conf=0.5, step=1.0)
-    most_confident = emb[logits.softmax(-1)[:2, 0].argmax()]
-    assert torch.allclose(capped[0], most_confident, atol=1e-6)
 
 
 def test_logit_scale_starts_at_clip_temperature():

@@ -1,4 +1,4 @@
-"""train() / evaluate() end to end on a tiny random CueDataset (synthetic tensors: mechanics only)."""
+"""experiment.train() / evaluate() end to end on a tiny random CueDataset (synthetic tensors: mechanics only)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,9 +11,14 @@ import torch.nn.functional as F
 
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import Split
-from posebridge.stages.train import loop
+from posebridge.stages.eval import calibration, evaluate
+from posebridge.stages.eval import metrics as M
+from posebridge.stages.eval.embedding import embed
+from posebridge.stages.eval.scoring import score
+from posebridge.stages.train import checkpoint, experiment, loop
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
+from posebridge.stages.train.heads import ModelArgs, PoseBridge
 from posebridge.stages.train.text_bank import TextBank
 
 K, SEEN, UNSEEN = 8, (0, 1, 2, 3, 5, 6), (4, 7)
@@ -68,7 +73,7 @@ def without_timing(metrics: dict) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    metrics = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), run_dir)
+    metrics = experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), run_dir)
     return run_dir, metrics
 
 
@@ -90,48 +95,48 @@ def test_train_writes_every_run_file_and_sane_metrics(trained):
 
 def test_same_seed_twice_gives_identical_metrics(trained, tmp_path):
     _, first = trained
-    again = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
+    again = experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
     assert without_timing(again) == without_timing(first)
-    other = loop.train(tiny_config(seed=1), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "seed1")
+    other = experiment.train(tiny_config(seed=1), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "seed1")
     assert other["train_loss"] != first["train_loss"]
 
 
 def test_resume_continues_from_the_saved_epoch(trained, tmp_path, monkeypatch):
     _, straight = trained
-    real_save = loop._save_checkpoint
+    real_save = experiment.save_checkpoint
 
     def crash_after_first_epoch(path, payload):
         real_save(path, payload)
         raise KeyboardInterrupt  # the process dies right after epoch 1 was saved
 
-    monkeypatch.setattr(loop, "_save_checkpoint", crash_after_first_epoch)
+    monkeypatch.setattr(experiment, "save_checkpoint", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
-    assert torch.load(tmp_path / loop.CHECKPOINT, weights_only=False)["epoch"] == 1
+        experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path)
+    assert checkpoint.load_checkpoint(tmp_path / checkpoint.CHECKPOINT)["epoch"] == 1
 
     saved_epochs = []
-    monkeypatch.setattr(loop, "_save_checkpoint", lambda path, payload: (saved_epochs.append(payload["epoch"]),
+    monkeypatch.setattr(experiment, "save_checkpoint", lambda path, payload: (saved_epochs.append(payload["epoch"]),
                                                                          real_save(path, payload)))
-    resumed = loop.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
+    resumed = experiment.train(tiny_config(), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
     assert saved_epochs == [2, 2]  # epoch 2 only, then the final save with the calibration
     assert without_timing(resumed) == without_timing(straight)
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(trained, tmp_path):
     run_dir, _ = trained
-    (tmp_path / loop.CHECKPOINT).write_bytes((run_dir / loop.CHECKPOINT).read_bytes())
+    (tmp_path / checkpoint.CHECKPOINT).write_bytes((run_dir / checkpoint.CHECKPOINT).read_bytes())
     with pytest.raises(UserError, match="lr"):
-        loop.train(tiny_config(lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
+        experiment.train(tiny_config(lr=5e-3), tiny_dataset(), tiny_split(), tiny_bank(), tmp_path, resume=True)
 
 
 def test_evaluate_reproduces_the_training_metrics(trained):
     run_dir, metrics = trained
-    again = loop.evaluate(run_dir / loop.CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank())
+    again = evaluate.evaluate(run_dir / checkpoint.CHECKPOINT, tiny_dataset(), tiny_split(), tiny_bank())
     for key in ("zsl", "gzsl", "gzsl_uncalibrated"):
         assert again[key] == metrics[key]
     assert again["data_matches_training"]
     with pytest.raises(UserError, match="text bank"):
-        loop.evaluate(run_dir / loop.CHECKPOINT, tiny_dataset(), tiny_split(),
+        evaluate.evaluate(run_dir / checkpoint.CHECKPOINT, tiny_dataset(), tiny_split(),
                       dataclasses.replace(tiny_bank(), fingerprint="c" * 64))
 
 
@@ -148,7 +153,14 @@ def test_calibration_gamma_ignores_test_labels_and_test_samples():
         parts = partition(ds, split, cfg.val_fraction, cfg.seed)
         data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
         texts = loop.class_text_tensors(bank, torch.device("cpu"))
-        info = loop.calibrate_gamma(cfg, loop.model_args(cfg, ds, bank), data, parts, split, texts)
+        args = loop.model_args(cfg, ds, bank)
+
+        def train_auxiliary(train_idx, classes):
+            aux = loop.new_fit_state(cfg, args, torch.device("cpu"), cfg.seed + 1)
+            loop.fit(aux, cfg, data, train_idx, classes, texts, cfg.epochs)
+            return aux.model, data
+
+        info = calibration.calibrate_gamma(cfg, data, parts, split, texts, train_auxiliary)
         assert info["method"] == "pseudo_unseen" and "note" not in info
         gammas.append(info["gamma"])
     assert gammas[0] == gammas[1] == gammas[2]
@@ -156,9 +168,9 @@ def test_calibration_gamma_ignores_test_labels_and_test_samples():
 
 def test_pseudo_unseen_classes_are_seen_classes_chosen_by_seed():
     split = tiny_split()
-    a, b = loop.pseudo_unseen_classes(split, 0), loop.pseudo_unseen_classes(split, 0)
+    a, b = calibration.pseudo_unseen_classes(split, 0), calibration.pseudo_unseen_classes(split, 0)
     assert np.array_equal(a, b) and len(a) == len(UNSEEN) and set(a) <= set(SEEN)
-    assert any(not np.array_equal(a, loop.pseudo_unseen_classes(split, s)) for s in range(1, 6))
+    assert any(not np.array_equal(a, calibration.pseudo_unseen_classes(split, s)) for s in range(1, 6))
 
 
 def test_one_epoch_with_the_real_loss_changes_the_weights():
@@ -177,12 +189,12 @@ def test_one_epoch_with_the_real_loss_changes_the_weights():
 def test_user_errors_for_bad_settings(tmp_path):
     ds, split, bank = tiny_dataset(), tiny_split(), tiny_bank()
     with pytest.raises(UserError, match="--cues"):
-        loop.train(tiny_config(cues="rgb"), ds, split, bank, tmp_path)
+        experiment.train(tiny_config(cues="rgb"), ds, split, bank, tmp_path)
     with pytest.raises(UserError, match="num_frames"):
-        loop.train(tiny_config(num_frames=64), ds, split, bank, tmp_path)
+        experiment.train(tiny_config(num_frames=64), ds, split, bank, tmp_path)
     skeleton_only = dataclasses.replace(ds, features=None, heatmaps=None)
     with pytest.raises(UserError, match="--cues none"):
-        loop.train(tiny_config(), skeleton_only, split, bank, tmp_path)
+        experiment.train(tiny_config(), skeleton_only, split, bank, tmp_path)
 
 
 def test_test_time_refinement_moves_only_the_refinable_columns():
@@ -190,12 +202,12 @@ def test_test_time_refinement_moves_only_the_refinable_columns():
     state = loop.new_fit_state(cfg, loop.model_args(cfg, ds, bank), torch.device("cpu"), seed=0)
     data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
     texts = loop.class_text_tensors(bank, torch.device("cpu"))
-    visual = loop.embed(state.model, data, np.arange(len(ds)))
+    visual = embed(state.model, data, np.arange(len(ds)))
     classes = np.arange(K)
-    plain = loop.score(state.model, visual, texts, classes, cfg)
+    plain = score(state.model, visual, texts, classes, cfg)
     refine = classes == plain.argmax(1)[0]  # a class that has at least one member to move toward
-    assert np.array_equal(plain, loop.score(state.model, visual, texts, classes, cfg, refine=refine))  # off by default
-    refined = loop.score(state.model, visual, texts, classes, dataclasses.replace(cfg, ttr=True, ttr_min_conf=0.0),
+    assert np.array_equal(plain, score(state.model, visual, texts, classes, cfg, refine=refine))  # off by default
+    refined = score(state.model, visual, texts, classes, dataclasses.replace(cfg, ttr=True, ttr_min_conf=0.0),
                          refine=refine)
     assert np.allclose(refined[:, ~refine], plain[:, ~refine])
     assert not np.allclose(refined[:, refine], plain[:, refine])
@@ -214,9 +226,50 @@ def test_augmented_batches_crop_the_same_frames_for_every_person():
     data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
     moved = dataclasses.replace(data, keypoints=torch.stack([data.keypoints[:, 0], data.keypoints[:, 0] + 1.0], 1),
                                 features=torch.stack([data.features[:, 0], data.features[:, 0]], 1))
-    kp, conf, feat, hm, _ = loop._batch(moved, torch.arange(4), cfg, torch.Generator().manual_seed(0))
+    kp, conf, feat, hm, _ = loop.take_batch(moved, torch.arange(4), cfg, torch.Generator().manual_seed(0))
     assert kp.shape == (4, 2, T, V, 3) and hm.shape == (4, 2, T, VC, P2)
     assert torch.equal(feat[:, 0], feat[:, 1])  # the same frames for both persons
     # person 1 is person 0 moved by 1: after the same crop and the same scale s, it is moved by s
     shift = kp[:, 1] - kp[:, 0]
     assert torch.allclose(shift, shift[:, :1, :1, :1].expand_as(shift), atol=1e-5)
+
+
+def test_gzsl_results_do_not_change_when_the_main_models_logit_scale_is_multiplied(trained):
+    """Gamma is chosen and applied in cosine units: the main model's learned scale cannot move it."""
+    run_dir, metrics = trained
+    ckpt = checkpoint.load_checkpoint(run_dir / checkpoint.CHECKPOINT)
+    cfg, split, bank = tiny_config(), tiny_split(), tiny_bank()
+    model = PoseBridge(ModelArgs(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    parts = partition(tiny_dataset(), split, cfg.val_fraction, cfg.seed)
+    data = loop.to_device(tiny_dataset(), cfg.cues, torch.device("cpu"))
+    texts = loop.class_text_tensors(bank, torch.device("cpu"))
+    assert evaluate.compute_metrics(model, cfg, data, parts, split, texts,
+                                    metrics["calibration"]["gamma"])[0]["gzsl"] == metrics["gzsl"]
+    # A gamma in the middle of the test margins (best seen - best unseen score), so that calibration
+    # flips about half the predictions and any dependence on the scale would show.
+    both = np.array(sorted(SEEN + UNSEEN))
+    seen_mask = np.isin(both, SEEN)
+    scores = score(model, embed(model, data, parts["test_gzsl"]), texts, both, cfg)
+    gamma = float(np.median(scores[:, seen_mask].max(1) - scores[:, ~seen_mask].max(1)))
+    # In logit units the same gamma would give other predictions:
+    assert not np.array_equal(M.calibrated_predictions(3.0 * scores, seen_mask, gamma),
+                              M.calibrated_predictions(scores, seen_mask, gamma))
+    base, _ = evaluate.compute_metrics(model, cfg, data, parts, split, texts, gamma)
+    for factor in (0.25, 3.0):
+        with torch.no_grad():
+            model.logit_scale.copy_(torch.tensor(1.0 / 0.07 * factor).log())  # below the cap of 100
+        assert np.array_equal(score(model, embed(model, data, parts["test_gzsl"]), texts, both, cfg), scores)
+        scaled, _ = evaluate.compute_metrics(model, cfg, data, parts, split, texts, gamma)
+        assert scaled["gzsl"] == base["gzsl"] and scaled["zsl"] == base["zsl"]
+
+
+def test_a_ttr_run_is_deterministic_and_marked_transductive(tmp_path):
+    cfg = tiny_config(epochs=1, ttr=True, gzsl_calibration="none", ttr_batch=5)
+    first = experiment.train(cfg, tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "a")
+    again = experiment.train(cfg, tiny_dataset(), tiny_split(), tiny_bank(), tmp_path / "b")
+    assert without_timing(first) == without_timing(again) and first["transductive"] is True
+    assert "TTR (transductive)" in (tmp_path / "a" / "results.md").read_text()
+    plain = experiment.train(dataclasses.replace(cfg, ttr=False), tiny_dataset(), tiny_split(), tiny_bank(),
+                             tmp_path / "c")
+    assert plain["transductive"] is False and plain["train_loss"] == first["train_loss"]  # same training

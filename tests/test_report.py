@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from posebridge.pipeline.errors import UserError
-from posebridge.stages.eval.report import TABLE_HEADER, results_table, summarise_runs, write_run_report
+from posebridge.stages.eval.report import TABLE_HEADER, results_table, summarise_runs, write_run_report, TRANSDUCTIVE_NOTE
 
 NAMES = ["wave hand", "kick leg", "nod head"]
 
@@ -57,3 +57,15 @@ def test_missing_values_show_a_dash_and_unfinished_runs_are_named(tmp_path):
     assert "| x | none | 50.0 | – |" in table
     with pytest.raises(UserError, match="metrics.json"):
         summarise_runs([tmp_path])
+
+
+def test_transductive_runs_are_kept_apart_and_marked_in_every_table(tmp_path):
+    inductive, transductive = tmp_path / "a", tmp_path / "b"
+    write(inductive, metrics("ntu60_55_5", "all", 0, 0.5, 0.5))
+    write(transductive, {**metrics("ntu60_55_5", "all", 0, 0.7, 0.5), "transductive": True})
+    assert "TRANSDUCTIVE" not in (inductive / "results.md").read_text()
+    own = (transductive / "results.md").read_text()
+    assert "| ntu60_55_5 | all, TTR (transductive) | 70.0 |" in own and TRANSDUCTIVE_NOTE in own
+    table = summarise_runs([inductive, transductive])
+    assert "| ntu60_55_5 | all | 50.0 |" in table and "| ntu60_55_5 | all, TTR (transductive) | 70.0 |" in table
+    assert TRANSDUCTIVE_NOTE in table

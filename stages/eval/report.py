@@ -48,6 +48,15 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+TRANSDUCTIVE_NOTE = ("TRANSDUCTIVE: test-time refinement (--ttr) adapted the unseen class texts on the unlabelled "
+                     "test samples; not comparable to inductive results")
+
+
+def row_label(cues: str, transductive: bool) -> str:
+    """The table's cues cell; a transductive run says so in every table it appears in."""
+    return f"{cues}, TTR (transductive)" if transductive else cues
+
+
 def _cell(stats: dict | None) -> str:
     """Percent: mean ± std over seeds, or the one value when there is one seed."""
     if not stats or stats["n"] == 0 or math.isnan(stats["mean"]):
@@ -108,17 +117,26 @@ def plot_per_class(path: Path, accuracy: np.ndarray, names: list[str]) -> None:
     plt.close(fig)
 
 
+def write_config(run_dir: Path, config: dict) -> None:
+    """The full config, written when a run starts (the log shows only a short settings line)."""
+    _write_json(Path(run_dir) / "config.json", config)
+
+
 def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: dict, details: dict) -> None:
     """All run-folder files except the checkpoint. `details` has unseen_names, confusion, per_class."""
     run_dir = Path(run_dir)
-    _write_json(run_dir / "config.json", config)
+    write_config(run_dir, config)
     _write_json(run_dir / "fingerprints.json", fingerprints)
     _write_json(run_dir / "versions.json", versions())
     _write_json(run_dir / "metrics.json", metrics)
-    table = results_table([(metrics.get("split", config.get("split", "?")), metrics.get("cues", config.get("cues", "?")), [metrics])])
+    transductive = bool(metrics.get("transductive", config.get("ttr", False)))
+    label = row_label(metrics.get("cues", config.get("cues", "?")), transductive)
+    table = results_table([(metrics.get("split", config.get("split", "?")), label, [metrics])])
     calibration = metrics.get("calibration") or {}
     notes = [f"- seed {metrics.get('seed', config.get('seed'))}, {metrics.get('epochs', '?')} epochs; "
              f"GZSL gamma {metrics.get('gzsl', {}).get('gamma', 0.0):.3f} ({calibration.get('method', 'none')})"]
+    if transductive:
+        notes.append(f"- {TRANSDUCTIVE_NOTE}")
     if fingerprints.get("split_assumption"):
         notes.append(f"- split assumption: {fingerprints['split_assumption']}")
     (run_dir / "results.md").write_text(table + "\n" + "\n".join(notes) + "\n")
@@ -127,12 +145,17 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
 
 
 def summarise_runs(run_dirs: Iterable[Path]) -> str:
-    """One markdown table over run folders; runs with the same split and cues are averaged over seeds."""
+    """One markdown table over run folders; runs with the same split, cues and refinement are averaged
+    over seeds. Transductive rows are labelled and the table ends with a note saying what that means."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.exists():
             raise UserError(f"{path} is missing; that run did not finish (rerun it, or leave its folder out)")
         metrics = json.loads(path.read_text())
-        groups.setdefault((metrics["split"], metrics["cues"]), []).append(metrics)
-    return results_table((split, cues, runs) for (split, cues), runs in groups.items())
+        label = row_label(metrics["cues"], bool(metrics.get("transductive", False)))
+        groups.setdefault((metrics["split"], label), []).append(metrics)
+    table = results_table((split, label, runs) for (split, label), runs in groups.items())
+    if any(m.get("transductive") for runs in groups.values() for m in runs):
+        table += f"\n{TRANSDUCTIVE_NOTE}\n"
+    return table

@@ -57,11 +57,15 @@ class TrainConfig:
     val_fraction: float = 0.1
     gzsl_calibration: str = "pseudo_unseen"  # pseudo_unseen | none
     calibration_epochs: int | None = None  # epochs of the auxiliary calibration model (None: = epochs)
-    # Test-time prototype refinement (DynaPURLS idea), transductive, off by default.
+    # Test-time refinement (DynaPURLS, stages/eval/refinement.py): TRANSDUCTIVE, off by default.
+    # Defaults are DynaPURLS test.py's: Adam lr 1e-2, weight decay 1e-3, memory 16, confidence 0.1.
     ttr: bool = False
-    ttr_per_class: int = 8  # memory size per class (class-balanced)
-    ttr_min_conf: float = 0.5  # softmax confidence a test sample needs to enter the memory
-    ttr_step: float = 0.5  # how far a prototype moves toward its memory mean
+    ttr_lr: float = 1e-2
+    ttr_weight_decay: float = 1e-3
+    ttr_memory: int = 16  # samples kept per class (class-balanced memory)
+    ttr_min_conf: float = 0.1  # softmax confidence a test sample needs to enter the memory
+    ttr_steps: int = 1  # Adam steps per incoming test batch
+    ttr_batch: int = 256  # test samples per incoming batch (a fixed order: the data's row order)
     device: str = "auto"  # auto | cpu | cuda
 
     def validate(self) -> "TrainConfig":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch
 
 from posebridge.cache.export import read_pyskl
 from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skeleton_for_joints
-from posebridge.cache.store import CueStore
+from posebridge.cache.store import ClipRecord, CueStore
 from posebridge.pipeline.datasets.ntu import is_train_sample
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
@@ -151,14 +152,48 @@ def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:
 
 # --- loaders ----------------------------------------------------------------------------------
 
-def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
-    """A whole cue cache as tensors, one row per clip in clip_id order, M = the store's max_persons."""
-    store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
-    n = len(store.clips())
-    if n == 0:
-        raise UserError(f"{store.path} holds no clips yet: run `posebridge extract` for it first")
+def clip_rows(store: CueStore, num_frames: int) -> Iterator[tuple[int, ClipRecord, dict[str, np.ndarray]]]:
+    """(row, record, arrays) for every clip of a store, in storage order (each part read once).
+
+    `row` is the clip's place in clip_id order; `arrays` are the training tensors of one clip:
+    keypoints [M, T, V, 3] and confidence [M, T, V] float32 (resampled, normalised), features
+    [M, T, Vc, C] float32 (decoded) and heatmaps [M, T, Vc, P*P] float32 in [0, 1]. load_store() and
+    the training view (view.py) both fill their rows from here, so they hold the same tensors."""
     layout = store.layout
     skel = skeleton(layout.skeleton)
+    m, cue_joints = layout.max_persons, layout.cue_joints
+    patch_cells = layout.heatmap_patch ** 2
+    # Rows in clip_id order, not storage order: part names are random, and the same cache must give
+    # the same batches (hence the same metrics) however its parts happened to be written.
+    row_of = {record.clip_id: i for i, record in enumerate(store.clips())}
+    for record, arrays in store.iter_clips():
+        kp = arrays.keypoints.transpose(1, 0, 2, 3)  # [M, T, V, 5]
+        t = kp.shape[1]
+        # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
+        xyz = kp[..., [_X, _Y, _Z]] * np.array([record.width, record.height, record.width], np.float32)
+        visibility = kp[..., _VISIBILITY]
+        yield row_of[record.clip_id], record, {
+            "keypoints": resample(normalise_persons(xyz, visibility, skel).swapaxes(0, 1), num_frames).swapaxes(0, 1),
+            "confidence": resample(visibility.swapaxes(0, 1), num_frames).swapaxes(0, 1),
+            "features": resample(arrays.features, num_frames).swapaxes(0, 1),
+            "heatmaps": resample(arrays.heatmaps.reshape(t, m, len(cue_joints), patch_cells), num_frames).swapaxes(0, 1),
+        }
+
+
+def open_store(path_or_store: str | Path | CueStore) -> CueStore:
+    store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
+    if not store.clips():
+        raise UserError(f"{store.path} holds no clips yet: run `posebridge extract` for it first")
+    return store
+
+
+def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
+    """A whole cue cache as in-memory tensors, one row per clip in clip_id order, M = the store's
+    max_persons. Training reads a store through its training view instead (view.py), written once
+    and reused."""
+    store = open_store(path_or_store)
+    n = len(store.clips())
+    layout = store.layout
     m, num_joints, cue_joints = layout.max_persons, layout.num_joints, layout.cue_joints
     patch_cells = layout.heatmap_patch ** 2
 
@@ -169,21 +204,9 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
     features = np.empty((n, m, num_frames, len(cue_joints), layout.feature_channels), np.float16)
     heatmaps = np.empty((n, m, num_frames, len(cue_joints), patch_cells), np.float16)
     labels, clip_ids, meta = np.empty(n, np.int64), [""] * n, [{}] * n
-    # Rows in clip_id order, not storage order: part names are random, and the same cache must give
-    # the same batches (hence the same metrics) however its parts happened to be written.
-    row_of = {record.clip_id: i for i, record in enumerate(store.clips())}
-    for record, arrays in store.iter_clips():
-        i = row_of[record.clip_id]
-        kp = arrays.keypoints.transpose(1, 0, 2, 3)  # [M, T, V, 5]
-        t = kp.shape[1]
-        # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
-        xyz = kp[..., [_X, _Y, _Z]] * np.array([record.width, record.height, record.width], np.float32)
-        visibility = kp[..., _VISIBILITY]
-        keypoints[i] = resample(normalise_persons(xyz, visibility, skel).swapaxes(0, 1), num_frames).swapaxes(0, 1)
-        confidence[i] = resample(visibility.swapaxes(0, 1), num_frames).swapaxes(0, 1)
-        features[i] = resample(arrays.features, num_frames).swapaxes(0, 1)
-        heatmaps[i] = resample(arrays.heatmaps.reshape(t, m, len(cue_joints), patch_cells),
-                               num_frames).swapaxes(0, 1)
+    for i, record, rows in clip_rows(store, num_frames):
+        keypoints[i], confidence[i] = rows["keypoints"], rows["confidence"]
+        features[i], heatmaps[i] = rows["features"], rows["heatmaps"]
         labels[i] = record.label
         clip_ids[i] = record.clip_id
         meta[i] = {**record.meta, "label_name": record.label_name}
@@ -191,7 +214,7 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
         clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint,
-        skeleton=skel.name)
+        skeleton=skeleton(layout.skeleton).name)
 
 
 def _persons_main_first(keypoint: np.ndarray, score: np.ndarray | None) -> np.ndarray:
@@ -307,7 +330,8 @@ def train_side(ds: CueDataset, protocol: str) -> np.ndarray:
     """[N] bool: whether each sample is on the protocol's training side."""
     if protocol not in _SIDES:
         raise UserError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(_SIDES)}")
-    sides = [_SIDES[protocol](m) for m in ds.meta]
+    # A source that fixes its own sides (a feature folder's train / val / test files) overrides the protocol.
+    sides = [m["side"] in ("train", "val") if "side" in m else _SIDES[protocol](m) for m in ds.meta]
     missing = [ds.clip_ids[i] for i, side in enumerate(sides) if side is None]
     if missing and protocol == "kinetics":
         warnings.warn(f"{len(missing)} clips (e.g. {missing[0]!r}) carry no Kinetics train/val split; "
@@ -335,7 +359,8 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
     """Sorted index arrays into `ds`:
 
     train      seen classes, protocol's training side, minus val
-    val        held-out seen-class samples of the training side (stratified per class)
+    val        held-out seen-class samples of the training side (stratified per class), or the
+               source's own validation rows where it has them (meta["side"] == "val")
     test_zsl   unseen classes, test side
     test_gzsl  seen and unseen classes, test side
     Samples with an unknown label (-1) are in none of them.
@@ -346,8 +371,13 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
                         f"classes: pick a split of the data's dataset")
     is_train = train_side(ds, split.protocol)
     seen, unseen = np.isin(labels, split.seen), np.isin(labels, split.unseen)
-    train_pool = np.flatnonzero(is_train & seen)
-    val = _stratified_val(train_pool, labels, val_fraction, seed)
+    given_val = np.array([m.get("side") == "val" for m in ds.meta], dtype=bool)
+    if given_val.any():  # the source's own validation rows (a feature folder's val file)
+        val = np.flatnonzero(given_val & seen)
+        train_pool = np.flatnonzero(is_train & seen & ~given_val)
+    else:
+        train_pool = np.flatnonzero(is_train & seen)
+        val = _stratified_val(train_pool, labels, val_fraction, seed)
     parts = {
         "train": np.setdiff1d(train_pool, val),
         "val": val,

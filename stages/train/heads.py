@@ -439,22 +439,3 @@ def class_scores(visual: Visual, prototypes: torch.Tensor, texts: ClassTextTenso
         scores = scores + temporal_weight * masked_part_similarity(visual.segments, texts.temporal, texts.temporal_mask)
     return scores
 
-
-def refine_prototypes(embeddings: torch.Tensor, prototypes: torch.Tensor, logits: torch.Tensor,
-                      refine: torch.Tensor, per_class: int, min_conf: float, step: float) -> torch.Tensor:
-    """Test-time prototype refinement (DynaPURLS idea): a class-balanced memory of the most confident
-    test embeddings per class moves that class's prototype toward their mean.
-
-    embeddings [N,D] and prototypes [K,D] L2-normalised; logits [N,K] scaled scores; refine [K] bool
-    picks the classes that may move (the unseen ones). Uses no labels.
-    """
-    conf, pred = logits.softmax(dim=-1).max(dim=-1)
-    refined = prototypes.clone()
-    for k in torch.nonzero(refine).flatten().tolist():
-        members = torch.nonzero((pred == k) & (conf >= min_conf)).flatten()
-        if members.numel() == 0:
-            continue
-        top = members[conf[members].argsort(descending=True)[:per_class]]  # class-balanced cap
-        memory = F.normalize(embeddings[top].mean(dim=0), dim=-1)
-        refined[k] = F.normalize((1.0 - step) * prototypes[k] + step * memory, dim=-1)
-    return refined

@@ -16,14 +16,17 @@ from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
+from posebridge.stages.eval.evaluate import evaluate
 from posebridge.stages.eval.report import summarise_runs
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.data import CueDataset, load_pyskl, load_store
+from posebridge.stages.train.data import CueDataset, load_pyskl
 from posebridge.stages.train.encoders import resolve_encoder
-from posebridge.stages.train.loop import evaluate, train
+from posebridge.stages.train.experiment import train
+from posebridge.stages.train.feature_folder import FeatureDataset, load_feature_folder
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
+from posebridge.stages.train.view import load_view
 
 SYNTHETIC = "synthetic"
 
@@ -100,11 +103,23 @@ def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
 
 
 def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
-                    pyskl: Path | None, loaded: dict) -> CueDataset:
+                    pyskl: Path | None, loaded: dict, features: Path | None = None) -> CueDataset:
+    if features is not None:  # a feature folder serves the one split its encoder was trained for
+        key = ("features", str(features), split.name)
+        if key not in loaded:
+            loaded[key] = load_feature_folder(features, num_classes=len(split.class_names))
+        return loaded[key]
     key = ("pyskl", str(pyskl)) if pyskl else ("store", str(find_store(split, cache_dir, store)))
-    if key not in loaded:
-        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_store(key[1], num_frames)
+    if key not in loaded:  # a store is read through its training view: written once, then reused
+        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_view(key[1], num_frames)
     return align_labels(loaded[key], split)
+
+
+def for_features(cfg: TrainConfig, dataset: CueDataset) -> TrainConfig:
+    """Precomputed features are pooled already: T' steps as they are, no crop or scale augmentation."""
+    if not isinstance(dataset, FeatureDataset):
+        return cfg
+    return dataclasses.replace(cfg, num_frames=int(dataset.keypoints.shape[2]), crop_min=1.0, scale_jitter=0.0)
 
 
 def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
@@ -117,25 +132,31 @@ def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
                  store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
                  kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
-                 resume: bool = False) -> list[SplitResult]:
+                 resume: bool = False, features: Path | None = None, loaded: dict | None = None) -> list[SplitResult]:
+    """Train and evaluate every split x seed; `loaded` (data already loaded, by source) may be shared
+    between calls so that one process loads a cache once."""
     if pyskl is not None and base.cues != "none":
         raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
+    if features is not None and base.cues != "none":
+        raise UserError(f"a feature folder holds skeleton features only; add --cues none to train from {features}")
+    if features is not None and (pyskl is not None or store is not None):
+        raise UserError("give one data source: --features, --pyskl or --store")
     known = {n.lower() for n in SPLIT_NAMES}
     for name in split_names:
         if name.lower() not in known:
             get_split(name)  # raises the unknown-name error with close matches
-        if store is None and pyskl is None:
+        if store is None and pyskl is None and features is None:
             check_cache_exists(name, cache_dir)
     splits = [get_split(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
               for n in split_names]  # resolve all first: a typo fails before any training
     encoder = make_text_encoder(base.text_encoder)
-    loaded: dict = {}
+    loaded = {} if loaded is None else loaded
     results = []
     for split in splits:
-        dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded)
+        dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded, features)
         bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
-        cfg0 = dataclasses.replace(base, split=split.name,
-                                   skeleton_encoder=resolve_encoder(base.skeleton_encoder, split.dataset))
+        cfg0 = for_features(dataclasses.replace(base, split=split.name, skeleton_encoder=resolve_encoder(
+            base.skeleton_encoder, split.dataset)), dataset)
         group = paths.runs_root(runs_dir) / split.name / run_name(cfg0, dataset.source_fingerprint)
         run_dirs = []
         for seed in range(seeds):
@@ -153,17 +174,34 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
 
 def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
                  pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                 guess_kinetics200: bool = False) -> dict:
+                 guess_kinetics200: bool = False, features: Path | None = None) -> dict:
     """Re-evaluate a finished run folder's checkpoint on its split."""
     import json
 
-    from posebridge.stages.train.loop import CHECKPOINT
+    from posebridge.stages.train.checkpoint import CHECKPOINT
 
     config_path = Path(run_dir) / "config.json"
     if not config_path.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
     cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
     split = get_split(cfg.split, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
-    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {})
+    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features)
     bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank, encoder_cache=paths.cache_root(cache_dir))
+
+
+def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir: Path | None = None,
+                **sources) -> tuple[Path, str]:
+    """The cue grid (none / heatmap / features / all) x seeds on one split, the data loaded once.
+    Returns the folder holding ablation.md / ablation.png and the table."""
+    from posebridge.stages.eval.ablation import CUE_GRID, write_ablation
+
+    loaded: dict = {}
+    run_dirs, groups = {}, []
+    for cues in CUE_GRID:
+        (result,) = train_splits([split_name], base=dataclasses.replace(base, cues=cues), seeds=seeds,
+                                 runs_dir=runs_dir, loaded=loaded, **sources)
+        run_dirs[cues] = result.run_dirs
+        groups.append(result.group_dir.name)
+    folder = result.group_dir.parent / f"ablation-{fingerprint(groups)[:8]}"
+    return folder, write_ablation(folder, result.split, run_dirs)

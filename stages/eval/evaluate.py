@@ -1,0 +1,88 @@
+"""Evaluate: ZSL / GZSL metrics of a model on a split's test side, from memory or from a run's checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.splits.registry import Split
+from posebridge.stages.eval import metrics as M
+from posebridge.stages.eval.embedding import embed
+from posebridge.stages.eval.scoring import class_columns, score
+from posebridge.stages.train.checkpoint import load_checkpoint
+from posebridge.stages.train.config import TrainConfig
+from posebridge.stages.train.data import CueDataset, partition
+from posebridge.stages.train.heads import ClassTextTensors, ModelArgs, PoseBridge, Visual
+from posebridge.stages.train.loop import (CPU_THREADS, DeviceData, check_compatible, class_text_tensors,
+                                          resolve_device, to_device, with_encoder_features)
+from posebridge.stages.train.text_bank import TextBank
+
+
+def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts: dict, split: Split,
+                    texts: ClassTextTensors, gamma: float) -> tuple[dict, dict]:
+    """ZSL on the unseen test samples, GZSL (raw and calibrated) on all test samples, seen-val top-1.
+
+    Returns (metrics for metrics.json, details for the plots)."""
+    seen, unseen = np.array(split.seen), np.array(split.unseen)
+    out: dict = {}
+    # The ZSL samples are the unseen-class part of the GZSL samples: embed the test side once.
+    gzsl_idx, zsl_idx = parts["test_gzsl"], parts["test_zsl"]
+    test_visual = embed(model, data, gzsl_idx)
+    rows = torch.as_tensor(np.searchsorted(gzsl_idx, zsl_idx))
+    zsl_labels = class_columns(data.labels[zsl_idx], unseen)
+    zsl_scores = score(model, test_visual.map(lambda t: t[rows]), texts, unseen, cfg,
+                       refine=np.ones(len(unseen), bool))
+    zsl_preds = zsl_scores.argmax(1) if len(zsl_idx) else np.zeros(0, np.int64)
+    per_class = M.per_class_accuracy(zsl_preds, zsl_labels, len(unseen))
+    out["zsl"] = {**M.zsl_topk(zsl_scores, zsl_labels), "mean_class_acc": M.mean_class_accuracy(zsl_preds, zsl_labels, len(unseen)),
+                  "samples": int(len(zsl_idx))}
+    both = np.array(sorted(set(seen.tolist()) | set(unseen.tolist())))
+    seen_mask = np.isin(both, seen)
+    gzsl_scores = score(model, test_visual, texts, both, cfg, refine=~seen_mask)
+    gzsl_labels = class_columns(data.labels[gzsl_idx], both)
+    out["gzsl"] = {**M.gzsl(gzsl_scores, gzsl_labels, seen_mask, gamma), "samples": int(len(gzsl_idx))}
+    out["gzsl_uncalibrated"] = M.gzsl(gzsl_scores, gzsl_labels, seen_mask, 0.0)
+    if len(parts["val"]):
+        val_scores = score(model, embed(model, data, parts["val"]), texts, seen, cfg)
+        out["val_seen_top1"] = M.zsl_topk(val_scores, class_columns(data.labels[parts["val"]], seen), ks=(1,))["top1"]
+    details = {
+        "unseen_names": [split.class_names[i] for i in unseen],
+        "confusion": M.confusion_matrix(zsl_preds, zsl_labels, len(unseen)),
+        "per_class": per_class,
+    }
+    out["zsl_per_class"] = {name: (None if math.isnan(a) else float(a)) for name, a in zip(details["unseen_names"], per_class)}
+    return out, details
+
+
+def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: TextBank,
+             encoder_cache: Path | None = None) -> dict:
+    """Score a trained run's checkpoint again (same partition, same calibration gamma).
+
+    encoder_cache: where frozen encoder features are cached (default: the cue cache root)."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    if ckpt["fingerprints"]["split"] != split.name:
+        raise UserError(f"{checkpoint} was trained for split {ckpt['fingerprints']['split']}, not {split.name}")
+    if ckpt["fingerprints"]["text_bank"] != text_bank.fingerprint:
+        raise UserError(f"{checkpoint} was trained with another text bank; rebuild it with text encoder "
+                        f"'{cfg.text_encoder}' for split {split.name}")
+    if ckpt.get("calibration") is None:
+        raise UserError(f"{checkpoint} is from an unfinished run; finish it with posebridge train --resume")
+    check_compatible(dataset, split, text_bank, cfg)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(CPU_THREADS)
+    known = {f.name for f in dataclasses.fields(ModelArgs)}
+    model = PoseBridge(ModelArgs(**{k: v for k, v in ckpt["model_args"].items() if k in known})).to(device)
+    model.load_state_dict(ckpt["model"])
+    parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
+    data = with_encoder_features(cfg, to_device(dataset, cfg.cues, device), parts["train"], np.array(split.seen),
+                                 dataset.source_fingerprint, encoder_cache)
+    texts = class_text_tensors(text_bank, device)
+    metrics, _ = compute_metrics(model, cfg, data, parts, split, texts, ckpt["calibration"]["gamma"])
+    metrics.update({"split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": ckpt["epoch"],
+                    "data_matches_training": dataset.source_fingerprint == ckpt["fingerprints"]["data"]})
+    return metrics

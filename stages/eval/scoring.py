@@ -1,0 +1,43 @@
+"""Scoring: class scores of visual embeddings against the class prototypes of some classes.
+
+Scores are in COSINE units (global cosine + weighted part / segment similarities), not multiplied
+by the model's learned logit scale: rankings are the same, and the GZSL calibration gamma, chosen
+on an auxiliary model's scores, means the same on the main model's (their scales differ).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from posebridge.stages.eval.refinement import RefinementSettings, refine_scores
+from posebridge.stages.train.config import TrainConfig
+from posebridge.stages.train.heads import ClassTextTensors, PoseBridge, Visual
+
+
+def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Dataset class ids -> column indices into scores over `classes`."""
+    lookup = {int(c): i for i, c in enumerate(classes)}
+    return np.array([lookup[int(y)] for y in labels], dtype=np.int64)
+
+
+def refinement_settings(cfg: TrainConfig) -> RefinementSettings:
+    return RefinementSettings(lr=cfg.ttr_lr, weight_decay=cfg.ttr_weight_decay, memory=cfg.ttr_memory,
+                              min_confidence=cfg.ttr_min_conf, steps=cfg.ttr_steps, batch=cfg.ttr_batch)
+
+
+@torch.no_grad()
+def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: np.ndarray, cfg: TrainConfig,
+          refine: np.ndarray | None = None) -> np.ndarray:
+    """Scores [N, len(classes)] in cosine units. With cfg.ttr and `refine` (bool per class: the
+    columns that may adapt), the rows are scored as a stream with test-time refinement (transductive)."""
+    rows = texts.rows(classes)
+    protos = model.prototypes(rows.name, rows.description)
+    visual = visual.map(lambda t: t.to(protos.device))
+    scores = model.class_scores(visual, protos, rows, cfg.score_part, cfg.score_temporal)
+    if cfg.ttr and refine is not None and refine.any() and len(visual.global_):
+        # The part / segment terms stay fixed; only the global prototypes of refinable classes adapt.
+        extra = model.class_scores(visual._replace(global_=torch.zeros_like(visual.global_)), protos, rows,
+                             cfg.score_part, cfg.score_temporal)
+        scores = refine_scores(visual.global_, extra, protos, torch.as_tensor(refine, device=protos.device),
+                               float(model.scale()), refinement_settings(cfg))
+    return scores.float().cpu().numpy()

@@ -1,0 +1,84 @@
+"""DynaPURLS test-time refinement (stages/eval/refinement.py) on small hand-made embeddings."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from posebridge.stages.eval.refinement import ClassMemory, RefinementSettings, refine_scores
+
+K, D = 4, 6
+
+
+def clusters(seed: int = 0, per_class: int = 40, spread: float = 0.35):
+    """Unit embeddings around K orthogonal class directions (labels), and prototypes that are those
+    directions pulled toward a shared one: right in direction, but too alike (small margins)."""
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.eye(K, D)
+    labels = torch.arange(K).repeat(per_class)
+    labels = labels[torch.randperm(len(labels), generator=g)]
+    emb = F.normalize(truth[labels] + spread * torch.randn(len(labels), D, generator=g), dim=-1)
+    shared = F.normalize(torch.ones(D), dim=0)
+    protos = F.normalize(truth + 1.2 * shared, dim=-1)
+    return emb, labels, protos
+
+
+def plain(emb, protos, extra):
+    return emb @ protos.T + extra
+
+
+def test_memory_keeps_the_most_confident_per_class_and_is_class_balanced():
+    memory = ClassMemory(num_classes=3, size=2, dim=2, device=torch.device("cpu"))
+    emb = torch.arange(10.0).view(5, 2)
+    memory.add(emb, torch.zeros(5, 3), torch.tensor([0.3, 0.9, 0.5, 0.7, 0.2]), torch.tensor([0, 0, 0, 1, 0]))
+    kept, _, labels = memory.filled()
+    assert labels.tolist() == [0, 0, 1]  # class 0 capped at 2, class 1 keeps its one sample, class 2 none
+    assert torch.equal(kept, emb[[1, 2, 3]])  # class 0: confidences 0.9 and 0.5, most confident first
+    memory.add(emb[:1] + 100, torch.zeros(1, 3), torch.tensor([0.6]), torch.tensor([0]))  # beats 0.5
+    assert memory.confidence[0].tolist() == [0.8999999761581421, 0.6000000238418579]
+    assert torch.equal(memory.embedding[0, 1], emb[0] + 100)
+
+
+def test_without_learning_the_scores_are_the_plain_ones():
+    emb, _, protos = clusters()
+    extra = 0.1 * torch.randn(len(emb), K, generator=torch.Generator().manual_seed(1))
+    out = refine_scores(emb, extra, protos, torch.ones(K, dtype=torch.bool), 30.0, RefinementSettings(lr=0.0))
+    # scale 1 and shift 0 renormalise unit prototypes: equal up to float rounding of a unit vector
+    assert torch.allclose(out, plain(emb, protos, extra), atol=1e-6)
+
+
+def test_only_refinable_columns_change():
+    emb, _, protos = clusters()
+    extra = torch.zeros(len(emb), K)
+    refine = torch.tensor([True, True, False, True])
+    out = refine_scores(emb, extra, protos, refine, 20.0, RefinementSettings(batch=32, steps=2))
+    before = plain(emb, protos, extra)
+    assert torch.equal(out[:, ~refine], before[:, ~refine])  # the seen class's column is untouched
+    assert not torch.allclose(out[:, refine], before[:, refine])
+
+
+def test_steps_lower_the_pseudo_label_loss_of_the_memory():
+    """One batch whose samples all fit in the memory: the steps are gradient descent on the cross-
+    entropy of the batch against its own first pseudo-labels, so that loss must go down."""
+    emb, _, protos = clusters()
+    extra = torch.zeros(len(emb), K)
+    before = plain(emb, protos, extra)
+    pseudo = before.argmax(1)  # every max softmax prob is >= 1/K > min_confidence: all enter
+    settings = RefinementSettings(batch=len(emb), memory=len(emb), steps=10, lr=1e-2)
+    out = refine_scores(emb, extra, protos, torch.ones(K, dtype=torch.bool), 20.0, settings)
+    loss = lambda s: float(F.cross_entropy(20.0 * s, pseudo))  # noqa: E731
+    assert loss(out) < loss(before) - 0.01, (loss(before), loss(out))
+
+
+def test_streaming_is_deterministic_and_causal():
+    """Batches come in row order: a batch's scores depend on it and the batches before it, never after."""
+    emb, _, protos = clusters()
+    extra = torch.zeros(len(emb), K)
+    refine = torch.ones(K, dtype=torch.bool)
+    settings = RefinementSettings(batch=40)
+    first = refine_scores(emb, extra, protos, refine, 20.0, settings)
+    assert torch.equal(first, refine_scores(emb, extra, protos, refine, 20.0, settings))
+    changed = emb.clone()
+    changed[80:] = F.normalize(torch.randn(len(emb) - 80, D, generator=torch.Generator().manual_seed(5)), dim=-1)
+    second = refine_scores(changed, extra, protos, refine, 20.0, settings)
+    assert torch.equal(second[:80], first[:80])  # the first two batches saw nothing of the changed rows
+    assert not torch.allclose(second[80:], first[80:])
