@@ -152,6 +152,7 @@ def test_layout_cue_joints_index_the_stores_own_skeleton(models_dir):
 
     class Coco17Names:  # what stage 1 reads of a COCO-17 backend (the mmpose one) for the layout
         name, joint_names = "coco", COCO17.joint_names
+        heatmap_kind = "simcc_outer"
 
         def feature_channels(self) -> int:
             return 8

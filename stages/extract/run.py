@@ -134,20 +134,22 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
                  stop_check: Callable[[], None] | None = None) -> tuple[ClipRecord, ClipArrays]:
     """Run the backend over one clip's frames; raises VideoError for unreadable input.
 
-    stop_check runs before every frame (it raises to stop, or ends an orphaned worker)."""
+    stop_check runs after every frame (it raises to stop, or ends an orphaned worker)."""
     info = probe(spec.path)
     backend.reset()
     kps, scores, feats, heats = [], [], [], []
     frames = iter_frames(spec.path, stride=config.stride, max_frames=config.max_frames)
-    for cues in backend.process_stream(frames):
-        if stop_check is not None:
-            stop_check()
-        kps.append(cues.keypoints)
-        scores.append(cues.score)
-        feats.append(cues.features)
-        heats.append(cues.heatmaps)
-        if frame_bar is not None:
-            frame_bar.update(1)
+    # closing: on any exit the stream's threads (a batching backend's, the decoder's) end here.
+    with contextlib.closing(backend.process_stream(frames)) as stream:
+        for cues in stream:
+            if stop_check is not None:
+                stop_check()
+            kps.append(cues.keypoints)
+            scores.append(cues.score)
+            feats.append(cues.features)
+            heats.append(cues.heatmaps)
+            if frame_bar is not None:
+                frame_bar.update(1)
     if not kps:
         raise VideoError("no frames decoded")
     # Slots are track identities; main actor first once the whole clip has been seen.
