@@ -50,6 +50,7 @@ class CueDataset:
     cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
     source_fingerprint: str  # store fingerprint, or sha256 of the PYSKL file
     skeleton: str = ""  # registry name (cache/schema.py); "" = found by the joint count
+    layout: dict | None = None  # the store's layout (joint names, cue joints, levels, ...); None for PYSKL
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -151,10 +152,14 @@ def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:
 
 # --- loaders ----------------------------------------------------------------------------------
 
-def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
-    """A whole cue cache as tensors, one row per clip in clip_id order, M = the store's max_persons."""
+def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64,
+               clip_ids: list[str] | None = None) -> CueDataset:
+    """A whole cue cache as tensors, one row per clip in clip_id order, M = the store's max_persons;
+    with `clip_ids`, only those clips, one row each in that order."""
     store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
-    n = len(store.clips())
+    order = [r.clip_id for r in store.clips()] if clip_ids is None else list(dict.fromkeys(clip_ids))
+    wanted = None if clip_ids is None else order  # (clip_ids is reused below for the rows' ids)
+    n = len(order)
     if n == 0:
         raise UserError(f"{store.path} holds no clips yet: run `posebridge extract` for it first")
     layout = store.layout
@@ -171,8 +176,8 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
     labels, clip_ids, meta = np.empty(n, np.int64), [""] * n, [{}] * n
     # Rows in clip_id order, not storage order: part names are random, and the same cache must give
     # the same batches (hence the same metrics) however its parts happened to be written.
-    row_of = {record.clip_id: i for i, record in enumerate(store.clips())}
-    for record, arrays in store.iter_clips():
+    row_of = {clip_id: i for i, clip_id in enumerate(order)}
+    for record, arrays in store.iter_clips(wanted):
         i = row_of[record.clip_id]
         kp = arrays.keypoints.transpose(1, 0, 2, 3)  # [M, T, V, 5]
         t = kp.shape[1]
@@ -191,7 +196,7 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
         clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint,
-        skeleton=skel.name)
+        skeleton=skel.name, layout=layout.to_attrs())
 
 
 def _persons_main_first(keypoint: np.ndarray, score: np.ndarray | None) -> np.ndarray:
