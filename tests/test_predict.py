@@ -57,11 +57,13 @@ def test_ranks_free_texts_and_a_second_call_runs_no_pose_model(demo_run, clip, m
     assert sum(r["probability"] for r in ranking) == pytest.approx(1.0, abs=1e-5)
 
     moved = clip.rename(clip.with_name("renamed.mp4"))  # same bytes, another name: the same clip
-    second = predict([moved], run_dir, classes, top_k=3, cache_dir=root / "cache", models_dir=models_dir,
+    second = predict([moved, moved], run_dir, classes, top_k=3, cache_dir=root / "cache", models_dir=models_dir,
                      max_frames=FRAMES)
     assert second.stage1 == {**first.stage1, "extracted": 0, "cached": 1, "model_calls": 0}
-    for a, b in zip(ranking, second.clips[0].ranking):
-        assert a["class"] == b["class"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
+    assert [c.video for c in second.clips] == [str(moved)] * 2  # one row per video given
+    for again in second.clips:
+        for a, b in zip(ranking, again.ranking):
+            assert a["class"] == b["class"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
 
 
 def test_a_description_changes_the_class_prototype(demo_run, clip, models_dir, tmp_path):

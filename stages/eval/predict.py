@@ -104,6 +104,8 @@ def load_run(run: Path, device: str | None = None) -> TrainedRun:
     from posebridge.stages.train.heads import ModelArgs, PoseBridge
     from posebridge.stages.train.loop import CHECKPOINT, CPU_THREADS, resolve_device
 
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise UserError(f"--device '{device}' is unknown; use auto, cpu or cuda")
     run = resolve_run_dir(run)
     ckpt = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
     if ckpt.get("calibration") is None:
@@ -230,12 +232,14 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
     from posebridge.stages.train.text_encoders import make_text_encoder
 
     cfg = run.config
-    dataset = load_store(store, cfg.num_frames, clip_ids=clip_ids)
+    unique = list(dict.fromkeys(clip_ids))  # a video given twice is one clip, scored once
+    dataset = load_store(store, cfg.num_frames, clip_ids=unique)
     bank = build_text_bank(classes, make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     data = to_device(dataset, cfg.cues, run.device)
     visual = embed(run.model, data, np.arange(len(dataset)))
     texts = class_text_tensors(bank, run.device)
-    return score(run.model, visual, texts, np.arange(len(classes)), cfg)
+    logits = score(run.model, visual, texts, np.arange(len(classes)), cfg)
+    return logits[[unique.index(c) for c in clip_ids]]
 
 
 def predict(videos: list[Path], run_dir: Path, classes: list[ClassTexts], *, top_k: int = 5,
