@@ -55,7 +55,7 @@ def test_mp4_gif_and_still_from_one_extraction(clip, tmp_path, models_dir):
 def test_draws_skeleton_ids_and_cue_strength():
     """On a black frame: a joint's circle takes the colour of its heatmap peak, its size grows with
     the feature norm, an empty person slot draws nothing."""
-    parents = skeleton_parents(33)
+    parents = skeleton_parents("blazepose33")
     kp = np.zeros((1, 2, 33, 5), np.float32)
     kp[0, 0, :, 0] = np.linspace(0.2, 0.8, 33)  # a diagonal "skeleton" of person 0
     kp[0, 0, :, 1] = np.linspace(0.2, 0.8, 33)
@@ -64,7 +64,7 @@ def test_draws_skeleton_ids_and_cue_strength():
     cues = ClipCues(keypoints=kp, score=np.array([[0.9, 0.0]], np.float32),
                     heatmap_peak=np.array([[[1.0, 0.0], [0.5, 0.5]]], np.float32),
                     feature_norm=np.array([[[1.0, 0.1], [1.0, 1.0]]], np.float32),
-                    cue_joints=cue_joints, joint_names=tuple(f"j{i}" for i in range(33)))
+                    cue_joints=cue_joints, joint_names=tuple(f"j{i}" for i in range(33)), skeleton="blazepose33")
     image = draw_frame(np.zeros((400, 400, 3), np.uint8), cues, 0, norm_ref=1.0, parents=parents)
     # Joint 0 at (80, 80): full heatmap peak -> the top colour of the map; joint 32 at (320, 320): zero peak.
     assert tuple(image[80, 80]) == _colour(1.0)

@@ -24,7 +24,8 @@ from posebridge.stages.train.text import ClassTexts, prompts
 
 # The parts of a cache layout that decide whether a run's heads can read a store.
 SKELETON_KEYS = ("joint_names",)
-CUE_KEYS = ("cue_joints", "levels", "feature_channels", "heatmap_patch")
+CUE_KEYS = ("cue_joints", "levels", "feature_channels", "heatmap_patch", "heatmap_kind")
+_DEFAULTS = {"heatmap_kind": "sigmoid"}  # what a layout that does not say it means
 
 
 # --- class texts ------------------------------------------------------------------------------
@@ -128,9 +129,10 @@ def _plain_layout(layout) -> dict:
 def describe_layout(layout: dict) -> str:
     """One short line: skeleton size, cue joints, levels, channels, heatmap patch."""
     joints = layout.get("joint_names") or []
-    return (f"{len(joints)} joints, cues at joints {','.join(map(str, layout.get('cue_joints', [])))}, "
-            f"levels {','.join(layout.get('levels', []))}, {layout.get('feature_channels')} channels, "
-            f"{layout.get('heatmap_patch')}x{layout.get('heatmap_patch')} heatmap patch")
+    return (f"{layout.get('skeleton') or str(len(joints)) + ' joints'}, cues at joints "
+            f"{','.join(map(str, layout.get('cue_joints', [])))}, levels {','.join(layout.get('levels', []))}, "
+            f"{layout.get('feature_channels')} channels, {layout.get('heatmap_patch')}x{layout.get('heatmap_patch')} "
+            f"{layout.get('heatmap_kind', 'sigmoid')} heatmap patch")
 
 
 def check_layout(run: TrainedRun, extractor_layout: dict) -> None:
@@ -139,7 +141,7 @@ def check_layout(run: TrainedRun, extractor_layout: dict) -> None:
     args = run.model.args
     keys = SKELETON_KEYS + (CUE_KEYS if args.cues != "none" else ())
     if run.layout is not None:
-        differ = [k for k in keys if _norm(run.layout.get(k)) != _norm(extractor_layout.get(k))]
+        differ = [k for k in keys if _norm(run.layout.get(k, _DEFAULTS.get(k))) != _norm(extractor_layout.get(k, _DEFAULTS.get(k)))]
     else:  # an older run: only the shapes its weights were built for are known
         shapes = {"joint_names": (args.num_joints, len(extractor_layout["joint_names"])),
                   "cue_joints": (args.cue_joints, len(extractor_layout["cue_joints"])),

@@ -42,10 +42,21 @@ def adhoc_config(*, backend: str = "embedded", levels: tuple[str, ...] | None = 
             raise UserError(f"{flag} must be >= 1, got {value}")
     layout, default = defaults or {}, CueConfig()
     cues = CueConfig(levels=tuple(levels or layout.get("levels") or default.levels),
-                     joints=tuple(joints or layout.get("cue_joints") or default.joints),
+                     joints=tuple(joints or _blazepose_joints(layout) or default.joints),
                      heatmap_patch=heatmap_patch or layout.get("heatmap_patch") or default.heatmap_patch,
                      feature_dtype=layout.get("feature_dtype") or default.feature_dtype)
     return ExtractConfig(backend=backend, cues=cues, stride=stride, max_frames=max_frames)
+
+
+def _blazepose_joints(layout: dict) -> tuple[int, ...] | None:
+    """A layout's cue joints as BlazePose-33 indices (what --joints takes), matched by name; None
+    when the layout has none or names a joint BlazePose lacks (the layout check then explains)."""
+    from posebridge.cache.schema import BLAZEPOSE33
+
+    names = [layout["joint_names"][j] for j in layout.get("cue_joints") or ()]
+    if not names or any(n not in BLAZEPOSE33.joint_names for n in names):
+        return None
+    return tuple(BLAZEPOSE33.joint_names.index(n) for n in names)
 
 
 def check_videos(videos: list[Path]) -> list[Path]:

@@ -40,28 +40,27 @@ class ClipCues:
     score: np.ndarray  # [T, M]
     heatmap_peak: np.ndarray  # [T, M, Vc] max of each cue joint's heatmap patch, 0..1
     feature_norm: np.ndarray  # [T, M, Vc] L2 norm of each cue joint's feature vector
-    cue_joints: tuple[int, ...]
+    cue_joints: tuple[int, ...]  # indices into joint_names
     joint_names: tuple[str, ...]
+    skeleton: str  # registry name
 
 
 def clip_cues(store: CueStore, clip_id: str) -> ClipCues:
     arrays = store.read_clip(clip_id)
     kp, score, feats, heats = arrays.keypoints, arrays.score, arrays.features, arrays.heatmaps
-    if kp.ndim == 3:  # schema 1: one person per frame, no person axis
+    if kp.ndim == 3:  # a reader that hands out one person per frame: the person axis goes here
         kp, score, feats, heats = kp[:, None], score[:, None], feats[:, None], heats[:, None]
     layout = store.layout
-    layout = layout if isinstance(layout, dict) else layout.__dict__
     return ClipCues(keypoints=kp, score=score, heatmap_peak=heats.reshape(*heats.shape[:3], -1).max(axis=-1),
-                    feature_norm=np.linalg.norm(feats, axis=-1), cue_joints=tuple(layout["cue_joints"]),
-                    joint_names=tuple(layout["joint_names"]))
+                    feature_norm=np.linalg.norm(feats, axis=-1), cue_joints=tuple(layout.cue_joints),
+                    joint_names=tuple(layout.joint_names), skeleton=layout.skeleton)
 
 
-def skeleton_parents(num_joints: int) -> tuple[int, ...]:
-    from posebridge.stages.train.heads import PARENTS
+def skeleton_parents(name: str) -> tuple[int, ...]:
+    """Parent of each joint, from the skeleton registry (cache/schema.py)."""
+    from posebridge.cache.schema import skeleton
 
-    if num_joints not in PARENTS:
-        raise UserError(f"no skeleton topology for {num_joints} joints; render knows {sorted(PARENTS)}")
-    return PARENTS[num_joints]
+    return skeleton(name).parents
 
 
 def _colour(value: float) -> tuple[int, int, int]:
@@ -199,7 +198,7 @@ def render(video: Path, out: Path, *, config: ExtractConfig = ExtractConfig(), c
     clips = extract_videos([Path(video)], config=config, cache_dir=cache_dir, models_dir=models_dir)
     store = CueStore.open(clips.store)
     cues = clip_cues(store, clips.clip_ids[0])
-    parents = skeleton_parents(len(cues.joint_names))
+    parents = skeleton_parents(cues.skeleton)
     present = cues.score > 0
     norms = cues.feature_norm[present]
     norm_ref = float(np.percentile(norms, NORM_PERCENTILE)) if norms.size else 0.0
