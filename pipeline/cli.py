@@ -383,7 +383,7 @@ def render(
     frame: Optional[int] = typer.Option(None, "--frame", help="For .png: which cached frame (default: the middle one)."),
     cache_dir: Optional[Path] = CacheDir,
     backend: str = RunCueOpts["backend"],
-    levels: Optional[str] = typer.Option(None, "--levels", help="Feature-map levels (default: as extract)."),
+    levels: Optional[str] = typer.Option(None, "--levels", help="Feature-map levels (default: as extract, per backend)."),
     joints: Optional[str] = typer.Option(None, "--joints", help="Cue joints: body13, all or indices (default: as extract)."),
     heatmap_patch: Optional[int] = typer.Option(None, "--heatmap-patch", help="P x P heatmap patch (default: as extract)."),
     stride: int = RunCueOpts["stride"],
@@ -396,7 +396,8 @@ def render(
     from posebridge.stages.extract.adhoc import adhoc_config
     from posebridge.stages.extract.render import render as run_render
 
-    config = adhoc_config(backend=backend, levels=_split_levels(levels), joints=parse_joints(joints) if joints else None,
+    config = adhoc_config(backend=backend, levels=_split_levels(levels or DEFAULT_LEVELS.get(backend)),
+                          joints=parse_joints(joints) if joints else None,
                           heatmap_patch=heatmap_patch, stride=stride, max_frames=max_frames)
     summary = run_render(video, out, config=config, cache_dir=cache_dir, models_dir=models_dir, size=size,
                          still_frame=frame)

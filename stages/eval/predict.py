@@ -162,7 +162,7 @@ def _norm(value):
 
 def extractor_layout(config: ExtractConfig, models_dir: Path | None = None) -> dict:
     """The layout a store of this extractor gets (builds the backend once; no frame is processed)."""
-    from posebridge.stages.extract.backends.base import make_backend
+    from posebridge.stages.extract.backends.registry import make_backend
     from posebridge.stages.extract.run import cache_layout
 
     backend = make_backend(config.backend, config, models_dir=paths.models_root(models_dir), num_threads=1)
