@@ -132,7 +132,8 @@ EMBEDDING_MAX_POINTS = 2000  # test clips drawn; more only hide each other
 def plot_embedding(path: Path, points: np.ndarray, labels: np.ndarray, prototypes: np.ndarray,
                    names: list[str], seen: np.ndarray) -> None:
     """PCA of the test skeleton embeddings (coloured by true class) together with the class text
-    prototypes (circles: seen, stars: unseen), all L2-normalised as the scores compare them."""
+    prototypes (circles: seen, stars: unseen), all L2-normalised as the scores compare them and each
+    set centred on its own mean."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,6 +143,9 @@ def plot_embedding(path: Path, points: np.ndarray, labels: np.ndarray, prototype
     if len(points) > EMBEDDING_MAX_POINTS:  # evenly spaced rows: deterministic, every class kept in proportion
         keep = np.linspace(0, len(points) - 1, EMBEDDING_MAX_POINTS).round().astype(int)
         points, labels = points[keep], np.asarray(labels)[keep]
+    # Each set is centred on its own mean first: skeleton and text embeddings sit apart in the shared
+    # space (the modality gap), which would otherwise take the first axis and squeeze each set to a dot.
+    points, prototypes = points - points.mean(axis=0), prototypes - prototypes.mean(axis=0)
     coords, explained = pca_2d(np.concatenate([points, prototypes]))
     clips, protos = coords[:len(points)], coords[len(points):]
     cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
@@ -160,7 +164,8 @@ def plot_embedding(path: Path, points: np.ndarray, labels: np.ndarray, prototype
                         fontweight="normal" if is_seen else "bold")
     ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)")
     ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}% of variance)")
-    ax.set_title("Test skeleton embeddings and class text prototypes (PCA)")
+    ax.set_title("Test skeleton embeddings and class text prototypes\n(PCA; each set centred on its mean)",
+                 fontsize=10)
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
