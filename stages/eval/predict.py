@@ -112,6 +112,11 @@ def load_run(run: Path, device: str | None = None) -> TrainedRun:
     if ckpt.get("calibration") is None:
         raise UserError(f"{run} is from an unfinished run; finish it with posebridge train --resume")
     cfg = TrainConfig.from_dict(ckpt["config"])
+    if getattr(cfg, "skeleton_encoder", "gcn") == "shiftgcn":
+        # Its heads read features of a frozen Shift-GCN pretrained on the split's training data,
+        # which are cached for that data only; computing them for new clips is not wired yet.
+        raise UserError(f"{run} uses --skeleton-encoder shiftgcn, which predict cannot run on new videos yet; "
+                        f"use a run trained with --skeleton-encoder gcn")
     target = resolve_device(device or cfg.device)
     torch.set_num_threads(CPU_THREADS)
     model = PoseBridge(ModelArgs(**ckpt["model_args"])).to(target)
