@@ -29,6 +29,9 @@ SPLITS ?= $(SPLIT)
 ARGS ?=
 ANNOTATIONS ?=
 RUN ?=
+VIDEO ?=
+OUT ?=
+CLASSES ?=
 
 # Pinned upstream files: the embedded pose models come out of the MediaPipe wheel (Apache-2.0),
 # the demo videos out of the Pose2Sim wheel (BSD-3-Clause), messi5.jpg out of Debian's opencv-doc.
@@ -37,7 +40,7 @@ DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
 LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
 P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
 
-.PHONY: help setup models media demo extract train ablate eval test bench-extract bench-train clean-outputs
+.PHONY: help setup models media demo extract train ablate eval predict render test bench-extract bench-train clean-outputs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -89,6 +92,14 @@ ablate: $(BIN)/.installed ## cue ablation (none/heatmap/features/all x seeds) on
 eval: $(BIN)/.installed ## re-evaluate a trained run folder: make eval RUN=outputs/runs/<split>/<name>/seed-0
 	@test -n "$(RUN)" || { echo "error: give the run folder: make eval RUN=outputs/runs/<split>/<name>/seed-0" >&2; exit 1; }
 	$(PB) eval "$(RUN)" $(ARGS)
+
+predict: $(BIN)/.installed ## rank free class texts for VIDEO with a run: make predict VIDEO=a.mp4 RUN=... CLASSES="a;b;c"
+	@test -n "$(VIDEO)" -a -n "$(RUN)" -a -n "$(CLASSES)" || { echo 'error: give VIDEO=file RUN=run folder CLASSES="a;b;c"' >&2; exit 1; }
+	$(PB) predict $(VIDEO) --run "$(RUN)" --classes "$(CLASSES)" $(ARGS)
+
+render: $(BIN)/.installed ## draw the cached skeleton + cue strength of VIDEO: make render VIDEO=a.mp4 OUT=a_cues.mp4
+	@test -n "$(VIDEO)" -a -n "$(OUT)" || { echo "error: give VIDEO=file OUT=file.mp4|.gif|.png" >&2; exit 1; }
+	$(PB) render "$(VIDEO)" --out "$(OUT)" $(ARGS)
 
 demo: setup ## the main job on the embedded default: extract the demo videos, then train+eval the synthetic split
 	$(PB) demo

@@ -35,12 +35,19 @@ def _parse_ints(text: str) -> tuple[int, ...]:
         raise UserError(f"expected comma-separated joint indices, got '{text}'") from None
 
 
-def build_extract_config(backend: str, levels: str, joints: str, stride: int, max_frames: Optional[int],
-                         window: int, heatmap_patch: int, feature_dtype: str, max_persons: int = 2):
-    from posebridge.pipeline.config import BODY13, BLAZEPOSE_JOINTS, CueConfig, ExtractConfig
+def parse_joints(joints: str) -> tuple[int, ...]:
+    """--joints: body13, all, or comma-separated joint indices."""
+    from posebridge.pipeline.config import BODY13, BLAZEPOSE_JOINTS
 
     joint_sets = {"body13": BODY13, "all": tuple(range(len(BLAZEPOSE_JOINTS)))}
-    cue_joints = joint_sets.get(joints) or _parse_ints(joints)
+    return joint_sets.get(joints) or _parse_ints(joints)
+
+
+def build_extract_config(backend: str, levels: str, joints: str, stride: int, max_frames: Optional[int],
+                         window: int, heatmap_patch: int, feature_dtype: str, max_persons: int = 2):
+    from posebridge.pipeline.config import CueConfig, ExtractConfig
+
+    cue_joints = parse_joints(joints)
     for flag, value in (("--stride", stride), ("--window", window), ("--heatmap-patch", heatmap_patch),
                         ("--max-frames", max_frames if max_frames is not None else 1), ("--max-persons", max_persons)):
         if value < 1:
@@ -342,6 +349,89 @@ def eval_run(
     metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features,
                            kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+def _split_levels(levels: Optional[str]) -> Optional[tuple[str, ...]]:
+    return tuple(l.strip() for l in levels.split(",") if l.strip()) if levels else None
+
+
+RunCueOpts = {  # stage-1 settings of predict / render; cue settings default to the run's own
+    "backend": typer.Option("embedded", "--backend", help="Pose model backend (as for extract)."),
+    "levels": typer.Option(None, "--levels", help="Feature-map levels (default: the run's, else extract's default)."),
+    "joints": typer.Option(None, "--joints", help="Cue joints: body13, all or indices (default: the run's)."),
+    "heatmap_patch": typer.Option(None, "--heatmap-patch", help="P x P heatmap patch (default: the run's)."),
+    "stride": typer.Option(1, "--stride", help="Keep every k-th frame."),
+    "max_frames": typer.Option(None, "--max-frames", help="At most this many frames per clip."),
+    "models_dir": typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
+}
+
+
+@app.command()
+def predict(
+    videos: list[Path] = typer.Argument(..., help="Video (or image) files to classify."),
+    run: Path = typer.Option(..., "--run", help="A run folder made by `posebridge train` / `make demo` (its "
+                             "seed-* parent works too: the lowest seed is used)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help='Class names separated by ";", e.g. '
+                                          '"drink water;jump up;kick something".'),
+    classes_file: Optional[Path] = typer.Option(None, "--classes-file", help="One class per line: the name, "
+                                                "optionally a TAB and a description."),
+    top_k: int = typer.Option(5, "--top-k", help="Classes shown per clip."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (for machines) instead of tables."),
+    cache_dir: Optional[Path] = CacheDir,
+    backend: str = RunCueOpts["backend"],
+    levels: Optional[str] = RunCueOpts["levels"],
+    joints: Optional[str] = RunCueOpts["joints"],
+    heatmap_patch: Optional[int] = RunCueOpts["heatmap_patch"],
+    stride: int = RunCueOpts["stride"],
+    max_frames: Optional[int] = RunCueOpts["max_frames"],
+    models_dir: Optional[Path] = RunCueOpts["models_dir"],
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: the run's)."),
+) -> None:
+    """Open-vocabulary use: rank any class texts for each video with a trained run.
+
+    The videos go through stage 1 into the cache (dataset 'adhoc'; a second call runs no pose
+    model), the texts through the run's own text encoder and prompt templates, the clips through
+    the run's heads. Prints a ranked table per clip, or JSON with --json.
+    """
+    from posebridge.stages.eval.predict import parse_classes, predict as run_predict, read_classes_file
+
+    if (classes is None) == (classes_file is None):
+        raise UserError('give the classes either as --classes "a;b;c" or as --classes-file FILE (one of them)')
+    texts = parse_classes(classes) if classes is not None else read_classes_file(classes_file)
+    result = run_predict(videos, run, texts, top_k=top_k, cache_dir=cache_dir, models_dir=models_dir,
+                         backend=backend, levels=_split_levels(levels), joints=parse_joints(joints) if joints else None,
+                         heatmap_patch=heatmap_patch, stride=stride, max_frames=max_frames, device=device)
+    typer.echo(result.to_json() if as_json else result.table())
+
+
+@app.command()
+def render(
+    video: Path = typer.Argument(..., help="A video (or image) file."),
+    out: Path = typer.Option(..., "--out", help="Output: FILE.mp4 (H.264), FILE.gif, or FILE.png (one still frame)."),
+    size: int = typer.Option(640, "--size", help="Longest side of the output, in pixels."),
+    frame: Optional[int] = typer.Option(None, "--frame", help="For .png: which cached frame (default: the middle one)."),
+    cache_dir: Optional[Path] = CacheDir,
+    backend: str = RunCueOpts["backend"],
+    levels: Optional[str] = typer.Option(None, "--levels", help="Feature-map levels (default: as extract, per backend)."),
+    joints: Optional[str] = typer.Option(None, "--joints", help="Cue joints: body13, all or indices (default: as extract)."),
+    heatmap_patch: Optional[int] = typer.Option(None, "--heatmap-patch", help="P x P heatmap patch (default: as extract)."),
+    stride: int = RunCueOpts["stride"],
+    max_frames: Optional[int] = RunCueOpts["max_frames"],
+    models_dir: Optional[Path] = RunCueOpts["models_dir"],
+) -> None:
+    """Draw what stage 1 kept on the video's frames: the tracked skeleton(s) with person ids and,
+    per cue joint, the heatmap peak (colour) and feature norm (size). Cues come from the cache
+    (dataset 'adhoc', shared with predict: a cached video runs no pose model)."""
+    from posebridge.stages.extract.adhoc import adhoc_config
+    from posebridge.stages.extract.render import render as run_render
+
+    config = adhoc_config(backend=backend, levels=_split_levels(levels or DEFAULT_LEVELS.get(backend)),
+                          joints=parse_joints(joints) if joints else None,
+                          heatmap_patch=heatmap_patch, stride=stride, max_frames=max_frames)
+    summary = run_render(video, out, config=config, cache_dir=cache_dir, models_dir=models_dir, size=size,
+                         still_frame=frame)
+    typer.echo(f"wrote {summary.out}: {summary.frames} frame(s), {summary.persons} person(s) tracked"
+               + ("" if summary.extracted else " (cues from the cache)"))
 
 
 @app.command()

@@ -38,4 +38,8 @@ def run_demo(videos: Path, *, cache_dir: Path | None = None, runs_dir: Path | No
                  "exists only in the cues; with --cues none those pairs fall to chance)")
     lines.append(f"cue cache: {summary.store}")
     lines += [f"run folder: {g}" for g in groups]
+    example = sorted(Path(videos).glob("*.mp4"))
+    if example:  # the run also scores real clips: the synthetic store has the extractor's layout
+        lines.append(f'try: posebridge predict {example[0]} --run {groups[0]} --classes "kick a ball;wave both '
+                     f'hands;sit down on a chair"  (mechanics only: these heads know synthetic motions)')
     return lines

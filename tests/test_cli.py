@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "compact"], ["export"], ["splits"], ["train"], ["eval"], ["demo"]]
+COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "compact"], ["export"], ["splits"], ["train"], ["eval"],
+            ["demo"], ["predict"], ["render"]]
 
 
 def run(*args: str, env_cache: str | None = None) -> subprocess.CompletedProcess:
@@ -45,6 +46,11 @@ def test_help(command):
     (["eval", "/no/such/run"], "not a run folder"),
     (["export", "nothing-here", "--out", "x.pkl"], "no cache store"),
     (["frobnicate"], "No such command"),
+    (["predict", "/no/such/clip.mp4", "--run", "/no/run", "--classes", "a;b"], "/no/such/clip.mp4 does not exist"),
+    (["predict", "README.md", "--run", ".", "--classes", "a;b"], "not a video"),
+    (["predict", "Makefile", "--run", "/no/run", "--classes-file", "/no/classes.txt"], "/no/classes.txt"),
+    (["render", "/no/such/clip.mp4", "--out", "x.mp4"], "/no/such/clip.mp4 does not exist"),
+    (["render", "README.md", "--out", "x.mp4", "--stride", "0"], "--stride"),
 ])
 def test_user_mistakes_are_one_line_and_exit_1(args, expected, tmp_path):
     out = run(*args, env_cache=str(tmp_path))

@@ -69,3 +69,33 @@ def test_transductive_runs_are_kept_apart_and_marked_in_every_table(tmp_path):
     table = summarise_runs([inductive, transductive])
     assert "| ntu60_55_5 | all | 50.0 |" in table and "| ntu60_55_5 | all, TTR (transductive) | 70.0 |" in table
     assert TRANSDUCTIVE_NOTE in table
+
+
+def test_pca_2d_recovers_a_planar_cloud_and_is_sign_stable():
+    """Points on a plane in 8-D: two axes explain all the variance, distances survive the projection,
+    and the same data (shifted) gives the same coordinates, signs included."""
+    from posebridge.stages.eval.report import pca_2d
+
+    rng = np.random.default_rng(0)
+    plane = np.linalg.qr(rng.normal(size=(8, 2)))[0]  # orthonormal [8, 2]
+    flat = rng.normal(size=(50, 2)) * np.array([3.0, 1.0])
+    coords, explained = pca_2d(flat @ plane.T + 5.0)
+    assert explained.sum() == pytest.approx(1.0, abs=1e-9)
+    assert explained[0] > explained[1]
+    d_in = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    d_out = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.testing.assert_allclose(d_out, d_in, atol=1e-9)
+    again, _ = pca_2d(flat @ plane.T - 2.0)
+    np.testing.assert_allclose(again, coords, atol=1e-9)
+
+
+def test_run_report_draws_the_embedding_plot_next_to_the_confusion(tmp_path):
+    rng = np.random.default_rng(1)
+    m = metrics("ntu60_55_5", "all", 0, 0.5, 0.5)
+    details = {"unseen_names": NAMES, "confusion": np.eye(3, dtype=int), "per_class": np.ones(3),
+               "embedding": {"points": rng.normal(size=(30, 16)), "labels": np.arange(30) % 5,
+                             "prototypes": rng.normal(size=(5, 16)), "names": ["a", "b", *NAMES],
+                             "seen": np.array([True, True, False, False, False])}}
+    write_run_report(tmp_path, {"split": m["split"]}, {"data": "d" * 64}, m, details)
+    assert (tmp_path / "embedding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![embedding](embedding.png)" in (tmp_path / "results.md").read_text()

@@ -49,10 +49,15 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     if len(parts["val"]):
         val_scores = score(model, embed(model, data, parts["val"]), texts, seen, cfg)
         out["val_seen_top1"] = M.zsl_topk(val_scores, class_columns(data.labels[parts["val"]], seen), ks=(1,))["top1"]
+    rows_both = texts.rows(both)
     details = {
         "unseen_names": [split.class_names[i] for i in unseen],
         "confusion": M.confusion_matrix(zsl_preds, zsl_labels, len(unseen)),
         "per_class": per_class,
+        # For the report's embedding plot: test embeddings next to every class's text prototype.
+        "embedding": {"points": test_visual.global_.cpu().numpy(), "labels": gzsl_labels,
+                      "prototypes": model.prototypes(rows_both.name, rows_both.description).detach().float().cpu().numpy(),
+                      "names": [split.class_names[i] for i in both], "seen": seen_mask},
     }
     out["zsl_per_class"] = {name: (None if math.isnan(a) else float(a)) for name, a in zip(details["unseen_names"], per_class)}
     return out, details

@@ -1,7 +1,8 @@
 """Run folders: what a run writes next to its checkpoint, and the tables researchers paste.
 
 Each run folder holds config.json, fingerprints.json, versions.json, metrics.json, results.md,
-confusion.png (unseen classes) and per_class.png. summarise_runs() turns several run folders into
+confusion.png (unseen classes), per_class.png and embedding.png (PCA of the test embeddings with
+the class text prototypes). summarise_runs() turns several run folders into
 one markdown table, averaging runs that differ only in their seed.
 """
 from __future__ import annotations
@@ -122,6 +123,75 @@ def write_config(run_dir: Path, config: dict) -> None:
     _write_json(Path(run_dir) / "config.json", config)
 
 
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of x projected on their first two principal axes, and the share of variance each axis
+    explains. Axis signs are fixed (largest loading positive) so the same data gives the same plot."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    axes = axes[:2]
+    axes = axes * np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]
+    variance = singular ** 2
+    explained = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
+    coords = centred @ axes.T
+    if coords.shape[1] < 2:  # fewer than two directions in the data
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+        explained = np.pad(explained, (0, 2 - len(explained)))
+    return coords, explained
+
+
+EMBEDDING_MAX_POINTS = 2000  # test clips drawn; more only hide each other
+
+
+def plot_embedding(path: Path, points: np.ndarray, labels: np.ndarray, prototypes: np.ndarray,
+                   names: list[str], seen: np.ndarray) -> None:
+    """PCA of the test skeleton embeddings (coloured by true class) together with the class text
+    prototypes (circles: seen, stars: unseen), all L2-normalised as the scores compare them and each
+    set centred on its own mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points, prototypes = _unit_rows(points), _unit_rows(prototypes)
+    if len(points) > EMBEDDING_MAX_POINTS:  # evenly spaced rows: deterministic, every class kept in proportion
+        keep = np.linspace(0, len(points) - 1, EMBEDDING_MAX_POINTS).round().astype(int)
+        points, labels = points[keep], np.asarray(labels)[keep]
+    # Each set is centred on its own mean first: skeleton and text embeddings sit apart in the shared
+    # space (the modality gap), which would otherwise take the first axis and squeeze each set to a dot.
+    points, prototypes = points - points.mean(axis=0), prototypes - prototypes.mean(axis=0)
+    coords, explained = pca_2d(np.concatenate([points, prototypes]))
+    clips, protos = coords[:len(points)], coords[len(points):]
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    colours = [cmap(i % cmap.N) for i in range(len(names))]
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    ax.scatter(clips[:, 0], clips[:, 1], s=10, alpha=0.6, c=[colours[int(k)] for k in labels], linewidths=0,
+               label="test clip (colour: true class)")
+    seen = np.asarray(seen, bool)
+    for mask, marker, label in ((seen, "o", "seen class text"), (~seen, "*", "unseen class text")):
+        if mask.any():
+            ax.scatter(protos[mask, 0], protos[mask, 1], s=220 if marker == "*" else 110, marker=marker,
+                       c=[colours[i] for i in np.flatnonzero(mask)], edgecolors="black", linewidths=1.0, label=label)
+    if len(names) <= 40:
+        for (x, y), name, is_seen in zip(protos, names, seen):
+            ax.annotate(name, (x, y), fontsize=6, xytext=(4, 3), textcoords="offset points",
+                        fontweight="normal" if is_seen else "bold")
+    ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}% of variance)")
+    ax.set_title("Test skeleton embeddings and class text prototypes\n(PCA; each set centred on its mean)",
+                 fontsize=10)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
 def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: dict, details: dict) -> None:
     """All run-folder files except the checkpoint. `details` has unseen_names, confusion, per_class."""
     run_dir = Path(run_dir)
@@ -142,6 +212,12 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
     (run_dir / "results.md").write_text(table + "\n" + "\n".join(notes) + "\n")
     plot_confusion(run_dir / "confusion.png", np.asarray(details["confusion"]), details["unseen_names"])
     plot_per_class(run_dir / "per_class.png", np.asarray(details["per_class"]), details["unseen_names"])
+    if "embedding" in details:
+        e = details["embedding"]
+        plot_embedding(run_dir / "embedding.png", e["points"], e["labels"], e["prototypes"], e["names"], e["seen"])
+        with open(run_dir / "results.md", "a") as f:  # the two plots side by side in a markdown viewer
+            f.write("\n| ZSL confusion | embeddings (PCA) |\n|---|---|\n| ![confusion](confusion.png) "
+                    "| ![embedding](embedding.png) |\n")
 
 
 def summarise_runs(run_dirs: Iterable[Path]) -> str:

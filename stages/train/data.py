@@ -51,6 +51,7 @@ class CueDataset:
     cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
     source_fingerprint: str  # store fingerprint, or sha256 of the PYSKL file
     skeleton: str = ""  # registry name (cache/schema.py); "" = found by the joint count
+    layout: dict | None = None  # the store's layout (joint names, cue joints, levels, ...); None for PYSKL
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -152,21 +153,25 @@ def _median_bbox_diagonal(xyz: np.ndarray, ok: np.ndarray) -> float:
 
 # --- loaders ----------------------------------------------------------------------------------
 
-def clip_rows(store: CueStore, num_frames: int) -> Iterator[tuple[int, ClipRecord, dict[str, np.ndarray]]]:
-    """(row, record, arrays) for every clip of a store, in storage order (each part read once).
+def clip_rows(store: CueStore, num_frames: int,
+              clip_ids: list[str] | None = None) -> Iterator[tuple[int, ClipRecord, dict[str, np.ndarray]]]:
+    """(row, record, arrays) for every clip of a store (or only `clip_ids`), in storage order (each
+    part read once).
 
-    `row` is the clip's place in clip_id order; `arrays` are the training tensors of one clip:
-    keypoints [M, T, V, 3] and confidence [M, T, V] float32 (resampled, normalised), features
-    [M, T, Vc, C] float32 (decoded) and heatmaps [M, T, Vc, P*P] float32 in [0, 1]. load_store() and
-    the training view (view.py) both fill their rows from here, so they hold the same tensors."""
+    `row` is the clip's place in clip_id order (or in `clip_ids` order); `arrays` are the training
+    tensors of one clip: keypoints [M, T, V, 3] and confidence [M, T, V] float32 (resampled,
+    normalised), features [M, T, Vc, C] float32 (decoded) and heatmaps [M, T, Vc, P*P] float32 in
+    [0, 1]. load_store() and the training view (view.py) both fill their rows from here, so they
+    hold the same tensors."""
     layout = store.layout
     skel = skeleton(layout.skeleton)
     m, cue_joints = layout.max_persons, layout.cue_joints
     patch_cells = layout.heatmap_patch ** 2
     # Rows in clip_id order, not storage order: part names are random, and the same cache must give
     # the same batches (hence the same metrics) however its parts happened to be written.
-    row_of = {record.clip_id: i for i, record in enumerate(store.clips())}
-    for record, arrays in store.iter_clips():
+    order = [r.clip_id for r in store.clips()] if clip_ids is None else list(dict.fromkeys(clip_ids))
+    row_of = {clip_id: i for i, clip_id in enumerate(order)}
+    for record, arrays in store.iter_clips(None if clip_ids is None else order):
         kp = arrays.keypoints.transpose(1, 0, 2, 3)  # [M, T, V, 5]
         t = kp.shape[1]
         # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
@@ -187,12 +192,14 @@ def open_store(path_or_store: str | Path | CueStore) -> CueStore:
     return store
 
 
-def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> CueDataset:
+def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64,
+               clip_ids: list[str] | None = None) -> CueDataset:
     """A whole cue cache as in-memory tensors, one row per clip in clip_id order, M = the store's
-    max_persons. Training reads a store through its training view instead (view.py), written once
-    and reused."""
+    max_persons; with `clip_ids`, only those clips, one row each in that order. Training reads a
+    store through its training view instead (view.py), written once and reused."""
     store = open_store(path_or_store)
-    n = len(store.clips())
+    wanted = None if clip_ids is None else list(dict.fromkeys(clip_ids))
+    n = len(store.clips()) if wanted is None else len(wanted)
     layout = store.layout
     m, num_joints, cue_joints = layout.max_persons, layout.num_joints, layout.cue_joints
     patch_cells = layout.heatmap_patch ** 2
@@ -204,7 +211,7 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
     features = np.empty((n, m, num_frames, len(cue_joints), layout.feature_channels), np.float16)
     heatmaps = np.empty((n, m, num_frames, len(cue_joints), patch_cells), np.float16)
     labels, clip_ids, meta = np.empty(n, np.int64), [""] * n, [{}] * n
-    for i, record, rows in clip_rows(store, num_frames):
+    for i, record, rows in clip_rows(store, num_frames, wanted):
         keypoints[i], confidence[i] = rows["keypoints"], rows["confidence"]
         features[i], heatmaps[i] = rows["features"], rows["heatmaps"]
         labels[i] = record.label
@@ -214,7 +221,7 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cu
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
         clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint,
-        skeleton=skeleton(layout.skeleton).name)
+        skeleton=skeleton(layout.skeleton).name, layout=layout.to_attrs())
 
 
 def _persons_main_first(keypoint: np.ndarray, score: np.ndarray | None) -> np.ndarray:

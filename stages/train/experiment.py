@@ -37,8 +37,10 @@ def settings_line(cfg: TrainConfig, split: Split, device: torch.device, run_dir:
 
 
 def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig) -> dict:
+    # data_layout: what `posebridge predict` checks a new video's extractor against.
     return {"data": ds.source_fingerprint, "text_bank": bank.fingerprint, "text_encoder": cfg.text_encoder,
-            "split": split.name, "split_source": split.source, "split_assumption": split.assumption}
+            "split": split.name, "split_source": split.source, "split_assumption": split.assumption,
+            "data_layout": ds.layout}
 
 
 def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:

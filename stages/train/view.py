@@ -152,7 +152,8 @@ def _write_view(store: CueStore, num_frames: int, key: dict, dest: Path) -> None
     np.save(dest / "labels.npy", labels)
     index = {"key": key, "arrays": {name: codings.get(name, _FLOAT) for name in files},
              "clip_ids": clip_ids, "meta": meta, "cue_joints": list(store.layout.cue_joints),
-             "skeleton": skeleton(store.layout.skeleton).name, "source_fingerprint": store.fingerprint}
+             "skeleton": skeleton(store.layout.skeleton).name, "source_fingerprint": store.fingerprint,
+             "layout": store.layout.to_attrs()}  # a run records it: `predict` checks new clips against it
     (dest / INDEX).write_text(json.dumps(index))
 
 
@@ -178,7 +179,7 @@ def open_view(folder: Path) -> CueDataset:
         keypoints=arrays["keypoints"], confidence=arrays["confidence"], features=arrays.get("features"),
         heatmaps=arrays.get("heatmaps"), labels=torch.from_numpy(np.load(folder / "labels.npy")),
         clip_ids=index["clip_ids"], meta=index["meta"], cue_joints=tuple(index["cue_joints"]),
-        source_fingerprint=index["source_fingerprint"], skeleton=index["skeleton"])
+        source_fingerprint=index["source_fingerprint"], skeleton=index["skeleton"], layout=index.get("layout"))
 
 
 def view_dir(store: CueStore, num_frames: int) -> tuple[Path, dict]:
