@@ -106,3 +106,12 @@ def test_reading_moves_to_the_asked_dtype_and_refuses_rows_outside(store):
     assert as_half[torch.tensor([1])].dtype == torch.float16
     with pytest.raises(IndexError, match="row 10"):
         view.keypoints[torch.tensor([10])]
+
+
+def test_a_slice_reads_the_same_rows_as_their_indices(store):
+    """The frozen encoder reads a view in blocks (rows[a:b]); a block equals the rows by index."""
+    view = load_view(store, T)
+    for name in ("keypoints", "confidence", "features", "heatmaps"):
+        rows = getattr(view, name)
+        assert torch.equal(rows[1:3], rows[torch.tensor([1, 2])])
+        assert torch.equal(rows[2:], rows[torch.arange(2, len(rows))])

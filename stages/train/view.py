@@ -95,7 +95,10 @@ class MappedRows:
         return out
 
     def __getitem__(self, idx) -> torch.Tensor:
-        rows = torch.as_tensor(idx).cpu().numpy().astype(np.int64).reshape(-1)
+        if isinstance(idx, slice):  # a contiguous block (the frozen encoder reads the rows in blocks)
+            rows = np.arange(*idx.indices(self.shape[0]), dtype=np.int64)
+        else:
+            rows = torch.as_tensor(idx).cpu().numpy().astype(np.int64).reshape(-1)
         values = self.read(rows)
         if self._decode is not None:
             values = self._decode(values, rows)
