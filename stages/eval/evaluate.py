@@ -1,7 +1,6 @@
 """Evaluate: ZSL / GZSL metrics of a model on a split's test side, from memory or from a run's checkpoint."""
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -80,8 +79,7 @@ def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: Tex
     check_compatible(dataset, split, text_bank, cfg)
     device = resolve_device(cfg.device)
     torch.set_num_threads(CPU_THREADS)
-    known = {f.name for f in dataclasses.fields(ModelArgs)}
-    model = PoseBridge(ModelArgs(**{k: v for k, v in ckpt["model_args"].items() if k in known})).to(device)
+    model = PoseBridge(ModelArgs.from_dict(ckpt["model_args"])).to(device)
     model.load_state_dict(ckpt["model"])
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
     data = with_encoder_features(cfg, to_device(dataset, cfg.cues, device), parts["train"], np.array(split.seen),

@@ -120,8 +120,7 @@ def load_run(run: Path, device: str | None = None) -> TrainedRun:
                         f"use a run trained with --skeleton-encoder gcn")
     target = resolve_device(device or cfg.device)
     torch.set_num_threads(CPU_THREADS)
-    known = {f.name for f in dataclasses.fields(ModelArgs)}
-    model = PoseBridge(ModelArgs(**{k: v for k, v in ckpt["model_args"].items() if k in known})).to(target)
+    model = PoseBridge(ModelArgs.from_dict(ckpt["model_args"])).to(target)
     model.load_state_dict(ckpt["model"])
     model.eval()
     return TrainedRun(run, cfg, model, ckpt["fingerprints"].get("data_layout"), target)

@@ -264,6 +264,13 @@ class ModelArgs:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> "ModelArgs":
+        """The args of a checkpoint. Fields this version no longer has (cue_pool, from before the
+        16-step cue tokens) are dropped; if they shaped a weight, load_state_dict then says which."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
 
 REPRESENTATIONS = ("global",) + tuple(f"part:{p}" for p in PART_NAMES) + tuple(
     f"phase:{p}" for p in ("start", "middle", "end"))
