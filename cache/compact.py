@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from posebridge.cache.claims import DEFAULT_LEASE_S, remove_stale_claims
-from posebridge.cache.store import TMP_PREFIX, CueStore, _clean_stale_tmp, _Entry, dir_bytes, new_tmp_dir
-from posebridge.cache.writer import _FRAME_ARRAYS, _write_part
+from posebridge.cache.store import TMP_PREFIX, CueStore, PartEntry, clean_stale_tmp, dir_bytes, new_tmp_dir
+from posebridge.cache.writer import FRAME_ARRAYS, write_part
 
 
 @dataclass
@@ -43,8 +43,8 @@ def compact(path: str | os.PathLike, lease_s: float = DEFAULT_LEASE_S) -> Compac
     store = CueStore.open(path)
     report = CompactReport(bytes_before=dir_bytes(store.path))
     tmp_before = _count_tmp(store)
-    _clean_stale_tmp(store.path)
-    _clean_stale_tmp(store.parts_dir)
+    clean_stale_tmp(store.path)
+    clean_stale_tmp(store.parts_dir)
     report.tmp_removed = tmp_before - _count_tmp(store)
 
     index = store._refresh()
@@ -68,7 +68,7 @@ def _count_tmp(store: CueStore) -> int:
     return sum(1 for parent in (store.path, store.parts_dir) for p in parent.glob(f"{TMP_PREFIX}*") if p.is_dir())
 
 
-def _rewrite(store: CueStore, part: str, live: list[_Entry], written_at: float) -> None:
+def _rewrite(store: CueStore, part: str, live: list[PartEntry], written_at: float) -> None:
     """The live clips of `part`, stored bytes unchanged, as a new part of the same rank."""
     import zarr
     from zarr.storage import LocalStore
@@ -78,12 +78,12 @@ def _rewrite(store: CueStore, part: str, live: list[_Entry], written_at: float) 
     clips = []
     for e in sorted(live, key=lambda e: e.offset):
         rows = slice(e.offset, e.offset + e.record.num_frames)
-        stored = {name: np.asarray(group[name][rows]) for name in _FRAME_ARRAYS}
+        stored = {name: np.asarray(group[name][rows]) for name in FRAME_ARRAYS}
         stored["feature_range"] = ranges[e.row]
         clips.append((e.record, stored))
     worker = group.attrs.asdict().get("worker", 0)
     name = f"{part.split('-')[0]}-{os.urandom(6).hex()}"
-    _write_part(store, name, clips, worker, written_at=written_at, extra_attrs={"compacted_from": part})
+    write_part(store, name, clips, worker, written_at=written_at, extra_attrs={"compacted_from": part})
 
 
 def _retire(store: CueStore, part: str) -> None:

@@ -76,7 +76,7 @@ class ClipArrays:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class PartEntry:
     """Where one clip lives: its part, its row in the part's clip table, its first frame."""
 
     record: ClipRecord
@@ -163,7 +163,8 @@ def _tmp_is_stale(path: Path) -> bool:
     return time.time() - path.stat().st_mtime > _FOREIGN_TMP_MAX_AGE_S
 
 
-def _clean_stale_tmp(parent: Path) -> None:
+def clean_stale_tmp(parent: Path) -> None:
+    """Remove the temporary folders under `parent` that a dead writer left behind."""
     for entry in parent.glob(f"{TMP_PREFIX}*"):
         if entry.is_dir() and _tmp_is_stale(entry):
             shutil.rmtree(entry, ignore_errors=True)
@@ -189,9 +190,9 @@ class CueStore:
     def __init__(self, path: Path, attrs: dict):
         self._path = path
         self._attrs = attrs
-        self._index: dict[str, _Entry] | None = None
+        self._index: dict[str, PartEntry] | None = None
         self._indexed_parts: list[str] = []
-        self._part_tables: dict[str, tuple[tuple[float, str], list[_Entry]]] = {}
+        self._part_tables: dict[str, tuple[tuple[float, str], list[PartEntry]]] = {}
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, dataset: str, fingerprint: str, extractor: dict,
@@ -217,8 +218,8 @@ class CueStore:
                 f"{path} already holds a cue cache of dataset {store.attrs.get('dataset')!r} with fingerprint "
                 f"{store.fingerprint}, not {dataset!r} with {fingerprint}: use another --cache-dir or delete {path}"
             )
-        _clean_stale_tmp(path)
-        _clean_stale_tmp(store.parts_dir)
+        clean_stale_tmp(path)
+        clean_stale_tmp(store.parts_dir)
         return store
 
     @classmethod
@@ -288,7 +289,7 @@ class CueStore:
         """Clips in storage order (part, then offset); each part's span is read once."""
         index = self._refresh()
         entries = list(index.values()) if clip_ids is None else [self._entry(c) for c in dict.fromkeys(clip_ids)]
-        by_part: dict[str, list[_Entry]] = defaultdict(list)
+        by_part: dict[str, list[PartEntry]] = defaultdict(list)
         for entry in entries:
             by_part[entry.part].append(entry)
         for part in sorted(by_part):
@@ -378,7 +379,7 @@ class CueStore:
     def _open_part(self, part: str) -> zarr.Group:
         return zarr.open_group(LocalStore(self.parts_dir / part, read_only=True), mode="r")
 
-    def _entry(self, clip_id: str) -> _Entry:
+    def _entry(self, clip_id: str) -> PartEntry:
         index = self._index if self._index is not None and clip_id in self._index else self._refresh()
         if clip_id not in index:
             raise KeyError(f"clip {clip_id!r} is not in the cue cache {self._path}")
@@ -389,7 +390,7 @@ class CueStore:
         entry = self._refresh().get(clip_id)
         return entry.record if entry is not None else None
 
-    def _refresh(self) -> dict[str, _Entry]:
+    def _refresh(self) -> dict[str, PartEntry]:
         """Index every clip of the complete parts.
 
         A clip can sit in two parts (two runs raced, or its video changed and was extracted again):
@@ -401,7 +402,7 @@ class CueStore:
             return self._index
         tables = {name: self._part_tables.get(name) or self._read_table(name) for name in names}
         self._part_tables = {name: table for name, table in tables.items() if table is not None}
-        best: dict[str, tuple[tuple[float, str], _Entry]] = {}
+        best: dict[str, tuple[tuple[float, str], PartEntry]] = {}
         for part, (rank, entries) in self._part_tables.items():
             for entry in entries:
                 if entry.record.clip_id not in best or rank > best[entry.record.clip_id][0]:
@@ -410,12 +411,12 @@ class CueStore:
         self._indexed_parts = names
         return self._index
 
-    def part_tables(self) -> dict[str, tuple[tuple[float, str], list[_Entry]]]:
+    def part_tables(self) -> dict[str, tuple[tuple[float, str], list[PartEntry]]]:
         """Every complete part's (rank, entries), superseded copies included (for info and compact)."""
         self._refresh()
         return dict(self._part_tables)
 
-    def _read_table(self, part: str) -> tuple[tuple[float, str], list[_Entry]] | None:
+    def _read_table(self, part: str) -> tuple[tuple[float, str], list[PartEntry]] | None:
         try:
             attrs = self._open_part(part).attrs.asdict()
         except Exception:
@@ -425,7 +426,7 @@ class CueStore:
         entries = []
         for row, clip in enumerate(attrs["clips"]):
             fields = {k: v for k, v in clip.items() if k not in ("offset", "length")}
-            entries.append(_Entry(ClipRecord(**fields, num_frames=clip["length"]), part, row, clip["offset"]))
+            entries.append(PartEntry(ClipRecord(**fields, num_frames=clip["length"]), part, row, clip["offset"]))
         return (attrs["written_at"], part), entries
 
 

@@ -30,7 +30,7 @@ from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, dir_bytes, 
 MIN_CHUNK_FRAMES = 64
 CHUNK_BYTES = 1 << 16
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")  # best size/speed in notes section 6
-_FRAME_ARRAYS = ("keypoints", "score", "features", "heatmaps")
+FRAME_ARRAYS = ("keypoints", "score", "features", "heatmaps")
 
 
 class ShardWriter:
@@ -61,7 +61,7 @@ class ShardWriter:
         if not self._buffer:
             return
         name = f"w{self.worker:03d}-{uuid.uuid4().hex[:12]}"  # unique across processes and hosts
-        self.bytes_written += _write_part(self.store, name, self._buffer, self.worker)
+        self.bytes_written += write_part(self.store, name, self._buffer, self.worker)
         written, self._buffer = [record for record, _ in self._buffer], []
         if self.on_written is not None:
             self.on_written(written)
@@ -99,7 +99,7 @@ def _chunk_frames(frame_bytes: int) -> int:
     return frames
 
 
-def _write_part(store: CueStore, name: str, clips: list[tuple[ClipRecord, dict[str, np.ndarray]]],
+def write_part(store: CueStore, name: str, clips: list[tuple[ClipRecord, dict[str, np.ndarray]]],
                 worker: int, written_at: float | None = None, extra_attrs: dict | None = None) -> int:
     """Write one part (tmp folder, then rename in); written_at ranks it against other copies of its clips."""
     table, offset = [], 0
@@ -108,7 +108,7 @@ def _write_part(store: CueStore, name: str, clips: list[tuple[ClipRecord, dict[s
         del row["num_frames"]
         table.append({**row, "offset": offset, "length": record.num_frames})
         offset += record.num_frames
-    data = {k: np.concatenate([enc[k] for _, enc in clips]) for k in _FRAME_ARRAYS}
+    data = {k: np.concatenate([enc[k] for _, enc in clips]) for k in FRAME_ARRAYS}
     data["feature_range"] = np.stack([enc["feature_range"] for _, enc in clips])
 
     tmp = new_tmp_dir(store.parts_dir)
@@ -118,7 +118,7 @@ def _write_part(store: CueStore, name: str, clips: list[tuple[ClipRecord, dict[s
                                               **(extra_attrs or {})})
         for key, array in data.items():
             n = len(array)
-            chunk = min(_chunk_frames(array[0].nbytes), n) if key in _FRAME_ARRAYS else n
+            chunk = min(_chunk_frames(array[0].nbytes), n) if key in FRAME_ARRAYS else n
             shard = -(-n // chunk) * chunk  # one shard covers the whole part
             group.create_array(key, data=array, chunks=(chunk, *array.shape[1:]),
                                shards=(shard, *array.shape[1:]), compressors=_COMPRESSOR)

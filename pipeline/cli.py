@@ -216,6 +216,36 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+@app.command("export-features")
+def export_features(
+    split: str = typer.Option(..., "--split", help="Split name; the encoder is pretrained on its seen classes."),
+    out: Path = typer.Option(..., "--out", help="New folder for train/val/test_feature.npy and *_labels.npy."),
+    cache_dir: Optional[Path] = CacheDir,
+    store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
+    pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
+    shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
+    shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
+                                                       help="Your Kinetics-200 class list (one K400 name per line)."),
+    guess_kinetics200: bool = typer.Option(False, "--guess-kinetics200",
+                                           help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers)."),
+) -> None:
+    """Write a split's frozen Shift-GCN features as a SynSE/PURLS feature folder ([N, C, 3, V] float32
+    per side; test = the split's seen + unseen test rows), for `train --features` or the PURLS /
+    DynaPURLS code. The encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the
+    same settings uses, or is pretrained now."""
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.run import export_features as export_split
+
+    base = TrainConfig(split=split, seed=seed, device=device, skeleton_encoder="shiftgcn",
+                       shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
+    counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
+                          kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{side} {n}" for side, n in counts.items()) + " rows")
+
+
 def _standard_split(store) -> dict | None:
     """NTU stores get the standard xsub/xview split lists in their PYSKL export."""
     from posebridge.pipeline.datasets.ntu import ntu_benchmark_splits

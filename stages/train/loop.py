@@ -66,6 +66,9 @@ class DeviceData:
     # [N, W, T', V] skeleton features the model reads instead of the keypoints: a frozen encoder's
     # (--skeleton-encoder shiftgcn) or a feature folder's (--features DIR)
     joint_features: torch.Tensor | None = None
+    # True for a feature folder: its skeleton features are all there is (`keypoints` holds the same
+    # tensor only so that code asking for the device or the row count works unchanged)
+    features_only: bool = False
 
 
 def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
@@ -80,7 +83,7 @@ def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
         # (float16 until a batch is drawn); there are no keypoints to encode.
         joint = ds.keypoints[:, 0].permute(0, 3, 1, 2).to(device)
         return DeviceData(joint, ds.confidence.to(device, torch.float32), None, None, ds.labels.cpu().numpy(),
-                          joint_features=joint)
+                          joint_features=joint, features_only=True)
     return DeviceData(
         ds.keypoints.to(device, torch.float32),
         ds.confidence.to(device, torch.float32),
@@ -147,7 +150,7 @@ def take_batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen
     device = data.keypoints.device
     idx = idx.to(device)
     joint = data.joint_features[idx].float() if data.joint_features is not None else None
-    if data.joint_features is data.keypoints:  # a feature folder: nothing per frame to augment
+    if data.features_only:  # a feature folder: nothing per frame to augment
         return None, None, None, None, joint
     kp, conf = data.keypoints[idx], data.confidence[idx]
     feat = data.features[idx].float() if data.features is not None else None

@@ -205,3 +205,18 @@ def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir:
         groups.append(result.group_dir.name)
     folder = result.group_dir.parent / f"ablation-{fingerprint(groups)[:8]}"
     return folder, write_ablation(folder, result.split, run_dirs)
+
+
+def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir: Path | None = None,
+                    store: Path | None = None, pyskl: Path | None = None, kinetics200_classes: Path | None = None,
+                    guess_kinetics200: bool = False) -> dict[str, int]:
+    """A split's frozen Shift-GCN features as a SynSE/PURLS feature folder at `out` (the encoder is
+    the one `train --skeleton-encoder shiftgcn` with the same settings uses: cached, or pretrained now)."""
+    from posebridge.stages.train.export_features import export_split_features
+
+    split = get_split(split_name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    if store is None and pyskl is None:
+        check_cache_exists(split.name, cache_dir)
+    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {})
+    cfg = dataclasses.replace(base, split=split.name, cues="none").validate()
+    return export_split_features(cfg, dataset, split, out, encoder_cache=paths.cache_root(cache_dir))

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from posebridge.cache.schema import skeleton
-from posebridge.cache.store import CueStore, _clean_stale_tmp, new_tmp_dir
+from posebridge.cache.store import CueStore, clean_stale_tmp, new_tmp_dir
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256, fingerprint
 from posebridge.stages.train import data as data_module
@@ -198,7 +198,7 @@ def load_view(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cue
     folder, key = view_dir(store, num_frames)
     if not (folder / INDEX).exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale_tmp(folder.parent)
+        clean_stale_tmp(folder.parent)
         tmp = new_tmp_dir(folder.parent)
         try:
             _write_view(store, num_frames, key, tmp)
