@@ -148,3 +148,53 @@ def test_cli_mistakes_are_one_line(demo_run, clip, args, expected):
     assert out.returncode == 1
     lines = [l for l in out.stderr.splitlines() if l.strip() and not l.startswith("INFO:")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], out.stderr
+
+
+def test_a_shiftgcn_run_predicts_with_the_encoder_it_carries(demo_run, clip, models_dir, tmp_path):
+    """The frozen Shift-GCN is stored in the run's checkpoint: predict encodes new clips with it, and
+    gives the same scores after the encoder cache is gone (a run folder shared without its cache)."""
+    import torch
+
+    from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
+    from posebridge.stages.train.encoders.frozen import encoder_from_record
+
+    root, _ = demo_run
+    store = next((root / "cache" / "synthetic").iterdir())
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)  # the demo store and text bank, not the encoder
+    cfg = TrainConfig(split="synthetic_zsl", epochs=1, gzsl_calibration="none", cues="none",
+                      skeleton_encoder="shiftgcn", shiftgcn_width=4, shiftgcn_epochs=1)
+    run_dir = train_splits(["synthetic_zsl"], base=cfg, cache_dir=cache, store=store,
+                           runs_dir=tmp_path / "runs")[0].run_dirs[0]
+    (encoder_dir,) = (cache / "encoders").iterdir()
+    record = load_checkpoint(run_dir / CHECKPOINT)["skeleton_encoder"]
+    assert record["fingerprint"].startswith(encoder_dir.name.split("-")[1]) and record["num_joints"] == 33
+    model, steps = encoder_from_record(record, torch.device("cpu"))
+    cached = torch.load(encoder_dir / "weights.pt", weights_only=True)
+    assert steps == 3 and all(torch.equal(v, model.state_dict()[k]) for k, v in cached.items())
+
+    classes = parse_classes(CLASSES)
+    first = predict([clip], run_dir, classes, top_k=3, cache_dir=cache, models_dir=models_dir, max_frames=FRAMES)
+    shutil.rmtree(cache / "encoders")
+    second = predict([clip], run_dir, classes, top_k=3, cache_dir=cache, models_dir=models_dir, max_frames=FRAMES)
+    assert second.stage1["model_calls"] == 0 and not (cache / "encoders").exists()
+    assert [r["class"] for r in first.clips[0].ranking] == [r["class"] for r in second.clips[0].ranking]
+    assert [r["score"] for r in first.clips[0].ranking] == pytest.approx(
+        [r["score"] for r in second.clips[0].ranking], abs=1e-5)
+
+
+def test_runs_that_cannot_encode_clips_say_why(demo_run, tmp_path):
+    """A run trained on a feature folder has no encoder for clips; an older shiftgcn run did not
+    store its encoder."""
+    from posebridge.stages.eval.predict import load_run
+    from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+
+    _, run_dir = demo_run
+    ckpt = load_checkpoint(run_dir / CHECKPOINT)
+    for name, change, expected in (
+            ("folder", {"fingerprints": {**ckpt["fingerprints"], "feature_folder": True}}, "trained on a feature folder"),
+            ("older", {"config": {**ckpt["config"], "skeleton_encoder": "shiftgcn"}, "skeleton_encoder": None},
+             "predates storing the encoder; train it again")):
+        save_checkpoint(tmp_path / name / CHECKPOINT, {**ckpt, **change})
+        with pytest.raises(UserError, match=expected):
+            load_run(tmp_path / name)

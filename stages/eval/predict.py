@@ -82,6 +82,7 @@ class TrainedRun:
     model: torch.nn.Module  # PoseBridge, in eval mode
     layout: dict | None  # the training store's layout; None for runs that did not record it
     device: torch.device
+    encoder: tuple | None = None  # (frozen Shift-GCN, feature time steps) for --skeleton-encoder shiftgcn
 
 
 def resolve_run_dir(run: Path) -> Path:
@@ -104,6 +105,7 @@ def load_run(run: Path, device: str | None = None) -> TrainedRun:
     from posebridge.stages.train.config import TrainConfig
     from posebridge.stages.train.heads import ModelArgs, PoseBridge
     from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
+    from posebridge.stages.train.encoders.frozen import encoder_from_record
     from posebridge.stages.train.loop import CPU_THREADS, resolve_device
 
     if device not in (None, "auto", "cpu", "cuda"):
@@ -113,17 +115,21 @@ def load_run(run: Path, device: str | None = None) -> TrainedRun:
     if ckpt.get("calibration") is None:
         raise UserError(f"{run} is from an unfinished run; finish it with posebridge train --resume")
     cfg = TrainConfig.from_dict(ckpt["config"])
-    if getattr(cfg, "skeleton_encoder", "gcn") == "shiftgcn":
-        # Its heads read features of a frozen Shift-GCN pretrained on the split's training data,
-        # which are cached for that data only; computing them for new clips is not wired yet.
-        raise UserError(f"{run} uses --skeleton-encoder shiftgcn, which predict cannot run on new videos yet; "
-                        f"use a run trained with --skeleton-encoder gcn")
+    if ckpt["fingerprints"].get("feature_folder"):
+        raise UserError(f"{run} was trained on a feature folder (--features): its heads read precomputed "
+                        f"features, not clips; use a run trained on a cue cache")
     target = resolve_device(device or cfg.device)
     torch.set_num_threads(CPU_THREADS)
+    encoder = None
+    if cfg.skeleton_encoder == "shiftgcn":  # its heads read a frozen Shift-GCN's features of each clip
+        if ckpt.get("skeleton_encoder") is None:
+            raise UserError(f"{run} uses --skeleton-encoder shiftgcn but its checkpoint predates storing the "
+                            f"encoder; train it again (the cached encoder is reused) to predict with it")
+        encoder = encoder_from_record(ckpt["skeleton_encoder"], target)
     model = PoseBridge(ModelArgs.from_dict(ckpt["model_args"])).to(target)
     model.load_state_dict(ckpt["model"])
     model.eval()
-    return TrainedRun(run, cfg, model, ckpt["fingerprints"].get("data_layout"), target)
+    return TrainedRun(run, cfg, model, ckpt["fingerprints"].get("data_layout"), target, encoder)
 
 
 # --- layouts ----------------------------------------------------------------------------------
@@ -246,6 +252,12 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
     dataset = load_store(store, cfg.num_frames, clip_ids=unique)
     bank = build_text_bank(classes, make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     data = to_device(dataset, cfg.cues, run.device)
+    if run.encoder is not None:  # the run's own frozen encoder, as its training features were made
+        from posebridge.stages.train.encoders.frozen import extract
+
+        model, steps = run.encoder
+        data = dataclasses.replace(data, joint_features=extract(model, data.keypoints, data.confidence, steps,
+                                                                run.device).to(run.device))
     visual = embed(run.model, data, np.arange(len(dataset)))
     texts = class_text_tensors(bank, run.device)
     # score() is in cosine units (stages/eval/scoring.py); the run's learned scale turns them into

@@ -23,6 +23,8 @@ from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint, save
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
 from posebridge.stages.train.encoders import resolve_encoder
+from posebridge.stages.train.encoders.frozen import encoder_record
+from posebridge.stages.train.feature_folder import FeatureDataset
 from posebridge.stages.train.loop import (CPU_THREADS, FitState, check_compatible, class_text_tensors, fit,
                                           model_args, new_fit_state, resolve_device, to_device,
                                           with_encoder_features)
@@ -40,7 +42,7 @@ def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig
     # data_layout: what `posebridge predict` checks a new video's extractor against.
     return {"data": ds.source_fingerprint, "text_bank": bank.fingerprint, "text_encoder": cfg.text_encoder,
             "split": split.name, "split_source": split.source, "split_assumption": split.assumption,
-            "data_layout": ds.layout}
+            "data_layout": ds.layout, "feature_folder": isinstance(ds, FeatureDataset)}
 
 
 def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:
@@ -79,6 +81,8 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     texts = class_text_tensors(text_bank, device)
     args = model_args(cfg, dataset, text_bank)
     fingerprints = _fingerprints(dataset, split, text_bank, cfg)
+    # the frozen encoder travels with the run, so `predict` can encode new clips without the cache
+    encoder = encoder_record(data.encoder_folder) if data.encoder_folder is not None else None
     state = new_fit_state(cfg, args, device, cfg.seed)
     ckpt_path = run_dir / CHECKPOINT
     history: list[float] = []
@@ -99,7 +103,7 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
             "model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
             "generator": s.generator.get_state(), "epoch": s.epoch, "losses": history,
             "config": cfg.to_dict(), "model_args": args.to_dict(), "fingerprints": fingerprints,
-            "calibration": calibration,
+            "calibration": calibration, "skeleton_encoder": encoder,
         })
 
     def train_auxiliary(train_idx: np.ndarray, classes: np.ndarray):

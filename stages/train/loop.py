@@ -69,6 +69,8 @@ class DeviceData:
     # True for a feature folder: its skeleton features are all there is (`keypoints` holds the same
     # tensor only so that code asking for the device or the row count works unchanged)
     features_only: bool = False
+    # the frozen encoder's cache folder (weights.pt, info.json) when joint_features came from one
+    encoder_folder: Path | None = None
 
 
 def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
@@ -108,7 +110,8 @@ def with_encoder_features(cfg: TrainConfig, data: DeviceData, train_idx: np.ndar
     frozen = frozen_skeleton_features(data.keypoints, data.confidence, data.labels, train_idx, classes,
                                       shiftgcn_settings(cfg), data_fingerprint, paths.cache_root(encoder_cache),
                                       data.keypoints.device)
-    return dataclasses.replace(data, joint_features=frozen.features.to(data.keypoints.device))
+    return dataclasses.replace(data, joint_features=frozen.features.to(data.keypoints.device),
+                               encoder_folder=frozen.folder)
 
 
 def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.fingerprint import fingerprint
-from posebridge.stages.train.encoders.shift_gcn import ShiftGCN
+from posebridge.stages.train.encoders.shift_gcn import IN_CHANNELS, ShiftGCN
 from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
 
 ENCODER_VERSION = 1  # bump when the network or its training changes what the features are
@@ -143,3 +143,20 @@ def frozen_skeleton_features(keypoints: torch.Tensor, confidence: torch.Tensor, 
         with open(tmp, "wb") as handle:
             np.save(handle, features.numpy())
     return FrozenFeatures(features, folder, pretrained=True)
+
+
+def encoder_record(folder: Path) -> dict:
+    """A cached encoder as plain values and tensors, for a run's checkpoint: a shared run folder
+    must score new clips without the cache that trained it (`posebridge predict`)."""
+    info = json.loads((Path(folder) / "info.json").read_text())
+    state = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
+    return {"fingerprint": info["fingerprint"], "settings": info["settings"], "num_classes": len(info["classes"]),
+            "num_joints": int(state["data_bn.weight"].numel() // IN_CHANNELS), "state_dict": state}
+
+
+def encoder_from_record(record: dict, device: torch.device) -> tuple[ShiftGCN, int]:
+    """(the frozen encoder in eval mode, the time steps its features are pooled to)."""
+    settings = ShiftGCNSettings(**record["settings"])
+    model = ShiftGCN(record["num_joints"], record["num_classes"], settings.width)
+    model.load_state_dict(record["state_dict"])
+    return model.to(device).eval(), settings.steps
