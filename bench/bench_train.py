@@ -10,6 +10,13 @@
 
 Run it with `make bench-train`.
 
+With `--features-scale ntu60` it measures the features route (`train --features DIR`) at NTU-60
+size (bench/scale_features.py writes a 56,880-row SYNTHETIC SynSE/PURLS folder once, 4.4 GB):
+  load        load_feature_folder (memory-mapped, normalised in chunks into float16) against the
+              baseline of reading the files as DynaPURLS does (np.load whole, float32, then L2
+              normalise), each in a fresh process: seconds and peak RSS
+  training    ms per step on that folder (batch 64) and its peak RSS
+
 With `--scale ntu60` it measures the training view at NTU-60 size instead (bench/scale_store.py
 generates a 56,880-clip SYNTHETIC store once, kept under outputs/bench/cache/):
   view reuse  the first load (the view is written from the store) against the second (it is
@@ -142,6 +149,61 @@ def scale_phase(phase: str, store: Path, steps: int, eval_rows: int) -> dict:
     return out
 
 
+def features_phase(phase: str, folder: Path, steps: int, eval_rows: int) -> dict:
+    """One measured phase in this (fresh) process: the baseline read, or ours plus training."""
+    from posebridge.stages.train.feature_folder import SIDES, load_feature_folder
+    from posebridge.stages.train.run import for_features
+
+    if phase == "features-baseline":  # DynaPURLS data/ntu_60.py: np.load, float32 tensors, normalise
+        start = time.perf_counter()
+        kept = []
+        for side in SIDES:
+            x = torch.from_numpy(np.load(folder / f"{side}_feature.npy"))
+            kept.append((torch.nn.functional.normalize(x, dim=1), np.load(folder / f"{side}_labels.npy")))
+            del x
+        return {"load_s": time.perf_counter() - start, "rows": sum(len(y) for _, y in kept),
+                "peak_rss_gb": peak_rss_gb()}
+    dataset, load_s = timed(load_feature_folder, folder, 60)
+    out = {"load_s": load_s, "rows": len(dataset)}
+    torch.set_num_threads(loop.CPU_THREADS)
+    cfg = for_features(TrainConfig(split="ntu60_55_5", cues="none", epochs=1, gzsl_calibration="none"), dataset)
+    split, device = get_split(cfg.split), torch.device("cpu")
+    parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
+    bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), folder.parent / "text")
+    data, texts = loop.to_device(dataset, cfg.cues, device), loop.class_text_tensors(bank, device)
+    state = loop.new_fit_state(cfg, loop.model_args(cfg, dataset, bank), device, cfg.seed)
+    rows = np.random.default_rng(0).choice(parts["train"], min(len(parts["train"]), steps * cfg.batch_size),
+                                           replace=False)
+    _, fit_s = timed(loop.fit, state, cfg, data, rows, np.array(split.seen), texts, 1)
+    test = parts["test_gzsl"][:eval_rows]
+    _, embed_s = timed(embed, state.model, data, test)
+    out.update(step_ms=1e3 * fit_s / -(-len(rows) // cfg.batch_size), embed_clips_per_s=len(test) / embed_s,
+               train_rows=len(rows), test_rows=len(test), peak_rss_gb=peak_rss_gb())
+    return out
+
+
+def features_main(args) -> None:
+    from scale_features import write_scale_features
+
+    folder, gen_s = timed(write_scale_features, Path(args.scale_root).parent / "features", args.features_scale)
+    size = sum(p.stat().st_size for p in folder.glob("*.npy"))
+    print(f"feature folder: {size / 1e9:.1f} GB on disk, {folder} (ready in {gen_s:.0f} s)")
+
+    def child(phase: str) -> dict:
+        cmd = [sys.executable, __file__, "--phase", phase, "--store", str(folder), "--steps", str(args.steps),
+               "--eval-rows", str(args.eval_rows)]
+        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+    base, ours = child("features-baseline"), child("features")
+    print(f"baseline read (np.load, float32, normalise): {base['rows']} rows in {base['load_s']:.1f} s, "
+          f"peak RSS {base['peak_rss_gb']:.1f} GB")
+    print(f"load_feature_folder: {ours['rows']} rows in {ours['load_s']:.1f} s; training {ours['train_rows']} random "
+          f"rows at {ours['step_ms']:.0f} ms/step (batch 64); embedding {ours['test_rows']} test rows at "
+          f"{ours['embed_clips_per_s']:.0f} rows/s; peak RSS {ours['peak_rss_gb']:.1f} GB")
+    print(f"features route load: {base['load_s'] / ours['load_s']:.2f}x the baseline's speed; "
+          f"peak RSS {base['peak_rss_gb'] / ours['peak_rss_gb']:.2f}x lower (baseline load only, ours incl. training)")
+
+
 def scale_main(args) -> None:
     root = Path(args.scale_root)
     store_path = write_scale_store(root, args.scale)
@@ -174,11 +236,19 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), help="measure the training view at this size instead")
     parser.add_argument("--scale-root", default="outputs/bench/cache", help="where the scale store is kept")
     parser.add_argument("--eval-rows", type=int, default=4096, help="--scale: test clips embedded after training")
-    parser.add_argument("--phase", choices=("load", "train"), help=argparse.SUPPRESS)  # a measured child process
+    parser.add_argument("--features-scale", choices=sorted(SCALES),
+                        help="measure the features route (train --features) at this size instead")
+    parser.add_argument("--phase", choices=("load", "train", "features-baseline", "features"),
+                        help=argparse.SUPPRESS)  # a measured child process
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        print(json.dumps(scale_phase(args.phase, Path(args.store), args.steps, args.eval_rows)))
+        measure = features_phase if args.phase.startswith("features") else scale_phase
+        print(json.dumps(measure(args.phase, Path(args.store), args.steps, args.eval_rows)))
+        return
+    if args.features_scale:
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+        features_main(args)
         return
     if args.scale:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")

@@ -58,3 +58,33 @@ def test_export_refuses_a_folder_that_holds_features_and_the_small_gcn(tmp_path)
         export_split_features(tiny_config(skeleton_encoder="gcn"), data, split, tmp_path / "g",
                               encoder_cache=tmp_path / "c")
     assert torch.equal(torch.from_numpy(np.load(tmp_path / "f" / "train_feature.npy")), torch.zeros(1, 1, 1, 1))
+
+
+def test_cli_export_then_train_on_the_folder(tmp_path, capsys):
+    """The two commands a user runs: export-features from a cue cache, train --features on it (the
+    demo's SYNTHETIC store at 4 clips per class; Shift-GCN width 4, 1 epoch: mechanics only)."""
+    from posebridge.pipeline.cli import main
+    from posebridge.stages.train.synthetic import write_synthetic_store
+
+    def run(*args) -> int:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        return exit_info.value.code
+
+    cache = tmp_path / "cache"
+    store = write_synthetic_store(cache, clips_per_class=4)
+    folder = tmp_path / "synthetic features"
+    assert run("export-features", "--split", "synthetic_zsl", "--out", str(folder), "--store", str(store),
+               "--cache-dir", str(cache), "--shiftgcn-width", "4", "--shiftgcn-epochs", "1", "--device", "cpu") == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"wrote {folder}: train ") and line.endswith(" rows")
+    assert np.load(folder / "train_feature.npy").shape[1:] == (16, 3, 33)
+    assert run("train", "--split", "synthetic_zsl", "--features", str(folder), "--cues", "none", "--epochs", "1",
+               "--gzsl-calibration", "none", "--cache-dir", str(cache), "--runs-dir", str(tmp_path / "runs"),
+               "--device", "cpu") == 0
+    assert "| synthetic_zsl | none |" in capsys.readouterr().out
+    # a second export into the same folder: refused, the folder kept
+    assert run("export-features", "--split", "synthetic_zsl", "--out", str(folder), "--store", str(store),
+               "--cache-dir", str(cache), "--shiftgcn-width", "4", "--shiftgcn-epochs", "1") == 1
+    assert "give an empty or new --out" in capsys.readouterr().err
+    assert np.load(folder / "train_feature.npy").shape[1:] == (16, 3, 33)

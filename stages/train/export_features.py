@@ -47,6 +47,12 @@ def write_feature_folder(out: Path, features: np.ndarray, labels: np.ndarray, pa
     return counts
 
 
+def refuse_existing(out: Path) -> None:
+    """Never overwrite a feature folder: someone's experiments may point at it."""
+    if any(Path(out).glob("*_feature.npy")):
+        raise UserError(f"{out} holds a feature folder already; give an empty or new --out")
+
+
 def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, out: Path,
                           encoder_cache: Path | None) -> dict[str, int]:
     """Pretrain (or load) the split's frozen Shift-GCN exactly as a training run would, then write
@@ -61,9 +67,7 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
     if cfg.skeleton_encoder != "shiftgcn":
         raise UserError(f"only the frozen Shift-GCN's features can be exported (got --skeleton-encoder "
                         f"{cfg.skeleton_encoder}); the small GCN is trained with the heads")
-    out = Path(out)
-    if any(out.glob("*_feature.npy")):
-        raise UserError(f"{out} holds a feature folder already; give an empty or new --out")
+    refuse_existing(out)
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
     device = resolve_device(cfg.device)
     torch.set_num_threads(2)

@@ -212,8 +212,9 @@ def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir:
                     guess_kinetics200: bool = False) -> dict[str, int]:
     """A split's frozen Shift-GCN features as a SynSE/PURLS feature folder at `out` (the encoder is
     the one `train --skeleton-encoder shiftgcn` with the same settings uses: cached, or pretrained now)."""
-    from posebridge.stages.train.export_features import export_split_features
+    from posebridge.stages.train.export_features import export_split_features, refuse_existing
 
+    refuse_existing(out)  # before any data is read
     split = get_split(split_name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     if store is None and pyskl is None:
         check_cache_exists(split.name, cache_dir)
