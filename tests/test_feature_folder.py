@@ -123,3 +123,76 @@ def test_cli_needs_cues_none_and_says_so(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "add --cues none" in err
+
+
+S, DC = 16, 512  # cue tokens per video, as the PoseBridge authors publish them
+
+
+def write_cues(folder, sides, seed=1, drop=None):
+    rng = np.random.default_rng(seed)
+    for side, labels in sides.items():
+        if side != drop:
+            np.save(folder / f"{side}_cue.npy", rng.standard_normal((len(labels), S, DC)).astype(np.float32))
+
+
+def test_cue_tokens_in_the_folder_follow_the_kept_rows_and_reach_the_bridge(tmp_path):
+    sides = write_folder(tmp_path / "f", zero_rows=(0, 5), per_class=1)
+    write_cues(tmp_path / "f", sides)
+    ds = load_feature_folder(tmp_path / "f", num_classes=60)
+    test_cues = np.load(tmp_path / "f" / "test_cue.npy")
+    test_rows = [i for i, m in enumerate(ds.meta) if m["side"] == "test"]
+    assert ds.cue_tokens.shape == (len(ds), S, DC) and ds.cue_tokens.dtype == torch.float16
+    assert torch.equal(ds.cue_tokens[test_rows], torch.from_numpy(np.delete(test_cues, [0, 5], axis=0)).half())
+
+    cfg = TrainConfig(split=SPLIT, cues="all")
+    data = loop.to_device(ds, "all", torch.device("cpu"))
+    rows = torch.tensor([0, 3, 7])
+    _, _, tokens, _, joint = loop.take_batch(data, rows, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(tokens, ds.cue_tokens[rows].float()) and joint.shape == (3, C, TP, V)
+    args = loop.model_args(cfg, ds, tiny_bank_for(60))
+    assert (args.cue_input, args.cue_token_dim, args.cue_steps) == ("tokens", DC, S)
+    from posebridge.stages.train.heads import PoseBridge
+
+    model = PoseBridge(args).eval()
+    with torch.no_grad():
+        model.bridge.gate.bias.fill_(1.0)  # open the gate so the cues can reach the output
+        base = model(None, None, tokens, None, joint).global_
+        other = model(None, None, torch.randn_like(tokens), None, joint).global_
+    assert (base - other).norm(dim=-1).min() > 1e-3
+    # --cues none leaves them out entirely
+    assert loop.to_device(ds, "none", torch.device("cpu")).features is None
+
+
+def test_training_with_the_folders_cue_tokens(tmp_path):
+    sides = write_folder(tmp_path / "f")
+    write_cues(tmp_path / "f", sides)
+    base = TrainConfig(split=SPLIT, cues="all", epochs=1, batch_size=32, device="cpu", gzsl_calibration="none")
+    (result,) = train_splits([SPLIT], base=base, features=tmp_path / "f", cache_dir=tmp_path / "cache",
+                             runs_dir=tmp_path / "runs")
+    assert "| ntu60_55_5 | all |" in result.table
+    config = json.loads((result.run_dirs[0] / "config.json").read_text())
+    assert config["cue_steps"] == S and config["cues"] == "all"
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda f, sides: write_cues(f, sides, drop="val"), r"val_cue.npy is missing, but the folder has cue tokens"),
+    (lambda f, sides: (write_cues(f, sides), np.save(f / "test_cue.npy", np.zeros((4, S), np.float32))),
+     r"test_cue.npy has shape \[4, 16\] \(float32\); expected \[120, S, D\] float"),
+    (lambda f, sides: (write_cues(f, sides), np.save(f / "val_cue.npy", np.zeros((55, 8, DC), np.float32))),
+     r"val_cue.npy has shape \[55, 8, 512\]; the other cue files have \[N, 16, 512\]"),
+])
+def test_bad_cue_files_are_one_line_errors(tmp_path, breakage, message):
+    sides = write_folder(tmp_path / "f")
+    breakage(tmp_path / "f", sides)
+    with pytest.raises(UserError, match=message):
+        load_feature_folder(tmp_path / "f", num_classes=60)
+
+
+def test_a_folder_without_cue_tokens_refuses_cues_before_any_run_folder(tmp_path):
+    write_folder(tmp_path / "f")
+    for cues, expected in (("all", "add --cues none"), ("heatmap", "use --cues all or none")):
+        base = TrainConfig(split=SPLIT, cues=cues, epochs=1, device="cpu")
+        with pytest.raises(UserError, match=expected):
+            train_splits([SPLIT], base=base, features=tmp_path / "f", cache_dir=tmp_path / "c",
+                         runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -160,6 +160,23 @@ class CueEncoder(nn.Module):
         return self.norm(tokens.flatten(1, 2))
 
 
+class CueTokenProjection(nn.Module):
+    """Precomputed cue tokens [B, S, D] (a feature folder's `*_cue.npy`, e.g. the authors' 16 x 512
+    per video) -> cue tokens [B, S, d]: the same role as CueEncoder's output, one token per step."""
+
+    def __init__(self, token_dim: int, dim: int, steps: int):
+        super().__init__()
+        self.proj = nn.Sequential(nn.LayerNorm(token_dim), nn.Linear(token_dim, dim))
+        self.step_embedding = nn.Parameter(torch.randn(steps, dim) * 0.02)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.shape[1] != self.step_embedding.shape[0]:
+            raise UserError(f"cue tokens have {tokens.shape[1]} steps; this model was built for "
+                            f"{self.step_embedding.shape[0]}")
+        return self.norm(self.proj(tokens.float()) + self.step_embedding)
+
+
 class SkeletonCueBridge(nn.Module):
     """Skeleton tokens query cue tokens; the answer enters through a gate the skeleton token sets.
 
@@ -257,6 +274,10 @@ class ModelArgs:
     # [B, skeleton_channels, T', V] come in (a frozen Shift-GCN's, or a SynSE/PURLS feature folder's).
     skeleton_input: str = "keypoints"
     skeleton_channels: int = 0
+    # "joints": per-joint cue arrays (features / heatmaps) go through CueEncoder; "tokens":
+    # precomputed cue tokens [B, cue_steps, cue_token_dim] come in the features slot (a feature folder's)
+    cue_input: str = "joints"
+    cue_token_dim: int = 0
     adaptive_parts: bool = False  # PURLS adaptive partitioning instead of fixed joint groups / thirds
     symmetric_loss: bool = False  # learnable temperature per representation (losses.symmetric_contrastive)
     skeleton: str = ""  # registry name; "" = by num_joints
@@ -303,8 +324,13 @@ class PoseBridge(nn.Module):
         if args.cues != "none":
             joint_parts = (cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids), args.skeleton)
                            if args.cue_joint_ids else ())
-            self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim,
-                                          args.cues, args.cue_steps, joint_parts)
+            if args.cue_input == "tokens":
+                self.cue_encoder = CueTokenProjection(args.cue_token_dim, args.dim, args.cue_steps)
+            elif args.cue_input == "joints":
+                self.cue_encoder = CueEncoder(args.cue_joints, args.feature_channels, args.heatmap_size, args.dim,
+                                              args.cues, args.cue_steps, joint_parts)
+            else:
+                raise UserError(f"cue_input '{args.cue_input}' is unknown; use joints or tokens")
             self.bridge = SkeletonCueBridge(args.dim, args.heads)
         if args.adaptive_parts:
             self.partition = AdaptivePartition(args.dim, args.text_dim)
@@ -328,10 +354,15 @@ class PoseBridge(nn.Module):
     def tokens(self, keypoints=None, confidence=None, features=None, heatmaps=None, joint_features=None):
         """Skeleton tokens [B, 8, d] (global, 4 parts, 3 segments), after the bridge when cues are on,
         and the joint x time tokens (None without adaptive parts)."""
-        keypoints, confidence, features, heatmaps = with_person_axis(keypoints, confidence, features, heatmaps)
+        if self.args.cue_input == "joints":  # precomputed cue tokens [B, S, D] are per clip: no person axis
+            keypoints, confidence, features, heatmaps = with_person_axis(keypoints, confidence, features, heatmaps)
         shaped = next(x for x in (keypoints, confidence, features, heatmaps, joint_features) if x is not None)
         batch = shaped.shape[0]
-        persons = 1 if joint_features is not None and shaped is joint_features else shaped.shape[1]
+        per_person = next((x for x in (keypoints, confidence) if x is not None), None)
+        if per_person is not None:
+            persons = per_person.shape[1]
+        else:  # precomputed skeleton features / cue tokens are pooled over persons already
+            persons = 1 if shaped is joint_features or self.args.cue_input == "tokens" else shaped.shape[1]
         # Only present persons are encoded (absent ones cost nothing and stay out of batch norm)
         present = present_persons(confidence, batch, persons, shaped.device)
         rows = present.flatten().nonzero().squeeze(1)  # into the folded B*M axis
@@ -352,7 +383,8 @@ class PoseBridge(nn.Module):
         tokens = torch.cat([global_.unsqueeze(1), parts, segments], dim=1) + self.token_type
         if self.args.cues != "none":
             # Each present person's cues answer the clip's skeleton tokens; the answers are averaged.
-            cue_tokens = self.cue_encoder(fold_present(features), fold_present(heatmaps))
+            cue_tokens = (self.cue_encoder(features[clip_of]) if self.args.cue_input == "tokens"  # one per clip
+                          else self.cue_encoder(fold_present(features), fold_present(heatmaps)))
             tokens = pool_rows(self.bridge(tokens[clip_of], cue_tokens), clip_of, batch)
         return tokens, joint_tokens
 

@@ -74,18 +74,14 @@ class DeviceData:
 
 
 def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
+    if isinstance(ds, FeatureDataset):
+        return _folder_to_device(ds, cues, device)
     need_features, need_heatmaps = cues in ("features", "all"), cues in ("heatmap", "all")
     missing = [name for name, needed, have in (("features", need_features, ds.features is not None),
                                                ("heatmaps", need_heatmaps, ds.heatmaps is not None)) if needed and not have]
     if missing:
         raise UserError(f"--cues {cues} needs cue {' and '.join(missing)}, but data {ds.source_fingerprint[:12]} "
                         f"has none (skeleton-only source); use --cues none")
-    if isinstance(ds, FeatureDataset):
-        # A feature folder's maps [N, 1, T', V, C] enter as the model's joint features [N, C, T', V]
-        # (float16 until a batch is drawn); there are no keypoints to encode.
-        joint = ds.keypoints[:, 0].permute(0, 3, 1, 2).to(device)
-        return DeviceData(joint, ds.confidence.to(device, torch.float32), None, None, ds.labels.cpu().numpy(),
-                          joint_features=joint, features_only=True)
     return DeviceData(
         ds.keypoints.to(device, torch.float32),
         ds.confidence.to(device, torch.float32),
@@ -93,6 +89,25 @@ def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
         ds.heatmaps.to(device) if need_heatmaps else None,
         ds.labels.cpu().numpy(),
     )
+
+
+def check_folder_cues(ds: FeatureDataset, cues: str) -> None:
+    if cues not in ("none", "all"):
+        raise UserError(f"--cues {cues}: a feature folder's cue tokens are one stream; use --cues all or none")
+    if cues == "all" and ds.cue_tokens is None:
+        raise UserError("the feature folder has no cue tokens (train_cue.npy, val_cue.npy, test_cue.npy "
+                        "[N, S, D]); add --cues none to train on its skeleton features")
+
+
+def _folder_to_device(ds: FeatureDataset, cues: str, device: torch.device) -> DeviceData:
+    """A feature folder's maps [N, 1, T', V, C] enter as the model's joint features [N, C, T', V]
+    (float16 until a batch is drawn; there are no keypoints to encode); its cue tokens [N, S, D], if
+    any, ride in the features slot."""
+    check_folder_cues(ds, cues)
+    joint = ds.keypoints[:, 0].permute(0, 3, 1, 2).to(device)
+    tokens = ds.cue_tokens.to(device) if cues == "all" else None
+    return DeviceData(joint, ds.confidence.to(device, torch.float32), tokens, None, ds.labels.cpu().numpy(),
+                      joint_features=joint, features_only=True)
 
 
 def shiftgcn_settings(cfg: TrainConfig) -> ShiftGCNSettings:
@@ -120,8 +135,11 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
+    cue_input, cue_token_dim, cue_steps = "joints", 0, cfg.cue_steps
     if isinstance(ds, FeatureDataset):  # a feature folder: its channels, whatever the encoder setting
         skeleton_input, channels = "features", ds.skeleton_channels
+        if ds.cue_tokens is not None:  # its cue tokens, as many steps as it has
+            cue_input, cue_token_dim, cue_steps = "tokens", int(ds.cue_tokens.shape[2]), int(ds.cue_tokens.shape[1])
     elif cfg.skeleton_encoder == "shiftgcn":  # the frozen Shift-GCN's features (4x its width)
         skeleton_input, channels = "features", 4 * cfg.shiftgcn_width
     else:
@@ -134,9 +152,10 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         skeleton=ds.skeleton,
         text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
         cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
-        cue_steps=cfg.cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
+        cue_steps=cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
         skeleton_input=skeleton_input, skeleton_channels=channels,
         adaptive_parts=cfg.adaptive_parts, symmetric_loss=cfg.symmetric_loss,
+        cue_input=cue_input, cue_token_dim=cue_token_dim,
     )
 
 
@@ -153,8 +172,8 @@ def take_batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen
     device = data.keypoints.device
     idx = idx.to(device)
     joint = data.joint_features[idx].float() if data.joint_features is not None else None
-    if data.features_only:  # a feature folder: nothing per frame to augment
-        return None, None, None, None, joint
+    if data.features_only:  # a feature folder: nothing per frame to augment (cue tokens, if any, as they are)
+        return None, None, None if data.features is None else data.features[idx].float(), None, joint
     kp, conf = data.keypoints[idx], data.confidence[idx]
     feat = data.features[idx].float() if data.features is not None else None
     hm = data.heatmaps[idx].float() if data.heatmaps is not None else None

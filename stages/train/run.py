@@ -23,6 +23,7 @@ from posebridge.stages.train.data import CueDataset, load_pyskl
 from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.stages.train.experiment import train
 from posebridge.stages.train.feature_folder import FeatureDataset, load_feature_folder
+from posebridge.stages.train.loop import check_folder_cues
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
@@ -116,10 +117,13 @@ def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store
 
 
 def for_features(cfg: TrainConfig, dataset: CueDataset) -> TrainConfig:
-    """Precomputed features are pooled already: T' steps as they are, no crop or scale augmentation."""
+    """Precomputed features are pooled already: T' steps as they are, no crop or scale augmentation;
+    cue tokens, if the folder has them, keep its own number of steps."""
     if not isinstance(dataset, FeatureDataset):
         return cfg
-    return dataclasses.replace(cfg, num_frames=int(dataset.keypoints.shape[2]), crop_min=1.0, scale_jitter=0.0)
+    steps = cfg.cue_steps if dataset.cue_tokens is None else int(dataset.cue_tokens.shape[1])  # the folder's
+    return dataclasses.replace(cfg, num_frames=int(dataset.keypoints.shape[2]), crop_min=1.0, scale_jitter=0.0,
+                               cue_steps=steps)
 
 
 def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
@@ -137,8 +141,6 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     between calls so that one process loads a cache once."""
     if pyskl is not None and base.cues != "none":
         raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
-    if features is not None and base.cues != "none":
-        raise UserError(f"a feature folder holds skeleton features only; add --cues none to train from {features}")
     if features is not None and (pyskl is not None or store is not None):
         raise UserError("give one data source: --features, --pyskl or --store")
     known = {n.lower() for n in SPLIT_NAMES}
@@ -154,6 +156,8 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     results = []
     for split in splits:
         dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded, features)
+        if isinstance(dataset, FeatureDataset):  # before any run folder is made
+            check_folder_cues(dataset, base.cues)
         bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
         cfg0 = for_features(dataclasses.replace(base, split=split.name, skeleton_encoder=resolve_encoder(
             base.skeleton_encoder, split.dataset)), dataset)
