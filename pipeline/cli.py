@@ -290,8 +290,9 @@ def train(
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
                                          "COCO-17 2D or NTU-25 3D, up to 2 persons, read without running code."),
     features: Optional[Path] = typer.Option(None, "--features", help="Train on a SynSE/PURLS feature folder "
-                                            "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; with --cues "
-                                            "none; the folder must be the split's own)."),
+                                            "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; the folder "
+                                            "must be the split's own). --cues none, or --cues all when it also holds "
+                                            "train/val/test_cue.npy cue tokens [N, S, D]."),
     cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
     seed: int = typer.Option(0, "--seed", help="First seed."),

@@ -196,3 +196,28 @@ def test_a_folder_without_cue_tokens_refuses_cues_before_any_run_folder(tmp_path
             train_splits([SPLIT], base=base, features=tmp_path / "f", cache_dir=tmp_path / "c",
                          runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("with_cues", [False, True])
+def test_the_folders_fingerprint_is_the_sha256_of_its_files_hashed_while_reading(tmp_path, with_cues):
+    """Every file counts: a changed feature file is other data (it once hashed the labels only)."""
+    from posebridge.pipeline.fingerprint import file_sha256, fingerprint
+
+    folder = tmp_path / "f"
+    sides = write_folder(folder, per_class=1)
+    if with_cues:
+        write_cues(folder, sides)
+    kinds = ("feature", "labels", "cue") if with_cues else ("feature", "labels")
+
+    def expected():
+        return fingerprint({f"{side}_{kind}": file_sha256(folder / f"{side}_{kind}.npy")
+                            for side in sides for kind in kinds})
+
+    plain_sha = expected()
+    plain = load_feature_folder(folder, num_classes=60)
+    assert plain.source_fingerprint == plain_sha
+    # a Fortran-order file takes the other read path: the same rows, its own bytes' fingerprint
+    np.save(folder / "test_feature.npy", np.asfortranarray(np.load(folder / "test_feature.npy")))
+    fortran = load_feature_folder(folder, num_classes=60)
+    assert torch.equal(plain.keypoints, fortran.keypoints)
+    assert fortran.source_fingerprint == expected() != plain_sha

@@ -22,18 +22,20 @@ code run unchanged. The heads take them through the encoders' precomputed-featur
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256, fingerprint
 from posebridge.stages.train.data import CueDataset
 
 SIDES = ("train", "val", "test")
-_CHUNK = 4096  # rows normalised at a time, so a 3 GB float32 file is never copied whole
+_CHUNK = 2048  # rows read and normalised at a time, so a 3 GB float32 file is never in memory whole
 
 
 @dataclass
@@ -100,20 +102,32 @@ def _read_cue_tokens(folder: Path, side: str, rows: int, shape: tuple[int, ...] 
     return x
 
 
-def _normalised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(kept rows' features [n, T', V, C] float16 with unit-norm cells, kept row indices)."""
-    n, c, t, v = x.shape
-    nonzero = np.zeros(n, bool)
-    for start in range(0, n, _CHUNK):
-        nonzero[start:start + _CHUNK] = np.any(np.asarray(x[start:start + _CHUNK]).reshape(-1, c * t * v) != 0, axis=1)
-    keep = np.flatnonzero(nonzero)
-    out = np.empty((len(keep), t, v, c), np.float16)
-    for start in range(0, len(keep), _CHUNK):
-        rows = keep[start:start + _CHUNK]
-        cells = np.asarray(x[rows], np.float32).transpose(0, 2, 3, 1)  # [b, T', V, C]
-        norm = np.linalg.norm(cells, axis=-1, keepdims=True)
-        out[start:start + len(rows)] = cells / np.where(norm > 0, norm, 1.0)  # an all-zero cell stays zero
-    return out, keep
+def _chunks(path: Path, x: np.ndarray, digest):
+    """(first row, float32 tensor of the next _CHUNK rows) over a .npy file opened as memmap `x`;
+    every byte of the file also goes into `digest` (a hashlib object), so the folder's fingerprint
+    costs no second read. Rows are read with plain file reads into a fresh buffer, not through the
+    mapping, whose touched pages would count as this process's memory until it is closed (a 4 GB
+    file: 4 GB of RSS)."""
+    row_shape, n = x.shape[1:], len(x)
+    row_bytes = x.dtype.itemsize * int(np.prod(row_shape))
+    plain = isinstance(x, np.memmap) and x.flags.c_contiguous
+    with open(path, "rb", buffering=0) as handle:
+        if not plain:  # Fortran order: hash the file as it is, then read through the mapping
+            while block := handle.read(1 << 24):
+                digest.update(block)
+        else:
+            digest.update(handle.read(x.offset))  # the .npy header
+        for start in range(0, n, _CHUNK):
+            rows = min(_CHUNK, n - start)
+            if plain:
+                buffer = np.empty((rows, *row_shape), x.dtype)
+                handle.readinto(memoryview(buffer).cast("B"))  # rows follow each other: no seek
+                digest.update(memoryview(buffer).cast("B"))
+            else:
+                buffer = np.ascontiguousarray(x[start:start + rows])
+            yield start, torch.from_numpy(buffer).float()
+        if plain:
+            digest.update(handle.read())  # trailing bytes, if a writer left any
 
 
 def load_feature_folder(folder: str | Path, num_classes: int | None = None) -> FeatureDataset:
@@ -123,35 +137,53 @@ def load_feature_folder(folder: str | Path, num_classes: int | None = None) -> F
     if not folder.is_dir():
         raise UserError(f"feature folder {folder} does not exist; give the folder that holds "
                         f"train_feature.npy, val_feature.npy, test_feature.npy and their *_labels.npy")
-    maps, labels, meta, ids, dropped, cues = [], [], [], [], {}, []
-    shape, cue_shape = None, None
+    shape, cue_shape, sides = None, None, {}
     with_cues = any((folder / f"{side}_cue.npy").exists() for side in SIDES)
-    for side in SIDES:
+    for side in SIDES:  # every file checked before anything is read in bulk
         x = _read_features(folder / f"{side}_feature.npy", shape)
         shape = tuple(x.shape[1:])
         y = _read_labels(folder / f"{side}_labels.npy", len(x))
         if num_classes is not None and len(y) and y.max() >= num_classes:
             raise UserError(f"{folder / f'{side}_labels.npy'} has class id {y.max()}, but the split has "
                             f"{num_classes} classes: is this the split's dataset (0-based ids)?")
-        kept, rows = _normalised(x)
-        if with_cues:
-            tokens = _read_cue_tokens(folder, side, len(x), cue_shape)
-            cue_shape = tuple(tokens.shape[1:])
-            cues.append(np.asarray(tokens[rows], np.float16))  # the rows kept for the features
-        maps.append(kept)
-        labels.append(y[rows])
-        meta += [{"side": side, "row": int(r)} for r in rows]
-        ids += [f"{side}-{int(r):06d}" for r in rows]
-        dropped[side] = int(len(x) - len(rows))
-    features = np.concatenate(maps)
-    t, v = features.shape[1:3]
+        tokens = _read_cue_tokens(folder, side, len(x), cue_shape) if with_cues else None
+        cue_shape = tuple(tokens.shape[1:]) if with_cues else None
+        sides[side] = (x, y, tokens)
+    total = sum(len(x) for x, _, _ in sides.values())
+    c, t, v = shape
+    # Filled in place, chunk by chunk: the only full-size array is the float16 result.
+    maps = torch.empty((total, t, v, c), dtype=torch.float16)
+    cues = torch.empty((total, *cue_shape), dtype=torch.float16) if with_cues else None
+    labels, meta, ids, dropped, pos = [], [], [], {}, 0
+    digests = {(side, kind): hashlib.sha256() for side in SIDES for kind in ("feature", "cue")}
+    for side, (x, y, tokens) in sides.items():
+        token_chunks = _chunks(folder / f"{side}_cue.npy", tokens, digests[side, "cue"]) if with_cues else None
+        for start, chunk in _chunks(folder / f"{side}_feature.npy", x, digests[side, "feature"]):
+            keep = chunk.flatten(1).ne(0).any(dim=1).nonzero().squeeze(1)  # all-zero rows: missing skeletons
+            end = pos + len(keep)
+            # each joint-step cell's C-vector to unit length (an all-zero cell stays zero)
+            maps[pos:end] = F.normalize(chunk[keep], dim=1).permute(0, 2, 3, 1)
+            if token_chunks is not None:
+                cues[pos:end] = next(token_chunks)[1][keep]
+            rows = keep.numpy() + start
+            labels.append(y[rows])
+            meta += [{"side": side, "row": int(r)} for r in rows]
+            ids += [f"{side}-{int(r):06d}" for r in rows]
+            pos = end
+        if token_chunks is not None:
+            for _ in token_chunks:  # same row count: already done; this closes the file and ends the hash
+                pass
+        dropped[side] = int(len(x) - sum(m["side"] == side for m in meta))
+    maps = maps[:pos]
+    # sha256 of every file (the big ones hashed as they were read), as file_sha256 would give
     kinds = ("feature", "labels", "cue") if with_cues else ("feature", "labels")
-    source = fingerprint({side: file_sha256(folder / f"{side}_{kind}.npy") for side in SIDES for kind in kinds})
+    source = fingerprint({f"{side}_{kind}": digests[side, kind].hexdigest() if kind != "labels"
+                          else file_sha256(folder / f"{side}_labels.npy") for side in SIDES for kind in kinds})
     if any(dropped.values()):
         print(f"feature folder {folder}: dropped all-zero rows (missing skeletons): "
               + ", ".join(f"{k} {n}" for k, n in dropped.items()))
     return FeatureDataset(
-        keypoints=torch.from_numpy(features).unsqueeze(1), confidence=torch.ones(len(features), 1, t, v),
+        keypoints=maps.unsqueeze(1), confidence=torch.ones(pos, 1, t, v),
         features=None, heatmaps=None, labels=torch.from_numpy(np.concatenate(labels)), clip_ids=ids, meta=meta,
-        cue_joints=(), source_fingerprint=source, skeleton_channels=int(shape[0]),
-        cue_tokens=torch.from_numpy(np.concatenate(cues)) if with_cues else None)
+        cue_joints=(), source_fingerprint=source, skeleton_channels=c,
+        cue_tokens=cues[:pos] if with_cues else None)
