@@ -162,9 +162,11 @@ def load_feature_folder(folder: str | Path, num_classes: int | None = None) -> F
             keep = chunk.flatten(1).ne(0).any(dim=1).nonzero().squeeze(1)  # all-zero rows: missing skeletons
             end = pos + len(keep)
             # each joint-step cell's C-vector to unit length (an all-zero cell stays zero)
-            maps[pos:end] = F.normalize(chunk[keep], dim=1).permute(0, 2, 3, 1)
+            whole = len(keep) == len(chunk)  # the usual case: no row to drop, no copy to make
+            maps[pos:end] = F.normalize(chunk if whole else chunk[keep], dim=1).permute(0, 2, 3, 1)
             if token_chunks is not None:
-                cues[pos:end] = next(token_chunks)[1][keep]
+                tokens_chunk = next(token_chunks)[1]
+                cues[pos:end] = tokens_chunk if whole else tokens_chunk[keep]
             rows = keep.numpy() + start
             labels.append(y[rows])
             meta += [{"side": side, "row": int(r)} for r in rows]
