@@ -67,14 +67,19 @@ def _read_labels(path: Path, rows: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def _open_npy(path: Path, expected: str) -> np.ndarray:
+    """The file memory-mapped (its header checked, nothing read); never unpickles."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise UserError(f"{path} is not a plain .npy array ({err}); expected {expected}") from None
+
+
 def _read_features(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
     if not path.exists():
         raise UserError(f"{path} is missing; a feature folder needs {path.name} of shape [N, C, T', V] float "
                         f"(e.g. [N, 256, 3, 25])")
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise UserError(f"{path} is not a plain .npy array ({err}); expected [N, C, T', V] float") from None
+    x = _open_npy(path, "[N, C, T', V] float")
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{path} has shape {list(x.shape)} ({x.dtype}); expected [N, C, T', V] float "
                         f"(e.g. [N, 256, 3, 25])")
@@ -89,10 +94,7 @@ def _read_cue_tokens(folder: Path, side: str, rows: int, shape: tuple[int, ...] 
     if not path.exists():
         raise UserError(f"{path} is missing, but the folder has cue tokens for another side; give "
                         f"{', '.join(f'{s}_cue.npy' for s in SIDES)} all, each [N, S, D] float, or none")
-    try:
-        x = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise UserError(f"{path} is not a plain .npy array ({err}); expected [N, S, D] float cue tokens") from None
+    x = _open_npy(path, "[N, S, D] float cue tokens")
     if x.ndim != 3 or len(x) != rows or not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{path} has shape {list(x.shape)} ({x.dtype}); expected [{rows}, S, D] float: one row of "
                         f"cue tokens per row of {side}_feature.npy (e.g. [{rows}, 16, 512])")
