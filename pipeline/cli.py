@@ -226,6 +226,10 @@ def export_features(
     shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
     shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
+    cue_tokens: bool = typer.Option(True, "--cue-tokens/--no-cue-tokens",
+                                    help="Also write <side>_cue.npy: the clip's cues pooled to --cue-steps tokens "
+                                         "(for `train --features DIR --cues all`); skipped when the data has no cues."),
+    cue_steps: int = typer.Option(16, "--cue-steps", help="Temporal cue tokens per clip."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
                                                        help="Your Kinetics-200 class list (one K400 name per line)."),
@@ -233,16 +237,17 @@ def export_features(
                                            help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers)."),
 ) -> None:
     """Write a split's frozen Shift-GCN features as a SynSE/PURLS feature folder ([N, C, 3, V] float32
-    per side; test = the split's seen + unseen test rows), for `train --features` or the PURLS /
-    DynaPURLS code. The encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the
+    per side; test = the split's seen + unseen test rows), with the clips' cues pooled to cue tokens,
+    for `train --features` or the PURLS / DynaPURLS code. The encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the
     same settings uses, or is pretrained now."""
     from posebridge.stages.train.config import TrainConfig
     from posebridge.stages.train.run import export_features as export_split
 
-    base = TrainConfig(split=split, seed=seed, device=device, skeleton_encoder="shiftgcn",
+    base = TrainConfig(split=split, seed=seed, device=device, skeleton_encoder="shiftgcn", cue_steps=cue_steps,
                        shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
-                          kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+                          kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
+                          with_cues=cue_tokens)
     typer.echo(f"wrote {out}: " + ", ".join(f"{side} {n}" for side, n in counts.items()) + " rows")
 
 

@@ -15,7 +15,7 @@ from posebridge.stages.train.export_features import export_split_features
 from posebridge.stages.train.feature_folder import load_feature_folder
 from posebridge.stages.train.run import for_features
 from test_encoders import SHIFT, count_pretraining  # noqa: F401  (fixture)
-from test_loop import K, SEEN, tiny_bank, tiny_config, tiny_dataset, tiny_split
+from test_loop import C, K, P2, SEEN, VC, tiny_bank, tiny_config, tiny_dataset, tiny_split
 
 
 def test_export_writes_the_runs_partition_from_the_cached_encoder(tmp_path, count_pretraining):  # noqa: F811
@@ -36,6 +36,17 @@ def test_export_writes_the_runs_partition_from_the_cached_encoder(tmp_path, coun
     assert np.array_equal(np.load(out / "test_feature.npy"), cached[parts["test_gzsl"]])
     info = json.loads((out / "info.json").read_text())
     assert info["split"] == split.name and info["rows"] == counts and info["sides"]["test"] == "test_gzsl"
+    # cue tokens: per clip, cues pooled to 16 windows, averaged over the persons present (by hand)
+    cues = np.load(out / "test_cue.npy")
+    assert cues.dtype == np.float16 and cues.shape == (len(parts["test_gzsl"]), 16, VC * (C + P2))
+    for row, clip in enumerate(parts["test_gzsl"][:4]):
+        persons = [m for m in range(2) if data.confidence[clip, m].gt(0).any()]
+        raw = torch.cat([data.features[clip], data.heatmaps[clip]], dim=-1)[persons].float()  # [m, T, VC, C + P2]
+        t = raw.shape[1]  # window i: frames floor(i t / 16) .. ceil((i + 1) t / 16), as adaptive pooling
+        windows = torch.stack([raw[:, (i * t) // 16:-((-(i + 1) * t) // 16)].mean(dim=1) for i in range(16)], dim=1)
+        expected = windows.mean(0).flatten(1)
+        assert np.allclose(cues[row], expected.numpy(), atol=2e-3, rtol=2e-3), clip
+    assert info["cue_shape"] == [16, VC * (C + P2)]
 
     # read back: the same partition (the folder's own val rows), and it trains
     folder = load_feature_folder(out, num_classes=K)
@@ -43,6 +54,8 @@ def test_export_writes_the_runs_partition_from_the_cached_encoder(tmp_path, coun
     for name in ("train", "val", "test_zsl", "test_gzsl"):
         assert len(back[name]) == len(parts[name]), name
         assert np.array_equal(folder.labels.numpy()[back[name]], data.labels.numpy()[parts[name]]), name
+    test_rows = [i for i, m in enumerate(folder.meta) if m["side"] == "test"]
+    assert torch.equal(folder.cue_tokens[test_rows], torch.from_numpy(cues))
     metrics = experiment.train(for_features(cfg, folder), folder, split, tiny_bank(), tmp_path / "back",
                                encoder_cache=cache)
     assert metrics["samples"]["test_zsl"] == len(parts["test_zsl"]) and 0.0 <= metrics["zsl"]["top1"] <= 1.0
@@ -61,7 +74,7 @@ def test_export_refuses_a_folder_that_holds_features_and_the_small_gcn(tmp_path)
 
 
 def test_cli_export_then_train_on_the_folder(tmp_path, capsys):
-    """The two commands a user runs: export-features from a cue cache, train --features on it (the
+    """The two commands a user runs: export-features from a cue cache, train --features --cues all on it (the
     demo's SYNTHETIC store at 4 clips per class; Shift-GCN width 4, 1 epoch: mechanics only)."""
     from posebridge.pipeline.cli import main
     from posebridge.stages.train.synthetic import write_synthetic_store
@@ -79,10 +92,11 @@ def test_cli_export_then_train_on_the_folder(tmp_path, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"wrote {folder}: train ") and line.endswith(" rows")
     assert np.load(folder / "train_feature.npy").shape[1:] == (16, 3, 33)
-    assert run("train", "--split", "synthetic_zsl", "--features", str(folder), "--cues", "none", "--epochs", "1",
+    assert np.load(folder / "train_cue.npy").shape[1] == 16  # the store has cues: tokens go with the features
+    assert run("train", "--split", "synthetic_zsl", "--features", str(folder), "--cues", "all", "--epochs", "1",
                "--gzsl-calibration", "none", "--cache-dir", str(cache), "--runs-dir", str(tmp_path / "runs"),
                "--device", "cpu") == 0
-    assert "| synthetic_zsl | none |" in capsys.readouterr().out
+    assert "| synthetic_zsl | all |" in capsys.readouterr().out
     # a second export into the same folder: refused, the folder kept
     assert run("export-features", "--split", "synthetic_zsl", "--out", str(folder), "--store", str(store),
                "--cache-dir", str(cache), "--shiftgcn-width", "4", "--shiftgcn-epochs", "1") == 1

@@ -7,6 +7,12 @@ has cached already). The sides are the run's own partition: train = seen-class t
 val = the held-out seen-class rows, test = every test-side row of the split's seen and unseen
 classes (the ZSL and GZSL test sets are both subsets of it). So the folder can be read back with
 `posebridge train --features DIR`, or handed to the PURLS / DynaPURLS reference code.
+
+When the data has cues, `<side>_cue.npy` [N, steps, Vc * (C + P*P)] float16 goes with them: per
+clip, the per-joint cue features and heatmap patches averaged into `steps` temporal windows (16, as
+the heads' cue tokens) and over the persons present, flattened per step. These are the raw cues the
+heads' cue encoder learns from, fixed instead of learned, so `train --features DIR --cues all` can
+use them (and other code can read them as 16 tokens per video, the authors' layout).
 """
 from __future__ import annotations
 
@@ -30,10 +36,35 @@ def _save(path: Path, array: np.ndarray) -> None:
             np.save(handle, array)
 
 
+def cue_tokens(dataset: CueDataset, steps: int, chunk: int = 512) -> np.ndarray | None:
+    """[N, steps, Vc * (C + P*P)] float16 pooled raw cues (module docstring), or None without cues."""
+    import torch
+
+    from posebridge.stages.train.heads import pool_steps
+    from posebridge.stages.train.persons import present_persons, with_person_axis
+
+    if dataset.features is None or dataset.heatmaps is None:
+        return None
+    out = None
+    for start in range(0, len(dataset), chunk):
+        rows = slice(start, start + chunk)
+        _, conf, feat, hm = with_person_axis(None, dataset.confidence[rows], dataset.features[rows],
+                                             dataset.heatmaps[rows])
+        b, m = feat.shape[:2]
+        cues = torch.cat([feat.float(), hm.float()], dim=-1).flatten(0, 1)  # [b*M, T, Vc, C + P*P]
+        pooled = pool_steps(cues, steps).view(b, m, steps, -1)
+        present = present_persons(conf, b, m).float().view(b, m, 1, 1)
+        tokens = (pooled * present).sum(1) / present.sum(1)  # mean over the persons present
+        if out is None:
+            out = np.empty((len(dataset), steps, tokens.shape[-1]), np.float16)
+        out[start:start + b] = tokens.numpy()
+    return out
+
+
 def write_feature_folder(out: Path, features: np.ndarray, labels: np.ndarray, parts: dict[str, np.ndarray],
-                         info: dict) -> dict[str, int]:
-    """features [N, C, T', V] (any float), labels [N]; writes one file pair per side and info.json.
-    Returns the rows written per side."""
+                         info: dict, cues: np.ndarray | None = None) -> dict[str, int]:
+    """features [N, C, T', V] (any float), labels [N], cues [N, S, D] or None; writes one file pair
+    (or triple) per side and info.json. Returns the rows written per side."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -41,9 +72,12 @@ def write_feature_folder(out: Path, features: np.ndarray, labels: np.ndarray, pa
         rows = parts[part]
         _save(out / f"{side}_feature.npy", np.ascontiguousarray(features[rows], dtype=np.float32))
         _save(out / f"{side}_labels.npy", labels[rows].astype(np.int64))
+        if cues is not None:
+            _save(out / f"{side}_cue.npy", np.ascontiguousarray(cues[rows]))
         counts[side] = int(len(rows))
     with atomic_path(out / "info.json") as tmp:
-        tmp.write_text(json.dumps({**info, "rows": counts, "shape": list(features.shape[1:])}, indent=2))
+        tmp.write_text(json.dumps({**info, "rows": counts, "shape": list(features.shape[1:]),
+                                   "cue_shape": None if cues is None else list(cues.shape[1:])}, indent=2))
     return counts
 
 
@@ -54,9 +88,10 @@ def refuse_existing(out: Path) -> None:
 
 
 def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, out: Path,
-                          encoder_cache: Path | None) -> dict[str, int]:
+                          encoder_cache: Path | None, with_cues: bool = True) -> dict[str, int]:
     """Pretrain (or load) the split's frozen Shift-GCN exactly as a training run would, then write
-    its features of the run's partition (seed cfg.seed) to `out`."""
+    its features of the run's partition (seed cfg.seed) to `out`, with the pooled cue tokens
+    (cfg.cue_steps per clip) when `with_cues` and the data has cues."""
     import torch
 
     from posebridge.stages.train.feature_folder import FeatureDataset
@@ -78,4 +113,8 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
             "shiftgcn_width": cfg.shiftgcn_width, "shiftgcn_epochs": cfg.shiftgcn_epochs,
             "partition_seed": cfg.seed, "val_fraction": cfg.val_fraction, "num_frames": cfg.num_frames,
             "sides": {side: part for side, part in SIDE_PARTS.items()}}
-    return write_feature_folder(out, features, dataset.labels.numpy(), parts, info)
+    cues = cue_tokens(dataset, cfg.cue_steps) if with_cues else None
+    if cues is not None:
+        info["cue_tokens"] = (f"per-joint cue features + heatmap patches of the {len(dataset.cue_joints)} cue "
+                              f"joints, {cfg.cue_steps} temporal windows, mean over present persons")
+    return write_feature_folder(out, features, dataset.labels.numpy(), parts, info, cues)
