@@ -88,7 +88,7 @@ def test_new_clips_or_other_settings_give_a_new_view_and_stale_views_go(store):
 
 
 def test_a_crash_while_writing_leaves_no_view(store, monkeypatch):
-    def crash(store_, num_frames, key, dest):
+    def crash(store_, num_frames, key, dest, records):
         (dest / "keypoints.npy").write_bytes(b"half")
         raise KeyboardInterrupt
 
@@ -115,3 +115,39 @@ def test_a_slice_reads_the_same_rows_as_their_indices(store):
         rows = getattr(view, name)
         assert torch.equal(rows[1:3], rows[torch.tensor([1, 2])])
         assert torch.equal(rows[2:], rows[torch.arange(2, len(rows))])
+
+
+def test_a_new_or_changed_clip_is_other_data(store):
+    """The data fingerprint (runs, resume checks and the frozen-encoder cache key on it) covers the
+    clip set, not only the extractor: a relabelled copy of a clip, or one more clip, changes it."""
+    first = load_view(store, T).source_fingerprint
+    assert load_store(store, T).source_fingerprint == first  # the in-memory loader agrees
+    add_clips(store, [5], start=3)  # a newer copy of c003 with another label
+    relabelled = load_view(store, T)
+    assert len(relabelled) == 10 and relabelled.source_fingerprint != first
+    add_clips(store, [5], start=10)
+    assert load_view(store, T).source_fingerprint not in (first, relabelled.source_fingerprint)
+
+
+def test_a_view_in_use_keeps_working_after_a_newer_clip_set_prunes_it(store):
+    old = load_view(store, T)
+    add_clips(store, [5, 4], start=10)
+    load_view(store, T)  # deletes the old view's folder
+    moved = old.keypoints.to("cpu", torch.float32)  # what to_device does for every seed's run
+    assert moved[torch.arange(10)].shape[0] == 10
+
+
+def test_a_clip_that_changes_while_the_view_is_written_takes_a_new_snapshot(store, monkeypatch):
+    real, calls = view_module._write_view, []
+
+    def racing(store_, num_frames, key, dest, records):
+        calls.append(len(records))
+        if len(calls) == 1:  # an extract lands a newer copy of a clip mid-write
+            add_clips(store_, [4], start=0)
+        return real(store_, num_frames, key, dest, records)
+
+    monkeypatch.setattr(view_module, "_write_view", racing)
+    ds = load_view(store, T)
+    assert len(calls) == 2 and int(ds.labels[0]) == 4  # the second snapshot has the new copy
+    index = json.loads((store.path / VIEWS / views(store)[0] / INDEX).read_text())
+    assert index["key"]["clip_set"] == view_module.clip_set(store.clips())

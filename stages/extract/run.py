@@ -188,8 +188,10 @@ def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractCon
                     unit="clip", disable=_bar_off(progress), position=2 * worker, leave=True)
     frame_bar = tqdm(desc="frames", unit="frame", disable=_bar_off(progress), position=2 * worker + 1, leave=False)
 
-    def release(records: list[ClipRecord]) -> None:
+    def release(records: list[ClipRecord]) -> None:  # a part is on disk: its clips are done
         for record in records:
+            if record.clip_id in failed_before:  # only now: a kill before this leaves the failure logged
+                failures.resolve(record.clip_id, record.content_id)
             claims.release(record.clip_id)
 
     try:
@@ -219,9 +221,7 @@ def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractCon
                         claims.release(spec.clip_id)
                         stats["failed"] += 1
                     else:
-                        writer.add(record, arrays)  # its claim goes when its part is written
-                        if spec.clip_id in failed_before:
-                            failures.resolve(spec.clip_id, cid)
+                        writer.add(record, arrays)  # its claim (and any old failure) goes when its part is written
                         stats["done"] += 1
                         stats["frames"] += record.num_frames
                         stats["no_person"] += int(float(np.max(arrays.score)) <= 0.0)

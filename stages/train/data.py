@@ -16,6 +16,7 @@ length tensors. Every clip is brought to the same frame:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skele
 from posebridge.cache.store import ClipRecord, CueStore
 from posebridge.pipeline.datasets.ntu import is_train_sample
 from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256
+from posebridge.pipeline.fingerprint import file_sha256, fingerprint
 from posebridge.pipeline.splits.registry import Split
 
 MIN_CONFIDENCE = 0.3  # below it a joint does not enter the centre / scale statistics
@@ -49,7 +50,7 @@ class CueDataset:
     clip_ids: list[str]
     meta: list[dict]
     cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
-    source_fingerprint: str  # store fingerprint, or sha256 of the PYSKL file
+    source_fingerprint: str  # data_fingerprint() of a store's clips, or the sha256 of a PYSKL file
     skeleton: str = ""  # registry name (cache/schema.py); "" = found by the joint count
     layout: dict | None = None  # the store's layout (joint names, cue joints, levels, ...); None for PYSKL
 
@@ -185,6 +186,19 @@ def clip_rows(store: CueStore, num_frames: int,
         }
 
 
+def clip_set(records: list[ClipRecord]) -> str:
+    """Fingerprint of a list of clips: ids, contents, labels and meta, in that order."""
+    return fingerprint([dataclasses.asdict(r) for r in records])
+
+
+def data_fingerprint(store: CueStore, records: list[ClipRecord], num_frames: int) -> str:
+    """The identity of a store's stage-2 tensors for these clips (in row order): the extractor, the
+    clip set, the loader's settings and code. Runs, resume checks and the frozen-encoder cache are
+    keyed by it, so a new, re-extracted or relabelled clip is other data, and so is a loader change."""
+    return fingerprint({"store": store.fingerprint, "clip_set": clip_set(records), "num_frames": num_frames,
+                        "min_confidence": MIN_CONFIDENCE, "loader_sha256": file_sha256(__file__)})
+
+
 def open_store(path_or_store: str | Path | CueStore) -> CueStore:
     store = path_or_store if isinstance(path_or_store, CueStore) else CueStore.open(path_or_store)
     if not store.clips():
@@ -210,8 +224,9 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64,
     # full NTU-scale cache fits in RAM; batches are cast to float32 after indexing.
     features = np.empty((n, m, num_frames, len(cue_joints), layout.feature_channels), np.float16)
     heatmaps = np.empty((n, m, num_frames, len(cue_joints), patch_cells), np.float16)
-    labels, clip_ids, meta = np.empty(n, np.int64), [""] * n, [{}] * n
+    labels, clip_ids, meta, records = np.empty(n, np.int64), [""] * n, [{}] * n, [None] * n
     for i, record, rows in clip_rows(store, num_frames, wanted):
+        records[i] = record
         keypoints[i], confidence[i] = rows["keypoints"], rows["confidence"]
         features[i], heatmaps[i] = rows["features"], rows["heatmaps"]
         labels[i] = record.label
@@ -220,7 +235,8 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64,
     return CueDataset(
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence),
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
-        clip_ids=clip_ids, meta=meta, cue_joints=cue_joints, source_fingerprint=store.fingerprint,
+        clip_ids=clip_ids, meta=meta, cue_joints=cue_joints,
+        source_fingerprint=data_fingerprint(store, records, num_frames),
         skeleton=skeleton(layout.skeleton).name, layout=layout.to_attrs())
 
 

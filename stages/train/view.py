@@ -17,7 +17,7 @@ Layout: <store>/views/<key16>/{<name>.npy, features_range.npy, index.json}.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import os
 import shutil
@@ -31,9 +31,9 @@ from posebridge.cache.store import CueStore, clean_stale_tmp, new_tmp_dir
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256, fingerprint
 from posebridge.stages.train import data as data_module
-from posebridge.stages.train.data import CueDataset, clip_rows, open_store
+from posebridge.stages.train.data import CueDataset, clip_rows, clip_set, data_fingerprint, open_store
 
-VIEW_VERSION = 1
+VIEW_VERSION = 2  # 2: the index's source_fingerprint covers the clip set (data_fingerprint)
 VIEWS = "views"
 INDEX = "index.json"
 _FLOAT = "float"  # stored as the loader gives it
@@ -41,15 +41,15 @@ _RANGED = "ranged_uint8"  # per-row, per-last-axis [lo, hi] + uint8 codes
 _UNIT = "unit_uint8"  # values in [0, 1] as x 255 codes
 
 
-def clip_set(store: CueStore) -> str:
-    """Fingerprint of the clips a store holds now: ids, contents, labels and meta."""
-    return fingerprint([dataclasses.asdict(r) for r in store.clips()])
+class _StoreChanged(Exception):
+    """A clip of the store changed while its view was being written (an extract is running)."""
 
 
-def view_key(store: CueStore, num_frames: int) -> dict:
-    """Everything the view's content depends on: the store, its clip set, the loader settings and
-    the code that makes the rows (its source hash, as the synthetic store does)."""
-    return {"view_version": VIEW_VERSION, "store": store.fingerprint, "clip_set": clip_set(store),
+def view_key(store: CueStore, num_frames: int, records: list) -> dict:
+    """Everything the view's content depends on: the store, its clip set (`records`, one snapshot
+    of store.clips()), the loader settings and the code that makes the rows (its source hash, as
+    the synthetic store does)."""
+    return {"view_version": VIEW_VERSION, "store": store.fingerprint, "clip_set": clip_set(records),
             "num_frames": num_frames, "min_confidence": data_module.MIN_CONFIDENCE,
             "loader_sha256": file_sha256(data_module.__file__), "view_sha256": file_sha256(__file__)}
 
@@ -81,8 +81,13 @@ class MappedRows:
         return self.shape[0]
 
     def to(self, device=None, dtype=None) -> MappedRows:
-        return MappedRows(self.path, self._decode, torch.device(device) if device is not None else self.device,
-                          dtype or self.dtype)
+        """A reader of the same file with another target; it shares the open file (a duplicate
+        descriptor), so it keeps working if the view is deleted meanwhile (a newer clip set)."""
+        other = copy.copy(self)
+        other._fd = os.dup(self._fd)
+        other.device = torch.device(device) if device is not None else self.device
+        other.dtype = dtype or self.dtype
+        return other
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), *self._row_shape), self._dtype)
@@ -123,14 +128,17 @@ def _codings(store: CueStore) -> dict[str, str]:
     return {"keypoints": _FLOAT, "confidence": _FLOAT, "features": ranged, "heatmaps": _UNIT}
 
 
-def _write_view(store: CueStore, num_frames: int, key: dict, dest: Path) -> None:
-    """Write every row with positional writes (no mmap: the writer's memory stays one clip)."""
-    n = len(store.clips())
+def _write_view(store: CueStore, num_frames: int, key: dict, dest: Path, records: list) -> None:
+    """Write every row of the clips `records` (the snapshot the key was made from) with positional
+    writes (no mmap: the writer's memory stays one clip)."""
+    n = len(records)
     codings = _codings(store)
     files, ranges, labels = {}, {}, np.empty(n, np.int64)
     clip_ids, meta = [""] * n, [{}] * n
     try:
-        for row, record, arrays in clip_rows(store, num_frames):
+        for row, record, arrays in clip_rows(store, num_frames, [r.clip_id for r in records]):
+            if record != records[row]:  # a newer copy landed since the snapshot: the key would lie
+                raise _StoreChanged(record.clip_id)
             for name, values in arrays.items():
                 codes, value_range = _encode(name, values, codings.get(name, _FLOAT))
                 if name not in files:
@@ -155,7 +163,8 @@ def _write_view(store: CueStore, num_frames: int, key: dict, dest: Path) -> None
     np.save(dest / "labels.npy", labels)
     index = {"key": key, "arrays": {name: codings.get(name, _FLOAT) for name in files},
              "clip_ids": clip_ids, "meta": meta, "cue_joints": list(store.layout.cue_joints),
-             "skeleton": skeleton(store.layout.skeleton).name, "source_fingerprint": store.fingerprint,
+             "skeleton": skeleton(store.layout.skeleton).name,
+             "source_fingerprint": data_fingerprint(store, records, num_frames),
              "layout": store.layout.to_attrs()}  # a run records it: `predict` checks new clips against it
     (dest / INDEX).write_text(json.dumps(index))
 
@@ -185,8 +194,8 @@ def open_view(folder: Path) -> CueDataset:
         source_fingerprint=index["source_fingerprint"], skeleton=index["skeleton"], layout=index.get("layout"))
 
 
-def view_dir(store: CueStore, num_frames: int) -> tuple[Path, dict]:
-    key = view_key(store, num_frames)
+def view_dir(store: CueStore, num_frames: int, records: list) -> tuple[Path, dict]:
+    key = view_key(store, num_frames, records)
     return store.path / VIEWS / fingerprint(key)[:16], key
 
 
@@ -195,22 +204,41 @@ def load_view(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cue
     written first (into a tmp folder renamed into place, so a crash leaves no half view). Views of
     an older clip set of the store are deleted: they can never be used again."""
     store = open_store(path_or_store)
-    folder, key = view_dir(store, num_frames)
-    if not (folder / INDEX).exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_tmp(folder.parent)
-        tmp = new_tmp_dir(folder.parent)
+    for attempt in range(3):  # clips may land while an extract runs: then the snapshot is taken again
+        records = store.clips()  # one snapshot: the key, the row count and the rows all come from it
+        folder, key = view_dir(store, num_frames, records)
+        if (folder / INDEX).exists():
+            return open_view(folder)
         try:
-            _write_view(store, num_frames, key, tmp)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not (folder / INDEX).exists():  # not just another process winning the race
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for other in folder.parent.iterdir():
-            if other != folder and (other / INDEX).exists():
-                if json.loads((other / INDEX).read_text())["key"].get("clip_set") != key["clip_set"]:
-                    shutil.rmtree(other, ignore_errors=True)
+            _write_new_view(store, num_frames, key, folder, records)
+            break
+        except _StoreChanged as changed:
+            if attempt == 2:
+                raise UserError(f"clips of {store.path} kept changing while its training view was written "
+                                f"(last: {changed}); an extract is writing to it: train when it is done") from None
+    _prune_views(folder, key)
     return open_view(folder)
+
+
+def _write_new_view(store: CueStore, num_frames: int, key: dict, folder: Path, records: list) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(folder.parent)
+    tmp = new_tmp_dir(folder.parent)
+    try:
+        _write_view(store, num_frames, key, tmp, records)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / INDEX).exists():  # not just another process winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prune_views(folder: Path, key: dict) -> None:
+    """Views of an older clip set can never be used again; processes reading one keep their open
+    files (MappedRows never reopens by path), so deleting it costs them nothing."""
+    for other in folder.parent.iterdir():
+        if other != folder and (other / INDEX).exists():
+            if json.loads((other / INDEX).read_text())["key"].get("clip_set") != key["clip_set"]:
+                shutil.rmtree(other, ignore_errors=True)
