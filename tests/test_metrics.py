@@ -22,7 +22,8 @@ LABELS = np.array([0, 1, 0, 5])
 
 def test_topk_by_hand():
     assert zsl_topk(SCORES, LABELS) == {"top1": 0.5, "top5": 0.75}
-    assert zsl_topk(SCORES[:, :2], np.array([0, 1, 0, 1]), ks=(1, 5))["top5"] == 1.0  # k capped at K
+    assert "top5" not in zsl_topk(SCORES[:, :2], np.array([0, 1, 0, 1]), ks=(1, 5))  # 2 classes: no top-5
+    assert zsl_topk(SCORES[:, :5], np.array([0, 1, 0, 1]), ks=(5,)) == {}  # top-5 of 5 classes: every sample a hit
 
 
 def test_per_class_and_mean_class_accuracy_by_hand():
@@ -88,3 +89,21 @@ def test_aggregate_mean_and_sample_std_over_seeds():
     assert stats["mean"] == pytest.approx(0.6) and stats["std"] == pytest.approx(0.1) and stats["n"] == 3
     assert aggregate([{"a": 1.0}])["a"]["std"] == 0.0
     assert math.isnan(aggregate([{"a": math.nan}])["a"]["mean"])
+
+
+def test_an_exact_seen_unseen_tie_goes_to_the_unseen_side_as_choose_gamma_assumes():
+    """Column order must not decide a tie: choose_gamma's candidates assume ties go to unseen."""
+    from posebridge.stages.eval.metrics import calibrated_predictions, choose_gamma, gzsl
+
+    scores = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]], np.float32)
+    labels, seen = np.array([1, 0, 1]), np.array([True, False])
+    assert calibrated_predictions(scores, seen, 0.0).tolist() == [1, 0, 1]
+    gamma = choose_gamma(scores, labels, seen)
+    assert gzsl(scores, labels, seen, gamma)["h"] == 1.0
+    # brute force over a grid agrees with the fast search on random ties
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        s = rng.integers(0, 4, size=(30, 5)).astype(float)  # many exact ties
+        y, mask = rng.integers(0, 5, size=30), np.array([True, True, False, True, False])
+        best = max(gzsl(s, y, mask, g)["h"] for g in np.linspace(-5, 5, 201))
+        assert gzsl(s, y, mask, choose_gamma(s, y, mask))["h"] == pytest.approx(best)

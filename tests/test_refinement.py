@@ -82,3 +82,20 @@ def test_streaming_is_deterministic_and_causal():
     second = refine_scores(changed, extra, protos, refine, 20.0, settings)
     assert torch.equal(second[:80], first[:80])  # the first two batches saw nothing of the changed rows
     assert not torch.allclose(second[80:], first[80:])
+
+
+def test_each_batch_enters_the_memory_once_whatever_the_steps(monkeypatch):
+    """With several steps per batch the memory must not fill with copies of the same samples."""
+    from posebridge.stages.eval import refinement
+
+    added, real_add = [], ClassMemory.add
+
+    def counting(self, embedding, extra, confidence, label):
+        added.append(len(label))
+        return real_add(self, embedding, extra, confidence, label)
+
+    monkeypatch.setattr(refinement.ClassMemory, "add", counting)
+    emb, _, protos = clusters()
+    settings = RefinementSettings(batch=40, memory=len(emb), steps=3)
+    refine_scores(emb, torch.zeros(len(emb), K), protos, torch.ones(K, dtype=torch.bool), 20.0, settings)
+    assert len(added) == len(emb) // 40 and sum(added) <= len(emb)  # one add per batch, each sample at most once

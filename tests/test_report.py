@@ -99,3 +99,16 @@ def test_run_report_draws_the_embedding_plot_next_to_the_confusion(tmp_path):
     write_run_report(tmp_path, {"split": m["split"]}, {"data": "d" * 64}, m, details)
     assert (tmp_path / "embedding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![embedding](embedding.png)" in (tmp_path / "results.md").read_text()
+
+
+def test_runs_with_other_settings_are_not_averaged_and_name_their_settings_folder(tmp_path):
+    dirs = []
+    for folder, epochs, top1 in (("cues-all-aaaa", 3, 0.5), ("cues-all-bbbb", 30, 0.9)):
+        run = tmp_path / folder / "seed-0"
+        write(run, metrics("synthetic_zsl", "all", 0, top1, 0.5))
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "epochs": epochs}))
+        dirs.append(run)
+    table = summarise_runs(dirs)
+    assert "| synthetic_zsl | all [cues-all-aaaa] | 50.0 |" in table
+    assert "| synthetic_zsl | all [cues-all-bbbb] | 90.0 |" in table

@@ -21,8 +21,11 @@ from posebridge.stages.train.heads import ClassTextTensors, PoseBridge
 from posebridge.stages.train.loop import DeviceData
 
 # (training sample indices, classes to train on) -> a trained auxiliary model and the data it reads
-# (with a frozen encoder, features of an encoder that never saw the held-out classes either). Given
-# by the caller, so evaluation does not depend on how training is run.
+# (with the in-process frozen Shift-GCN, features of an encoder that never saw the held-out classes
+# either; a feature folder has one encoder, trained on every seen class, pseudo-unseen ones
+# included, so its pseudo-unseen validation features are easier than truly unseen ones and gamma
+# may come out low: the record says so). Given by the caller, so evaluation does not depend on how
+# training is run.
 TrainAuxiliary = Callable[[np.ndarray, np.ndarray], tuple[PoseBridge, DeviceData]]
 
 
@@ -52,4 +55,9 @@ def calibrate_gamma(cfg: TrainConfig, data: DeviceData, parts: dict, split: Spli
     model, aux_data = train_auxiliary(parts["train"][np.isin(data.labels[parts["train"]], kept)], kept)
     val_scores = score(model, embed(model, aux_data, val_idx), texts, seen, cfg)
     gamma = M.choose_gamma(val_scores, class_columns(data.labels[val_idx], seen), ~np.isin(seen, pseudo))
-    return {**info, "gamma": gamma, "units": "cosine"}
+    out = {**info, "gamma": gamma, "units": "cosine"}
+    if data.features_only:
+        out["note"] = ("feature folder: its encoder saw the pseudo-unseen classes, so gamma may be too low; "
+                       "compare with --gzsl-calibration none")
+        print(f"calibration: {out['note']}")
+    return out

@@ -12,12 +12,15 @@ import numpy as np
 
 
 def zsl_topk(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Top-k accuracy over the given classes (k is capped at the number of classes)."""
+    """Top-k accuracy over the given classes. A k > 1 that is not below the number of classes is
+    left out (a dash in tables): every sample would count as a hit (top-5 of 55/5's 5 classes)."""
     scores, labels = np.asarray(scores), np.asarray(labels)
     order = np.argsort(-scores, axis=1, kind="stable")
     out = {}
     for k in ks:
-        hit = (order[:, : min(k, scores.shape[1])] == labels[:, None]).any(axis=1)
+        if k > 1 and k >= scores.shape[1]:
+            continue
+        hit = (order[:, :k] == labels[:, None]).any(axis=1)
         out[f"top{k}"] = float(hit.mean()) if len(labels) else math.nan
     return out
 
@@ -49,12 +52,25 @@ def harmonic_mean(a: float, b: float) -> float:
 
 
 def calibrated_predictions(scores: np.ndarray, seen_mask: np.ndarray, gamma: float) -> np.ndarray:
-    """Calibrated stacking (Chao et al. 2016): subtract gamma from every seen-class score, then argmax."""
-    return np.argmax(np.asarray(scores) - gamma * np.asarray(seen_mask, dtype=float), axis=1)
+    """Calibrated stacking (Chao et al. 2016): subtract gamma from every seen-class score, then argmax.
+
+    A sample goes to its best seen class only when that score minus gamma is strictly above its
+    best unseen score: an exact tie goes to the unseen side (what choose_gamma assumes), not to
+    whichever class happens to have the lower column index."""
+    scores, seen_mask = np.asarray(scores), np.asarray(seen_mask, dtype=bool)
+    if seen_mask.all() or not seen_mask.any():
+        return np.argmax(scores, axis=1)
+    seen_ids, unseen_ids = np.flatnonzero(seen_mask), np.flatnonzero(~seen_mask)
+    best_seen, best_unseen = scores[:, seen_ids].argmax(axis=1), scores[:, unseen_ids].argmax(axis=1)
+    rows = np.arange(len(scores))
+    to_seen = scores[rows, seen_ids[best_seen]] - gamma > scores[rows, unseen_ids[best_unseen]]
+    return np.where(to_seen, seen_ids[best_seen], unseen_ids[best_unseen])
 
 
 def gzsl(scores: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, gamma: float = 0.0) -> dict[str, float]:
-    """Seen accuracy, unseen accuracy and their harmonic mean over seen ∪ unseen classes."""
+    """Seen accuracy, unseen accuracy and their harmonic mean over seen ∪ unseen classes. S and U
+    are per-sample accuracies over the test samples of seen / unseen classes (as SynSE and PURLS
+    report them), not means of per-class accuracy."""
     labels, seen_mask = np.asarray(labels), np.asarray(seen_mask, dtype=bool)
     correct = calibrated_predictions(scores, seen_mask, gamma) == labels
     from_seen = seen_mask[labels]

@@ -84,14 +84,12 @@ def refine_scores(embedding: torch.Tensor, extra: torch.Tensor, prototypes: torc
     with torch.enable_grad():
         for start in range(0, len(embedding), settings.batch):
             emb, ext = embedding[start:start + settings.batch], extra[start:start + settings.batch]
-            for _ in range(settings.steps):
-                with torch.no_grad():
-                    conf, pred = (logit_scale * scores(emb, ext, adapted())).softmax(dim=-1).max(dim=-1)
-                confident = conf > settings.min_confidence
-                memory.add(emb[confident], ext[confident], conf[confident], pred[confident])
-                mem_emb, mem_ext, mem_label = memory.filled()
-                if len(mem_label) < 2:  # as the reference: no step on fewer than two samples
-                    continue
+            with torch.no_grad():  # the batch enters the memory once, however many steps follow
+                conf, pred = (logit_scale * scores(emb, ext, adapted())).softmax(dim=-1).max(dim=-1)
+            confident = conf > settings.min_confidence
+            memory.add(emb[confident], ext[confident], conf[confident], pred[confident])
+            mem_emb, mem_ext, mem_label = memory.filled()
+            for _ in range(settings.steps if len(mem_label) >= 2 else 0):  # as the reference: no step on < 2
                 loss = F.cross_entropy(logit_scale * scores(mem_emb, mem_ext, adapted()), mem_label)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

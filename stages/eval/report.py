@@ -18,6 +18,7 @@ import numpy as np
 
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.stages.eval.metrics import aggregate
 
 TABLE_HEADER = "| split | cues | ZSL top-1 | top-5 | GZSL S | U | H | seeds |"
@@ -209,6 +210,8 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
         notes.append(f"- {TRANSDUCTIVE_NOTE}")
     if fingerprints.get("split_assumption"):
         notes.append(f"- split assumption: {fingerprints['split_assumption']}")
+    if calibration.get("note"):
+        notes.append(f"- calibration: {calibration['note']}")
     (run_dir / "results.md").write_text(table + "\n" + "\n".join(notes) + "\n")
     plot_confusion(run_dir / "confusion.png", np.asarray(details["confusion"]), details["unseen_names"])
     plot_per_class(run_dir / "per_class.png", np.asarray(details["per_class"]), details["unseen_names"])
@@ -220,18 +223,33 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
                     "| ![embedding](embedding.png) |\n")
 
 
+def _settings(run_dir: Path) -> str:
+    """What a run was made with, apart from its seed and device: runs are averaged only when equal."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return Path(run_dir).parent.name
+    config = json.loads(path.read_text())
+    return fingerprint({k: v for k, v in config.items() if k not in ("seed", "device")})
+
+
 def summarise_runs(run_dirs: Iterable[Path]) -> str:
-    """One markdown table over run folders; runs with the same split, cues and refinement are averaged
-    over seeds. Transductive rows are labelled and the table ends with a note saying what that means."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """One markdown table over run folders; runs that differ only in their seed are averaged. Rows
+    of the same split and cues made with other settings are told apart by their settings folder's
+    name. Transductive rows are labelled and the table ends with a note saying what that means."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    folders: dict[tuple[str, str, str], str] = {}
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.exists():
             raise UserError(f"{path} is missing; that run did not finish (rerun it, or leave its folder out)")
         metrics = json.loads(path.read_text())
         label = row_label(metrics["cues"], bool(metrics.get("transductive", False)))
-        groups.setdefault((metrics["split"], label), []).append(metrics)
-    table = results_table((split, label, runs) for (split, label), runs in groups.items())
+        key = (metrics["split"], label, _settings(run_dir))
+        groups.setdefault(key, []).append(metrics)
+        folders.setdefault(key, Path(run_dir).parent.name)
+    shared = [(split, label) for split, label, _ in groups]
+    table = results_table((split, f"{label} [{folders[key]}]" if shared.count((split, label)) > 1 else label, runs)
+                          for key, runs in groups.items() for split, label, _ in [key])
     if any(m.get("transductive") for runs in groups.values() for m in runs):
         table += f"\n{TRANSDUCTIVE_NOTE}\n"
     return table
