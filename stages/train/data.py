@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ import torch
 
 from posebridge.cache.export import read_pyskl
 from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skeleton_for_joints
-from posebridge.cache.store import ClipRecord, CueStore
+from posebridge.cache.store import ClipRecord, CueStore, decode_clip
 from posebridge.pipeline.datasets.ntu import is_train_sample
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256, fingerprint
@@ -191,12 +192,17 @@ def clip_set(records: list[ClipRecord]) -> str:
     return fingerprint([dataclasses.asdict(r) for r in records])
 
 
+def loader_code_sha256() -> str:
+    """The code that turns stored clips into training tensors: this module and the cache's decoder."""
+    return fingerprint({"data.py": file_sha256(__file__), "decode_clip": inspect.getsource(decode_clip)})
+
+
 def data_fingerprint(store: CueStore, records: list[ClipRecord], num_frames: int) -> str:
     """The identity of a store's stage-2 tensors for these clips (in row order): the extractor, the
     clip set, the loader's settings and code. Runs, resume checks and the frozen-encoder cache are
     keyed by it, so a new, re-extracted or relabelled clip is other data, and so is a loader change."""
     return fingerprint({"store": store.fingerprint, "clip_set": clip_set(records), "num_frames": num_frames,
-                        "min_confidence": MIN_CONFIDENCE, "loader_sha256": file_sha256(__file__)})
+                        "min_confidence": MIN_CONFIDENCE, "loader_sha256": loader_code_sha256()})
 
 
 def open_store(path_or_store: str | Path | CueStore) -> CueStore:

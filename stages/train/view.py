@@ -51,7 +51,7 @@ def view_key(store: CueStore, num_frames: int, records: list) -> dict:
     the synthetic store does)."""
     return {"view_version": VIEW_VERSION, "store": store.fingerprint, "clip_set": clip_set(records),
             "num_frames": num_frames, "min_confidence": data_module.MIN_CONFIDENCE,
-            "loader_sha256": file_sha256(data_module.__file__), "view_sha256": file_sha256(__file__)}
+            "loader_sha256": data_module.loader_code_sha256(), "view_sha256": file_sha256(__file__)}
 
 
 class MappedRows:
