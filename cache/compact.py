@@ -16,11 +16,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from posebridge.cache.claims import DEFAULT_LEASE_S, remove_stale_claims
 from posebridge.cache.store import TMP_PREFIX, CueStore, PartEntry, clean_stale_tmp, dir_bytes, new_tmp_dir
-from posebridge.cache.writer import FRAME_ARRAYS, write_part
+from posebridge.cache.writer import write_part
 
 
 @dataclass
@@ -73,15 +71,8 @@ def _rewrite(store: CueStore, part: str, live: list[PartEntry], written_at: floa
     import zarr
     from zarr.storage import LocalStore
 
-    group = zarr.open_group(LocalStore(store.parts_dir / part, read_only=True), mode="r")
-    ranges = group["feature_range"][:]
-    clips = []
-    for e in sorted(live, key=lambda e: e.offset):
-        rows = slice(e.offset, e.offset + e.record.num_frames)
-        stored = {name: np.asarray(group[name][rows]) for name in FRAME_ARRAYS}
-        stored["feature_range"] = ranges[e.row]
-        clips.append((e.record, stored))
-    worker = group.attrs.asdict().get("worker", 0)
+    clips = list(store.stored_clips(e.record.clip_id for e in live))
+    worker = zarr.open_group(LocalStore(store.parts_dir / part, read_only=True), mode="r").attrs.asdict().get("worker", 0)
     name = f"{part.split('-')[0]}-{os.urandom(6).hex()}"
     write_part(store, name, clips, worker, written_at=written_at, extra_attrs={"compacted_from": part})
 

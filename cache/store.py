@@ -307,6 +307,28 @@ class CueStore:
                 rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
                 yield e.record, decode_clip({k: v[rows] for k, v in span.items()}, ranges[e.row], self.schema_version)
 
+    def stored_clips(self, clip_ids: Iterable[str]) -> Iterator[tuple[ClipRecord, dict[str, np.ndarray]]]:
+        """The clips' bytes as stored (encoded frame arrays plus their `feature_range` row), to copy
+        them into a new part unchanged (compaction, relabelling); each part's span is read once, and
+        a part compacted away mid-read is read again from where its clips are now."""
+        by_part: dict[str, list[PartEntry]] = defaultdict(list)
+        for clip_id in dict.fromkeys(clip_ids):
+            entry = self._entry(clip_id)
+            by_part[entry.part].append(entry)
+        for part in sorted(by_part):
+            chosen = sorted(by_part[part], key=lambda e: e.offset)
+            start = chosen[0].offset
+            stop = max(e.offset + e.record.num_frames for e in chosen)
+            try:
+                span, ranges = self._read_span(part, start, stop)
+            except _PartGone:
+                self._index = None
+                yield from self.stored_clips(e.record.clip_id for e in chosen)
+                continue
+            for e in chosen:
+                rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
+                yield e.record, {**{k: v[rows] for k, v in span.items()}, "feature_range": ranges[e.row]}
+
     def _read_span(self, part: str, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Rows start:stop of a part's frame arrays, and its feature ranges.
 

@@ -111,7 +111,9 @@ def test_two_workers_equal_one(video_dir, models_dir, tmp_path):
     _assert_same(_arrays(one.store), _arrays(two.store))
 
 
-def test_relabelled_clips_are_redone_so_label_numbering_never_mixes(tmp_path, demo_videos, models_dir):
+def test_relabelled_clips_keep_their_arrays_without_a_pose_model_run(tmp_path, demo_videos, models_dir):
+    """A class folder added: b's label number changes, its bytes do not. It is copied under the new
+    labels (no pose model run for it), the new class is extracted, and numbering never mixes."""
     videos = tmp_path / "classes"
     for cls, src in (("a", demo_videos[0]), ("b", demo_videos[1])):
         (videos / cls).mkdir(parents=True)
@@ -120,10 +122,19 @@ def test_relabelled_clips_are_redone_so_label_numbering_never_mixes(tmp_path, de
     assert {r.clip_id: r.label for r in CueStore.open(first.store).clips()} == {"a/clip.mp4": 0, "b/clip.mp4": 1}
     (videos / "aa").mkdir()  # a new class sorts between the old ones: b's label number changes
     shutil.copy(demo_videos[2], videos / "aa" / "clip.mp4")
+    before = CueStore.open(first.store).read_clip("b/clip.mp4")
     again = extract(videos, "mine", cache_dir=tmp_path / "c", config=FAST, models_dir=models_dir, progress=False)
-    assert (again.done, again.skipped) == (2, 1)
-    labels = {r.clip_id: (r.label, r.label_name) for r in CueStore.open(again.store).clips()}
+    assert (again.done, again.skipped, again.relabelled) == (1, 1, 1)
+    assert any("1 relabelled" in line for line in again.lines())
+    store = CueStore.open(again.store)
+    labels = {r.clip_id: (r.label, r.label_name) for r in store.clips()}
     assert labels == {"a/clip.mp4": (0, "a"), "aa/clip.mp4": (1, "aa"), "b/clip.mp4": (2, "b")}
+    after = store.read_clip("b/clip.mp4")
+    for name in ("keypoints", "score", "features", "heatmaps"):
+        assert np.array_equal(getattr(before, name), getattr(after, name)), name  # the same stored bytes
+    assert again.coverage.complete
+    third = extract(videos, "mine", cache_dir=tmp_path / "c", config=FAST, models_dir=models_dir, progress=False)
+    assert (third.done, third.skipped, third.relabelled, third.model_calls) == (0, 3, 0, 0)
 
 
 def test_a_cached_clip_whose_file_breaks_is_reported_failed(video_dir, models_dir, tmp_path):

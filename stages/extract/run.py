@@ -12,6 +12,7 @@ split the work; the workers stop with their command (workers.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from posebridge.cache.claims import DEFAULT_LEASE_S, ClaimBook
 from posebridge.cache.manifest import FailureLog
+from posebridge.cache.relabel import relabel
 from posebridge.cache.schema import BLAZEPOSE33, CacheLayout, skeleton_named_by
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
@@ -56,6 +58,7 @@ class ExtractSummary:
     bytes_per_300_frames: float = 0.0
     failures: list[dict] = field(default_factory=list)
     elsewhere: int = 0  # clips of this shard another live process holds a claim on
+    relabelled: int = 0  # cached clips whose labels changed: copied under the new labels, not re-extracted
     shard: Shard | None = None
     coverage: Coverage | None = None  # the whole videos folder, every shard
     interrupted: bool = False
@@ -68,6 +71,7 @@ class ExtractSummary:
         out = [
             f"store: {self.store}",
             f"clips: {self.done} extracted, {self.skipped} already cached, {self.failed} failed"
+            + (f", {self.relabelled} relabelled (same bytes, new labels: no pose model run)" if self.relabelled else "")
             + (f", {self.no_person} with no person found" if self.no_person else "")
             + (f", {self.elsewhere} being extracted by other processes" if self.elsewhere else "")
             + (f" ({self.shard.describe()})" if self.shard and self.shard.count > 1 else ""),
@@ -166,6 +170,18 @@ def extract_clip(backend, spec: ClipSpec, cid: str, config: ExtractConfig,
 def _bar_off(progress: bool) -> bool | None:
     """None lets tqdm decide: bars on a terminal, none in a log file (cluster jobs, CI)."""
     return None if progress else True
+
+
+def _relabel(store: CueStore, records: list[ClipRecord], shard_clips: int, lease_s: float) -> int:
+    """Relabel the clips this process can claim (another process relabels or extracts the rest)."""
+    claims = ClaimBook(store.path, lease_s=lease_s)
+    mine = [r for r in records if claims.try_acquire(r.clip_id)]
+    try:
+        with claims.heartbeats():
+            return relabel(store, mine, shard_clips=shard_clips,
+                           on_written=lambda done: [claims.release(r.clip_id) for r in done])
+    finally:
+        claims.release_all()
 
 
 def _work(store_path: Path, jobs: list[tuple[ClipSpec, str]], config: ExtractConfig, run: RunSettings,
@@ -280,12 +296,13 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
 
     ids = content_ids(specs, path / "content_ids.json")
     # Done = this clip's current bytes are cached with its current labels. Keyed on the id and the
-    # bytes, so a re-encoded file is redone and the same bytes under two names stay two clips; a
-    # changed label (a class folder added, an annotation file given) redoes the clip too, and the
-    # newer part wins, so old and new label numbering never mix in one store.
+    # bytes, so a re-encoded file is redone and the same bytes under two names stay two clips. A
+    # changed label alone (a class folder added, an annotation file given) needs no pose model: the
+    # stored bytes are copied under the new labels, and the newer part wins, so old and new label
+    # numbering never mix in one store.
     summary = ExtractSummary(store=path, shard=shard)
     failures = FailureLog(path)
-    todo = []
+    todo, relabel_records = [], []
     for spec in mine:
         cid = ids.get(spec.clip_id)
         if cid is None:
@@ -293,8 +310,13 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
             summary.failed += 1
         elif is_held(store, spec, cid):
             summary.skipped += 1
+        elif (cached := store.lookup(spec.clip_id)) is not None and cached.content_id == cid:
+            relabel_records.append(dataclasses.replace(cached, label=spec.label, label_name=spec.label_name,
+                                                       meta=spec.meta))
         else:
             todo.append((spec, cid))
+    if relabel_records:
+        summary.relabelled = _relabel(store, relabel_records, run.shard_clips, lease_s)
 
     run = run.resolved(len(todo), cores=max(1, available_cores() // shard.local_world_size))
     echo(f"extract {dataset}: {len(mine)} clips ({summary.skipped} cached), {run.workers} worker(s) x "
