@@ -353,7 +353,9 @@ class PoseBridge(nn.Module):
 
     def tokens(self, keypoints=None, confidence=None, features=None, heatmaps=None, joint_features=None):
         """Skeleton tokens [B, 8, d] (global, 4 parts, 3 segments), after the bridge when cues are on,
-        and the joint x time tokens (None without adaptive parts)."""
+        and the joint x time tokens (None without adaptive parts). The joint x time tokens do not
+        pass through the bridge: with --adaptive-parts the part and phase scores come from them, so
+        cues reach the global score only."""
         if self.args.cue_input == "joints":  # precomputed cue tokens [B, S, D] are per clip: no person axis
             keypoints, confidence, features, heatmaps = with_person_axis(keypoints, confidence, features, heatmaps)
         shaped = next(x for x in (keypoints, confidence, features, heatmaps, joint_features) if x is not None)
