@@ -119,7 +119,7 @@ BENCH_EXTRACT_VENV := $(if $(filter mmpose,$(BACKEND)),$(MMPOSE_VENV),$(BENCH_VE
 bench-extract: setup $(BENCH_EXTRACT_VENV)/bin/.installed ## stage-1 benchmark vs MediaPipe's Pose solution, 1 vs 2 people [BACKEND=mmpose: per-frame vs batched]
 	$(BENCH_EXTRACT_VENV)/bin/python bench/bench_extract.py --backend $(BACKEND) $(ARGS)
 
-bench-train: setup ## stage-2 benchmark: loader, step time, demo split end to end [ARGS="--scale ntu60": training view at NTU-60 size]
+bench-train: setup ## stage-2 benchmark: loader, step time, demo split end to end [ARGS="--scale ntu60": training view, "--features-scale ntu60": feature folder, at NTU-60 size]
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
 # chumpy (an mmpose dependency) must be built without build isolation: its setup.py imports pip.

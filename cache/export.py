@@ -118,11 +118,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def read_pyskl(path: str | os.PathLike) -> dict:
     """Load a PYSKL pickle safely (only containers and numpy arrays are admitted) and check its structure."""
     path = Path(path)
+    if not path.is_file():
+        raise UserError(f"PYSKL pickle {path} does not exist; check the path (a .pkl from pyskl / mmaction2 "
+                        f"or `posebridge export --format pyskl`)")
     try:
         with open(path, "rb") as f:
             data = _RestrictedUnpickler(f).load()
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError) as err:
-        raise UserError(f"{path} is not a readable PYSKL pickle ({err})") from err
+        raise UserError(f"{path} is not a readable PYSKL pickle ({err}); give a pickle written by pyskl, "
+                        f"mmaction2 or `posebridge export --format pyskl`") from err
     if not isinstance(data, dict) or not isinstance(data.get("split"), dict) \
             or not isinstance(data.get("annotations"), list):
         raise UserError(f"{path} is not a PYSKL pickle: it needs a dict with 'split' (dict) and 'annotations' (list)")

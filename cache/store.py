@@ -226,6 +226,9 @@ class CueStore:
     def open(cls, path: str | os.PathLike) -> CueStore:
         path = Path(path)
         root = path / STORE_NAME
+        if not path.exists():
+            raise UserError(f"cue cache {path} does not exist; check the path (stores live at "
+                            f"<cache_root>/<dataset>/<fingerprint>; `posebridge cache info DATASET` finds one)")
         if not (root / "zarr.json").is_file():
             raise UserError(f"{path} is not a PoseBridge cue cache (no {STORE_NAME}/ inside): "
                             f"pass a folder made by stage 1, <cache_root>/<dataset>/<fingerprint>")

@@ -145,11 +145,15 @@ def resolve_store(store: str, cache_dir: Optional[Path] = None) -> Path:
     from posebridge.cache.store import list_stores
     from posebridge.pipeline import paths
 
-    if Path(store).exists():
+    from posebridge.cache.store import STORE_NAME
+
+    if (Path(store) / STORE_NAME).exists():  # a store folder (a dataset name may also be a folder here)
         return Path(store)
-    found = list_stores(paths.cache_root(cache_dir), store)
+    found = list_stores(paths.cache_root(cache_dir), store) if "/" not in store else []
     if len(found) == 1:
         return found[0]
+    if not found and Path(store).exists():
+        return Path(store)  # not a store: opening it says so, naming the folder
     if not found:
         raise UserError(f"no cache store at '{store}' and no dataset of that name under "
                         f"{paths.cache_root(cache_dir)}; run `posebridge extract --dataset {store} ...` first")
@@ -219,7 +223,8 @@ def export(
 @app.command("export-features")
 def export_features(
     split: str = typer.Option(..., "--split", help="Split name; the encoder is pretrained on its seen classes."),
-    out: Path = typer.Option(..., "--out", help="New folder for train/val/test_feature.npy and *_labels.npy."),
+    out: Path = typer.Option(..., "--out", help="New folder for train/val/test_feature.npy, *_labels.npy and "
+                             "(with cue tokens) *_cue.npy."),
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
@@ -301,9 +306,9 @@ def train(
     cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
-    epochs: int = typer.Option(30, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Clips per training step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW; warmup, then cosine to 10%)."),
     text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (bundled) or clip:<local dir or HF id in your cache>."),
     gzsl_calibration: str = typer.Option("pseudo_unseen", "--gzsl-calibration", help="pseudo_unseen or none."),
     ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class texts "
@@ -350,7 +355,7 @@ def ablate(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per cue mode; the table reports mean +- std."),
-    epochs: int = typer.Option(30, "--epochs"),
+    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads, per run."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
     kinetics200_classes: Optional[Path] = SplitOpt,
@@ -371,8 +376,9 @@ def ablate(
 def eval_run(
     run: Path = typer.Argument(..., help="A run folder written by `posebridge train` (holds checkpoint.pt)."),
     cache_dir: Optional[Path] = CacheDir,
-    store: Optional[Path] = typer.Option(None, "--store"),
-    pyskl: Optional[Path] = typer.Option(None, "--pyskl"),
+    store: Optional[Path] = typer.Option(None, "--store", help="The cue store the run was trained on, if its "
+                                         "dataset has several."),
+    pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="The PYSKL pickle the run was trained on."),
     features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
@@ -474,8 +480,9 @@ def render(
 def demo(
     videos: Path = typer.Option(Path("assets/videos/demo"), "--videos", help="Demo videos (fetched by `make media`)."),
     cache_dir: Optional[Path] = CacheDir,
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir"),
-    epochs: int = typer.Option(30, "--epochs"),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, "
+                                            "else ./outputs/runs)."),
+    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads, per run."),
 ) -> None:
     """The main job on the embedded default: extract the demo videos, then train + evaluate the
     SYNTHETIC zero-shot split with and without cues, and print the results table."""

@@ -166,3 +166,17 @@ def test_a_part_removed_after_its_arrays_were_opened_is_never_read_as_zeros(stor
     assert compacted
     monkeypatch.undo()
     assert CueStore.open(store_with_copies).info()["n_superseded_copies"] == 0
+
+
+def test_a_dataset_name_is_found_even_when_a_folder_of_that_name_is_in_the_way(extracted, tmp_path, monkeypatch):
+    """`cache info demo` next to a `demo/` videos folder means the dataset's store, not the folder."""
+    from posebridge.pipeline.cli import resolve_store
+    from posebridge.pipeline.errors import UserError
+
+    cache = extracted.parent.parent  # <cache_root>/demo/<fingerprint>
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. the videos folder the dataset is named after
+    assert resolve_store("demo", cache) == extracted
+    assert resolve_store(str(extracted), cache) == extracted
+    with pytest.raises(UserError, match=r"cue cache /no/such/store does not exist"):
+        CueStore.open(resolve_store("/no/such/store", cache))

@@ -58,7 +58,7 @@ def test_cues_need_a_cache_not_a_pyskl_pickle(ntu_cache, tmp_path):
 
 
 def test_missing_cache_names_the_extract_command(tmp_path):
-    with pytest.raises(UserError, match="make extract VIDEOS=.* DATASET=ntu120"):
+    with pytest.raises(UserError, match=f"posebridge extract --videos .* --dataset ntu120 --cache-dir {tmp_path}"):
         train_splits(["ntu120_110_10"], base=TrainConfig(split="ntu120_110_10"), cache_dir=tmp_path, runs_dir=tmp_path)
 
 

@@ -91,6 +91,9 @@ def resolve_run_dir(run: Path) -> Path:
     from posebridge.stages.train.checkpoint import CHECKPOINT
 
     run = Path(run)
+    if not run.exists():
+        raise UserError(f"run folder {run} does not exist; pass a folder made by `posebridge train` / `make demo`, "
+                        f"e.g. outputs/runs/<split>/<settings>/seed-0")
     if (run / CHECKPOINT).is_file():
         return run
     seeds = sorted(run.glob(f"seed-*/{CHECKPOINT}"), key=lambda p: int(p.parent.name[5:]) if

@@ -86,6 +86,9 @@ class ExtractSummary:
             out.append(f"failed: {f['clip_id']}: {f['reason']}")
         if self.failed > 10:
             out.append(f"... {self.failed - 10} more in {self.store / 'failures.jsonl'}")
+        if self.failed:
+            out.append(f"failed clips are logged in {self.store / 'failures.jsonl'} and tried again by the next run "
+                       f"(fix or remove the files; the clips already cached are kept)")
         return out
 
     def interrupted_line(self) -> str:
@@ -281,10 +284,10 @@ def extract(videos: Path, dataset: str | None = None, *, cache_dir: Path | None 
         device = backend_device(config.backend, backend_options.get("device"), shard)
         if device is not None:
             backend_options["device"] = device
+    specs = scan(Path(videos), dataset, annotations)  # the videos first: the cheapest mistake to report
     models_dir = paths.models_root(models_dir)
     backend = make_backend(config.backend, config, models_dir=models_dir, num_threads=1,  # checks the config
                            **backend_options)
-    specs = scan(Path(videos), dataset, annotations)
     mine = [spec for spec in specs if shard.holds(spec.clip_id)]
     echo(f"{shard.describe()}: {len(mine)} of {len(specs)} clips of {videos}, dataset {dataset}")
     identity = extractor_identity(config, backend)

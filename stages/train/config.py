@@ -72,9 +72,9 @@ class TrainConfig:
         if self.cues not in CUE_MODES:
             raise UserError(f"--cues '{self.cues}' is unknown; use one of {', '.join(CUE_MODES)}")
         if self.gzsl_calibration not in CALIBRATIONS:
-            raise UserError(f"gzsl_calibration '{self.gzsl_calibration}' is unknown; use one of {', '.join(CALIBRATIONS)}")
+            raise UserError(f"--gzsl-calibration '{self.gzsl_calibration}' is unknown; use one of {', '.join(CALIBRATIONS)}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise UserError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1")
+            raise UserError(f"--epochs ({self.epochs}) and --batch-size ({self.batch_size}) must be >= 1")
         if not 0.0 < self.crop_min <= 1.0:
             raise UserError(f"crop_min must be in (0, 1], got {self.crop_min}")
         if self.ttr and self.gzsl_calibration == "pseudo_unseen":
@@ -87,7 +87,7 @@ class TrainConfig:
             raise UserError(f"--skeleton-encoder '{self.skeleton_encoder}' is unknown; use one of "
                             f"{', '.join(SKELETON_ENCODERS)}")
         if self.cue_steps < 1 or self.shiftgcn_steps < 3:
-            raise UserError(f"cue_steps must be >= 1 and shiftgcn_steps >= 3 (one per phase); got "
+            raise UserError(f"--cue-steps must be >= 1 and shiftgcn_steps >= 3 (one per phase); got "
                             f"{self.cue_steps} and {self.shiftgcn_steps}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"--device '{self.device}' is unknown; use auto, cpu or cuda")

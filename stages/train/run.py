@@ -44,11 +44,14 @@ class SplitResult:
 _STORE_DATASETS = {"kinetics200": ("kinetics200", "kinetics400", "kinetics"), "kinetics400": ("kinetics400", "kinetics")}
 
 
-def _extract_hint(dataset: str) -> str:
-    hint = f"make extract VIDEOS=/path/to/{dataset}/videos DATASET={dataset}"
-    if dataset.startswith("kinetics"):
-        hint += " ANNOTATIONS=/path/to/kinetics.csv"
-    return hint
+def _extract_hint(dataset: str, cache_dir: Path | None = None) -> str:
+    """The command that makes the cache a split of `dataset` reads (Kinetics-200: a Kinetics-400 one)."""
+    target = "kinetics400" if dataset == "kinetics200" else dataset
+    if cache_dir is not None:  # make extract writes to the default cache root
+        hint = f"posebridge extract --videos /path/to/{target}/videos --dataset {target} --cache-dir {cache_dir}"
+        return hint + (" --annotations /path/to/kinetics.csv" if target.startswith("kinetics") else "")
+    hint = f"make extract VIDEOS=/path/to/{target}/videos DATASET={target}"
+    return hint + (" ANNOTATIONS=/path/to/kinetics.csv" if target.startswith("kinetics") else "")
 
 
 def dataset_stores(root: Path, dataset: str) -> list[Path]:
@@ -66,7 +69,7 @@ def check_cache_exists(split_name: str, cache_dir: Path | None) -> None:
         extra = "; kinetics200 splits also need --kinetics200-classes FILE (the K200 class list is not public)" \
             if dataset == "kinetics200" else ""
         raise UserError(f"no cue cache for {split_name} (dataset '{dataset}') under {root}; extract it first: "
-                        f"{_extract_hint(dataset)}{extra}")
+                        f"{_extract_hint(dataset, cache_dir)}{extra}")
 
 
 def find_store(split: Split, cache_dir: Path | None = None, store: Path | None = None) -> Path:
@@ -81,7 +84,7 @@ def find_store(split: Split, cache_dir: Path | None = None, store: Path | None =
     found = dataset_stores(root, split.dataset)
     if not found:
         raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; extract it first: "
-                        f"{_extract_hint(split.dataset)} (or train skeleton-only: --pyskl FILE --cues none)")
+                        f"{_extract_hint(split.dataset, cache_dir)} (or train skeleton-only: --pyskl FILE --cues none)")
     if len(found) > 1:
         raise UserError(f"dataset '{split.dataset}' has {len(found)} caches from different extractor settings "
                         f"under {root}: {', '.join(str(p) for p in found)}; choose one with --store")
@@ -185,6 +188,9 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     from posebridge.stages.train.checkpoint import CHECKPOINT
 
     config_path = Path(run_dir) / "config.json"
+    if not Path(run_dir).exists():
+        raise UserError(f"run folder {run_dir} does not exist; pass a folder made by `posebridge train`, "
+                        f"e.g. outputs/runs/<split>/<settings>/seed-0")
     if not config_path.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
     cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))

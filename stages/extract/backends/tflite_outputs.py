@@ -9,6 +9,9 @@ to 256x256) and world landmarks are about 40% of its time.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -60,11 +63,28 @@ def load_interpreter(model_path: Path, outputs: Iterable[str] = (), *, prune: bo
     With preserve_all=True the model is left unedited and every tensor is kept (slower); this
     mode exists as the reference the chosen outputs are checked and timed against.
     """
-    if preserve_all:
-        interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads,
-                                  experimental_preserve_all_tensors=True)
-    else:
-        content = with_outputs(Path(model_path).read_bytes(), outputs, prune=prune)
-        interpreter = Interpreter(model_content=content, num_threads=num_threads)
-    interpreter.allocate_tensors()
+    content = None if preserve_all else with_outputs(Path(model_path).read_bytes(), outputs, prune=prune)
+    with _native_info_silenced():
+        if preserve_all:
+            interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads,
+                                      experimental_preserve_all_tensors=True)
+        else:
+            interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        interpreter.allocate_tensors()
     return interpreter
+
+
+@contextlib.contextmanager
+def _native_info_silenced():
+    """The runtime's C++ logger prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to
+    the process's stderr for every interpreter, which would turn a one-line error into two. Its
+    failures still raise in Python, with their message."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
