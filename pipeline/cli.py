@@ -152,8 +152,8 @@ def resolve_store(store: str, cache_dir: Optional[Path] = None) -> Path:
     found = list_stores(paths.cache_root(cache_dir), store) if "/" not in store else []
     if len(found) == 1:
         return found[0]
-    if not found and Path(store).exists():
-        return Path(store)  # not a store: opening it says so, naming the folder
+    if not found and (Path(store).exists() or "/" in store):
+        return Path(store)  # a path: opening it says what is wrong with it, naming it
     if not found:
         raise UserError(f"no cache store at '{store}' and no dataset of that name under "
                         f"{paths.cache_root(cache_dir)}; run `posebridge extract --dataset {store} ...` first")

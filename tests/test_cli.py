@@ -67,6 +67,7 @@ def test_mmpose_backend_without_its_extra_says_how_to_get_it(tmp_path):
 
     if importlib.util.find_spec("mmpose") is not None:
         pytest.skip("mmpose is installed here (.venv-mmpose); its tests are tests/test_mmpose_backend.py")
+    (tmp_path / "clip.mp4").write_bytes(b"\0")  # the videos are checked first: give it one to list
     out = run("extract", "--videos", str(tmp_path), "--backend", "mmpose", env_cache=str(tmp_path))
     assert out.returncode == 1
     lines = [l for l in out.stderr.splitlines() if l.strip()]

@@ -180,3 +180,5 @@ def test_a_dataset_name_is_found_even_when_a_folder_of_that_name_is_in_the_way(e
     assert resolve_store(str(extracted), cache) == extracted
     with pytest.raises(UserError, match=r"cue cache /no/such/store does not exist"):
         CueStore.open(resolve_store("/no/such/store", cache))
+    with pytest.raises(UserError, match=r"no dataset of that name under"):
+        resolve_store("nosuchdataset", cache)
