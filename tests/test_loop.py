@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -232,6 +233,34 @@ def test_augmented_batches_crop_the_same_frames_for_every_person():
     # person 1 is person 0 moved by 1: after the same crop and the same scale s, it is moved by s
     shift = kp[:, 1] - kp[:, 0]
     assert torch.allclose(shift, shift[:, :1, :1, :1].expand_as(shift), atol=1e-5)
+
+
+def test_the_crop_blends_frames_like_resample_and_keeps_the_clip_when_it_keeps_everything():
+    """Frames of a linear ramp stay on a ramp after the crop (a nearest-frame crop would repeat some,
+    giving zero motion there); crop_min = 1 and no scale jitter leave the batch as it is."""
+    cfg, ds = tiny_config(crop_min=0.5, scale_jitter=0.0), tiny_dataset()
+    ramp = torch.arange(T, dtype=torch.float32).view(1, 1, T, 1, 1).expand(4, 2, T, V, 3).clone()
+    data = dataclasses.replace(loop.to_device(ds, cfg.cues, torch.device("cpu")), keypoints=ramp)
+    kp, *_ = loop.take_batch(data, torch.arange(4), cfg, torch.Generator().manual_seed(0))
+    steps = kp[:, 0, 1:, 0, 0] - kp[:, 0, :-1, 0, 0]  # [B, T-1]: one constant step per clip, never 0
+    assert torch.allclose(steps, steps[:, :1].expand_as(steps), atol=1e-5) and (steps > 0).all()
+    whole = tiny_config(crop_min=1.0, scale_jitter=0.0)
+    kp, conf, *_ = loop.take_batch(data, torch.arange(4), whole, torch.Generator().manual_seed(0))
+    assert torch.allclose(kp, ramp[:4]) and torch.allclose(conf, data.confidence[:4])
+
+
+def test_temperatures_stay_at_or_below_the_cap_and_type_embeddings_get_no_weight_decay():
+    cfg, ds, bank = tiny_config(symmetric_loss=True, epochs=1), tiny_dataset(), tiny_bank()
+    state = loop.new_fit_state(cfg, loop.model_args(cfg, ds, bank), torch.device("cpu"), 0)
+    no_decay = {id(p) for g in state.optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(state.model.token_type) in no_decay and id(state.model.logit_scale) in no_decay
+    with torch.no_grad():
+        state.model.logit_scale.fill_(10.0)
+        state.model.temperatures.fill_(10.0)
+    data = loop.to_device(ds, cfg.cues, torch.device("cpu"))
+    loop.fit(state, cfg, data, np.arange(16), np.array(SEEN), loop.class_text_tensors(bank, torch.device("cpu")), 1)
+    cap = float(torch.tensor(math.log(100)))  # the cap as a float32 parameter holds it
+    assert float(state.model.logit_scale.detach()) <= cap and float(state.model.temperatures.detach().max()) <= cap
 
 
 def test_gzsl_results_do_not_change_when_the_main_models_logit_scale_is_multiplied(trained):

@@ -13,6 +13,7 @@ joint x time tokens itself instead of the fixed joint groups and thirds.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from posebridge.stages.train.persons import fold, pool_rows, present_persons, wi
 from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
 
 NUM_SEGMENTS = 3  # start / middle / end thirds
+LOG_SCALE_CAP = math.log(100.0)  # logit scales are capped at 100, as CLIP's
 
 def skeleton_layout(num_joints: int, name: str = "") -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
     """(body-part joint groups, parents) of the registry's skeleton (cache/schema.py): by name, or by
@@ -342,6 +344,14 @@ class PoseBridge(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(1.0 / 0.07).log())
         if args.symmetric_loss:  # PURLS: one learnable temperature per representation, same start
             self.temperatures = nn.Parameter(torch.full((len(REPRESENTATIONS),), 1.0 / 0.07).log())
+
+    @torch.no_grad()
+    def clamp_temperatures(self) -> None:
+        """Keep every log-temperature at or below ln 100 (as CLIP does after each step): past the cap
+        exp().clamp() passes no gradient, and a parameter pushed beyond it would stay stuck there."""
+        self.logit_scale.clamp_(max=LOG_SCALE_CAP)
+        if self.args.symmetric_loss:
+            self.temperatures.clamp_(max=LOG_SCALE_CAP)
 
     def scale(self) -> torch.Tensor:
         """The logit scale of the class scores (the global representation's temperature)."""

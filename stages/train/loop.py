@@ -184,12 +184,22 @@ def take_batch(data: DeviceData, idx: torch.Tensor, cfg: TrainConfig | None, gen
     keep = cfg.crop_min + (1.0 - cfg.crop_min) * torch.rand(b, generator=gen)
     length = (keep * t).round().clamp(2, t)
     start = (torch.rand(b, generator=gen) * (t - length + 1)).floor()
-    frames = (start[:, None] + (torch.linspace(0, 1, t)[None] * (length[:, None] - 1)).round()).long().to(device)
+    # The crop is stretched back to T frames with a linear blend, as resample() makes the clips, so
+    # training sees the same smooth motion as testing (nearest frames would repeat some: zero motion).
+    # float64 and whole-frame steps: a crop that keeps every frame is then the clip exactly
+    steps = torch.arange(t, dtype=torch.float64)[None] * (length[:, None].double() - 1) / max(t - 1, 1)
+    position = (start[:, None].double() + steps).to(device)  # [B, T]
+    low = position.floor().clamp(max=t - 2).long()
+    frac = (position - low).float()
     scale = (1.0 + cfg.scale_jitter * (2 * torch.rand(b, generator=gen) - 1)).to(device)
     rows = torch.arange(b, device=device)[:, None]
 
     def crop(x):  # the same frames for every person of a clip
-        return None if x is None else x.transpose(1, 2)[rows, frames].transpose(1, 2)
+        if x is None:
+            return None
+        x = x.transpose(1, 2)  # [B, T, M, ...]
+        w = frac.view(b, t, *([1] * (x.dim() - 2))).to(x.dtype)
+        return (x[rows, low] * (1 - w) + x[rows, low + 1] * w).transpose(1, 2)
 
     return crop(kp) * scale.view(b, 1, 1, 1, 1), crop(conf), crop(feat), crop(hm), joint
 
@@ -205,8 +215,10 @@ class FitState:
 def new_fit_state(cfg: TrainConfig, args: ModelArgs, device: torch.device, seed: int) -> FitState:
     seed_everything(seed)
     model = PoseBridge(args).to(device)
-    # Weight decay on weight matrices only: not on biases, norms, embeddings or the learned adjacency.
-    decays = {n: p.ndim >= 2 and "embedding" not in n and "adjacency" not in n for n, p in model.named_parameters()}
+    # Weight decay on weight matrices only: not on biases, norms, embeddings (token_type is the
+    # skeleton tokens' type embedding) or the learned adjacency.
+    decays = {n: p.ndim >= 2 and not any(k in n for k in ("embedding", "adjacency", "token_type"))
+              for n, p in model.named_parameters()}
     decay = [p for n, p in model.named_parameters() if decays[n]]
     no_decay = [p for n, p in model.named_parameters() if not decays[n]]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -252,6 +264,7 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
             torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
             scaler.step(state.optimizer)
             scaler.update()
+            state.model.clamp_temperatures()
             running += float(loss.detach())
         state.epoch = epoch + 1
         losses.append(running / steps_per_epoch)
