@@ -288,10 +288,10 @@ class CueStore:
             return decode_clip(stored, ranges[entry.row], self.schema_version)
         raise RuntimeError(f"{self._path}: clip {clip_id!r} kept moving between parts while being read")
 
-    def iter_clips(self, clip_ids: Iterable[str] | None = None) -> Iterator[tuple[ClipRecord, ClipArrays]]:
-        """Clips in storage order (part, then offset); each part's span is read once."""
-        index = self._refresh()
-        entries = list(index.values()) if clip_ids is None else [self._entry(c) for c in dict.fromkeys(clip_ids)]
+    def _stored_by_part(self, entries: Iterable[PartEntry]):
+        """Per part, in storage order: (its entries by offset, each entry's stored arrays with its
+        `feature_range` row), the part's span read once; None instead of the arrays when the part
+        was compacted away mid-read (its clips now live elsewhere)."""
         by_part: dict[str, list[PartEntry]] = defaultdict(list)
         for entry in entries:
             by_part[entry.part].append(entry)
@@ -301,36 +301,35 @@ class CueStore:
             stop = max(e.offset + e.record.num_frames for e in chosen)
             try:
                 span, ranges = self._read_span(part, start, stop)
-            except _PartGone:  # compacted meanwhile: read these clips from where they are now
+            except _PartGone:
                 self._index = None
+                yield chosen, None
+                continue
+            yield chosen, [{**{k: v[e.offset - start:e.offset - start + e.record.num_frames] for k, v in span.items()},
+                            "feature_range": ranges[e.row]} for e in chosen]
+
+    def iter_clips(self, clip_ids: Iterable[str] | None = None) -> Iterator[tuple[ClipRecord, ClipArrays]]:
+        """Clips in storage order (part, then offset); each part's span is read once."""
+        index = self._refresh()
+        entries = list(index.values()) if clip_ids is None else [self._entry(c) for c in dict.fromkeys(clip_ids)]
+        for chosen, stored in self._stored_by_part(entries):
+            if stored is None:  # compacted meanwhile: read these clips from where they are now
                 for e in chosen:
                     yield self._entry(e.record.clip_id).record, self.read_clip(e.record.clip_id)
                 continue
-            for e in chosen:
-                rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
-                yield e.record, decode_clip({k: v[rows] for k, v in span.items()}, ranges[e.row], self.schema_version)
+            for e, arrays in zip(chosen, stored):
+                ranges = arrays.pop("feature_range")
+                yield e.record, decode_clip(arrays, ranges, self.schema_version)
 
     def stored_clips(self, clip_ids: Iterable[str]) -> Iterator[tuple[ClipRecord, dict[str, np.ndarray]]]:
         """The clips' bytes as stored (encoded frame arrays plus their `feature_range` row), to copy
-        them into a new part unchanged (compaction, relabelling); each part's span is read once, and
-        a part compacted away mid-read is read again from where its clips are now."""
-        by_part: dict[str, list[PartEntry]] = defaultdict(list)
-        for clip_id in dict.fromkeys(clip_ids):
-            entry = self._entry(clip_id)
-            by_part[entry.part].append(entry)
-        for part in sorted(by_part):
-            chosen = sorted(by_part[part], key=lambda e: e.offset)
-            start = chosen[0].offset
-            stop = max(e.offset + e.record.num_frames for e in chosen)
-            try:
-                span, ranges = self._read_span(part, start, stop)
-            except _PartGone:
-                self._index = None
+        them into a new part unchanged (compaction, relabelling); a part compacted away mid-read is
+        read again from where its clips are now."""
+        for chosen, stored in self._stored_by_part([self._entry(c) for c in dict.fromkeys(clip_ids)]):
+            if stored is None:
                 yield from self.stored_clips(e.record.clip_id for e in chosen)
                 continue
-            for e in chosen:
-                rows = slice(e.offset - start, e.offset - start + e.record.num_frames)
-                yield e.record, {**{k: v[rows] for k, v in span.items()}, "feature_range": ranges[e.row]}
+            yield from zip((e.record for e in chosen), stored)
 
     def _read_span(self, part: str, start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Rows start:stop of a part's frame arrays, and its feature ranges.
