@@ -302,3 +302,22 @@ def test_frames_without_a_person_hold_the_nearest_pose():
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_array_equal(out[3], out[2])  # ties go to the earlier frame
     assert np.abs(out).max() < 10  # nothing thrown to the image origin
+
+
+def test_a_second_person_never_seen_with_enough_confidence_is_absent():
+    """Coordinates but no joint ever at MIN_CONFIDENCE: untrustworthy in every frame, so the slot is
+    emptied (keypoints and confidence), instead of raw coordinates with jumps to the image origin."""
+    from posebridge.stages.train.data import MIN_CONFIDENCE, absent_if_unseen
+
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(500, 50, (2, 6, 33, 3)).astype(np.float32)
+    conf = np.ones((2, 6, 33), np.float32)
+    conf[1] = MIN_CONFIDENCE / 2  # the second person: seen, never trusted
+    xyz[1, [2, 4]] = 0.0  # and missing in some frames
+    out = normalise_persons(xyz, conf, BLAZEPOSE33)
+    assert not out[1].any() and np.abs(out[0]).max() < 10
+    kept = absent_if_unseen(out, conf)
+    assert (kept[1] == 0).all() and np.array_equal(kept[0], conf[0])
+    # the main actor is kept even when no one is ever trusted (the clip has nobody better)
+    weak = np.full((1, 6, 33), MIN_CONFIDENCE / 2, np.float32)
+    assert normalise_persons(xyz[:1], weak, BLAZEPOSE33).any()

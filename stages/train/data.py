@@ -104,9 +104,19 @@ def normalise_persons(xyz: np.ndarray, confidence: np.ndarray, layout: Skeleton)
         seen = ok[m].any(axis=1)
         if seen.any():
             out[m] = out[m][_nearest_present_frame(seen)]
-        elif not xyz[m].any():  # an empty slot stays empty (not moved to -origin)
+        elif m != main or not xyz[m].any():
+            # An empty slot stays empty (not moved to -origin); so does another person never seen
+            # with confidence >= MIN_CONFIDENCE: no frame of theirs can be trusted or gap-filled.
             out[m] = 0.0
     return out
+
+
+def absent_if_unseen(normalised: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """[M, T, V] confidence with 0 for every person normalise_persons emptied ([M, T, V, 3] all
+    zero): an absent slot is all zeros, keypoints and confidence alike, so no encoder or pooling
+    counts it."""
+    emptied = ~normalised.reshape(len(normalised), -1).any(axis=1)
+    return np.where(emptied[:, None, None], np.float32(0), confidence).astype(confidence.dtype)
 
 
 def _origin_and_scale(xyz: np.ndarray, ok: np.ndarray, layout: Skeleton) -> tuple[np.ndarray, float]:
@@ -178,9 +188,10 @@ def clip_rows(store: CueStore, num_frames: int,
         t = kp.shape[1]
         # Normalised image coordinates -> pixels, so x and y share one unit (z is on x's scale).
         xyz = kp[..., [_X, _Y, _Z]] * np.array([record.width, record.height, record.width], np.float32)
-        visibility = kp[..., _VISIBILITY]
+        normalised = normalise_persons(xyz, kp[..., _VISIBILITY], skel)
+        visibility = absent_if_unseen(normalised, kp[..., _VISIBILITY])
         yield row_of[record.clip_id], record, {
-            "keypoints": resample(normalise_persons(xyz, visibility, skel).swapaxes(0, 1), num_frames).swapaxes(0, 1),
+            "keypoints": resample(normalised.swapaxes(0, 1), num_frames).swapaxes(0, 1),
             "confidence": resample(visibility.swapaxes(0, 1), num_frames).swapaxes(0, 1),
             "features": resample(arrays.features, num_frames).swapaxes(0, 1),
             "heatmaps": resample(arrays.heatmaps.reshape(t, m, len(cue_joints), patch_cells), num_frames).swapaxes(0, 1),
@@ -297,8 +308,9 @@ def load_pyskl(path: str | Path, num_frames: int = 64) -> CueDataset:
         xyz = np.concatenate([kp, np.zeros_like(kp[..., :1])], axis=-1) if kp.shape[-1] == 2 else kp
         conf = score[persons] if score is not None else (np.abs(kp).sum(axis=-1) > 0).astype(np.float32)
         k = len(persons)
-        keypoints[i, :k] = resample(normalise_persons(xyz, conf, skel).swapaxes(0, 1), num_frames).swapaxes(0, 1)
-        confidence[i, :k] = resample(conf.swapaxes(0, 1), num_frames).swapaxes(0, 1)
+        normalised = normalise_persons(xyz, conf, skel)
+        keypoints[i, :k] = resample(normalised.swapaxes(0, 1), num_frames).swapaxes(0, 1)
+        confidence[i, :k] = resample(absent_if_unseen(normalised, conf).swapaxes(0, 1), num_frames).swapaxes(0, 1)
         labels[i] = int(ann["label"])
         clip_ids.append(str(ann["frame_dir"]))
         meta.append({"pyskl_split": splits_of.get(ann["frame_dir"], []), "total_frames": int(ann["total_frames"])})
