@@ -159,6 +159,7 @@ def load_feature_folder(folder: str | Path, num_classes: int | None = None) -> F
     labels, meta, ids, dropped, pos = [], [], [], {}, 0
     digests = {(side, kind): hashlib.sha256() for side in SIDES for kind in ("feature", "cue")}
     for side, (x, y, tokens) in sides.items():
+        side_start = pos
         token_chunks = _chunks(folder / f"{side}_cue.npy", tokens, digests[side, "cue"]) if with_cues else None
         for start, chunk in _chunks(folder / f"{side}_feature.npy", x, digests[side, "feature"]):
             keep = chunk.flatten(1).ne(0).any(dim=1).nonzero().squeeze(1)  # all-zero rows: missing skeletons
@@ -177,7 +178,7 @@ def load_feature_folder(folder: str | Path, num_classes: int | None = None) -> F
         if token_chunks is not None:
             for _ in token_chunks:  # same row count: already done; this closes the file and ends the hash
                 pass
-        dropped[side] = int(len(x) - sum(m["side"] == side for m in meta))
+        dropped[side] = int(len(x) - (pos - side_start))
     maps = maps[:pos]
     # sha256 of every file (the big ones hashed as they were read), as file_sha256 would give
     kinds = ("feature", "labels", "cue") if with_cues else ("feature", "labels")
