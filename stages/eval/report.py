@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+from collections import Counter
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -247,9 +248,13 @@ def summarise_runs(run_dirs: Iterable[Path]) -> str:
         key = (metrics["split"], label, _settings(run_dir))
         groups.setdefault(key, []).append(metrics)
         folders.setdefault(key, Path(run_dir).parent.name)
-    shared = [(split, label) for split, label, _ in groups]
-    table = results_table((split, f"{label} [{folders[key]}]" if shared.count((split, label)) > 1 else label, runs)
-                          for key, runs in groups.items() for split, label, _ in [key])
+    shared = Counter((split, label) for split, label, _ in groups)
+
+    def row_name(key: tuple[str, str, str]) -> str:  # the settings folder, only where rows would look alike
+        split, label, _ = key
+        return f"{label} [{folders[key]}]" if shared[split, label] > 1 else label
+
+    table = results_table((key[0], row_name(key), runs) for key, runs in groups.items())
     if any(m.get("transductive") for runs in groups.values() for m in runs):
         table += f"\n{TRANSDUCTIVE_NOTE}\n"
     return table

@@ -95,7 +95,7 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
     import torch
 
     from posebridge.stages.train.feature_folder import FeatureDataset
-    from posebridge.stages.train.loop import resolve_device, to_device, with_encoder_features
+    from posebridge.stages.train.loop import CPU_THREADS, resolve_device, to_device, with_encoder_features
 
     if isinstance(dataset, FeatureDataset):
         raise UserError("the data is a feature folder already; export from a cue cache or a PYSKL pickle")
@@ -105,10 +105,10 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
     refuse_existing(out)
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
     device = resolve_device(cfg.device)
-    torch.set_num_threads(2)
+    torch.set_num_threads(CPU_THREADS)
     data = with_encoder_features(cfg, to_device(dataset, "none", device), parts["train"], np.array(split.seen),
                                  dataset.source_fingerprint, encoder_cache)
-    features = data.joint_features.float().cpu().numpy()
+    features = data.joint_features.cpu().numpy()  # float16 as cached; each side becomes float32 when written
     info = {"split": split.name, "data": dataset.source_fingerprint, "encoder": "shiftgcn",
             "shiftgcn_width": cfg.shiftgcn_width, "shiftgcn_epochs": cfg.shiftgcn_epochs,
             "partition_seed": cfg.seed, "val_fraction": cfg.val_fraction, "num_frames": cfg.num_frames,

@@ -83,9 +83,14 @@ def _read_features(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{path} has shape {list(x.shape)} ({x.dtype}); expected [N, C, T', V] float "
                         f"(e.g. [N, 256, 3, 25])")
+    return _same_row_shape(path, x, shape, "files of the folder", "encoder")
+
+
+def _same_row_shape(path: Path, x: np.ndarray, shape: tuple[int, ...] | None, others: str, source: str) -> np.ndarray:
+    """x, if its rows have the shape the sides read before had (None: the first side)."""
     if shape is not None and tuple(x.shape[1:]) != shape:
-        raise UserError(f"{path} has shape {list(x.shape)}; the other files of the folder have [N, "
-                        f"{', '.join(map(str, shape))}]: all sides must come from one encoder")
+        raise UserError(f"{path} has shape {list(x.shape)}; the other {others} have [N, "
+                        f"{', '.join(map(str, shape))}]: all sides must come from one {source}")
     return x
 
 
@@ -98,10 +103,7 @@ def _read_cue_tokens(folder: Path, side: str, rows: int, shape: tuple[int, ...] 
     if x.ndim != 3 or len(x) != rows or not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{path} has shape {list(x.shape)} ({x.dtype}); expected [{rows}, S, D] float: one row of "
                         f"cue tokens per row of {side}_feature.npy (e.g. [{rows}, 16, 512])")
-    if shape is not None and tuple(x.shape[1:]) != shape:
-        raise UserError(f"{path} has shape {list(x.shape)}; the other cue files have [N, "
-                        f"{', '.join(map(str, shape))}]: all sides must come from one cue extractor")
-    return x
+    return _same_row_shape(path, x, shape, "cue files", "cue extractor")
 
 
 def _chunks(path: Path, x: np.ndarray, digest):
