@@ -221,3 +221,182 @@ def test_data_joint_count_must_match_the_layout():
     skel = layout_from_dict(jhmdb_layout(unique("count")), "my_layout.json")
     with pytest.raises(UserError, match="x.pkl has 17 joints per skeleton, but my_layout.json declares 15"):
         layouts.check_joint_count(skel, 17, "x.pkl")
+
+
+# --- PYSKL pickles of any layout --------------------------------------------------------------
+
+def _pyskl(path, annotations, split=None):
+    with open(path, "wb") as f:
+        pickle.dump({"split": split or {"train": [a["frame_dir"] for a in annotations]}, "annotations": annotations}, f)
+    return path
+
+
+def _clip(name: str, t: int, v: int = 15, c: int = 2, persons: int = 1, seed: int = 0, score: bool = True) -> dict:
+    rng = np.random.default_rng(seed)
+    ann = {"frame_dir": name, "total_frames": t, "img_shape": (240, 320), "label": 0,
+           "keypoint": rng.uniform(20, 200, size=(persons, t, v, c)).astype(np.float32)}
+    if score:
+        ann["keypoint_score"] = np.full((persons, t, v), 0.9, np.float32)
+    return ann
+
+
+def test_load_pyskl_with_a_15_joint_layout_file(tmp_path):
+    from posebridge.stages.train.data import load_pyskl, normalise_skeleton
+
+    skel = load_layout(write(tmp_path, jhmdb_layout(unique("jhmdb15"))))
+    path = _pyskl(tmp_path / "jhmdb.pkl", [_clip("a", 20), _clip("b", 33, seed=1)])
+    ds = load_pyskl(path, num_frames=16, layout=skel)
+    assert ds.keypoints.shape == (2, 1, 16, 15, 3) and ds.skeleton == skel.name
+    assert ds.skeleton_layout == skel.to_dict()
+    ann = _clip("a", 20)
+    xyz = np.concatenate([ann["keypoint"][0], np.zeros((20, 15, 1), np.float32)], -1)
+    np.testing.assert_allclose(ds.keypoints[0, 0, 0], normalise_skeleton(xyz, ann["keypoint_score"][0], skel)[0],
+                               atol=1e-5)
+    # the layout is part of the data's identity: another layout, other tensors
+    chain = {**jhmdb_layout(unique("other15")), "center": "belly"}
+    assert load_pyskl(path, 16, layout_from_dict(chain)).source_fingerprint != ds.source_fingerprint
+
+
+def test_load_pyskl_20_joint_3d_and_without_layout(tmp_path):
+    from posebridge.stages.train.data import load_pyskl
+
+    path = _pyskl(tmp_path / "kinect20.pkl", [_clip("a", 12, v=20, c=3, score=False)])
+    with pytest.raises(UserError, match="20 joints per skeleton.*layout file"):
+        load_pyskl(path, 8)  # no built-in has 20 joints
+    ds = load_pyskl(path, 8, layout=layout_from_dict(chain20_layout(unique("chain20"))))
+    assert ds.keypoints.shape == (1, 1, 8, 20, 3) and torch.all(ds.confidence == 1)
+    assert ds.keypoints[..., 2].abs().sum() > 0  # 3D layout: the third value is z
+
+
+def test_layout_joint_count_mismatch_names_file_clip_and_layout(tmp_path):
+    from posebridge.stages.train.data import load_pyskl
+
+    skel = load_layout(write(tmp_path, jhmdb_layout(unique("jhmdb15"))))
+    path = _pyskl(tmp_path / "coco.pkl", [_clip("clip_7", 10, v=17)])
+    with pytest.raises(UserError) as err:
+        load_pyskl(path, 8, layout=skel)
+    message = str(err.value)
+    assert "coco.pkl" in message and "clip_7" in message and "my_layout.json" in message and "\n" not in message
+
+
+def test_2d_layout_reads_a_third_value_as_confidence(tmp_path):
+    from posebridge.stages.train.data import load_pyskl
+
+    ann = _clip("a", 10, c=3, score=False)
+    ann["keypoint"][..., 2] = 0.25
+    ds = load_pyskl(_pyskl(tmp_path / "xyc.pkl", [ann]), 8, layout=layout_from_dict(jhmdb_layout(unique("j"))))
+    np.testing.assert_allclose(ds.confidence, 0.25)
+    assert torch.all(ds.keypoints[..., 2] == 0)
+
+
+def test_short_empty_and_nan_clips(tmp_path, capsys):
+    from posebridge.stages.train.data import load_pyskl
+
+    one, two = _clip("one_frame", 1), _clip("two_frames", 2, seed=3)
+    no_frames = _clip("no_frames", 0)
+    zeros = _clip("all_zero", 5)
+    zeros["keypoint"][:] = 0
+    nans = _clip("all_nan", 5)
+    nans["keypoint"][:] = np.nan
+    holes = _clip("nan_frames", 12, seed=4)
+    holes["keypoint"][0, 3:6] = np.nan  # whole frames missing
+    holes["keypoint"][0, 8, 2] = np.nan  # one joint missing
+    holes["keypoint_score"][0, 9, 4] = np.nan  # one score missing
+    path = _pyskl(tmp_path / "mixed.pkl", [one, no_frames, two, zeros, nans, holes])
+    ds = load_pyskl(path, num_frames=16, layout=layout_from_dict(jhmdb_layout(unique("j"))))
+    out = capsys.readouterr().out
+    assert "skipped 3 empty clips of mixed.pkl: no_frames, all_zero, all_nan" in out
+    assert ds.clip_ids == ["one_frame", "two_frames", "nan_frames"]
+    assert torch.isfinite(ds.keypoints).all() and torch.isfinite(ds.confidence).all()
+    assert torch.allclose(ds.keypoints[0, 0, 0], ds.keypoints[0, 0, -1])  # one frame, held
+    assert ds.keypoints[0].abs().sum() > 0 and ds.keypoints[1].abs().sum() > 0
+    # NaN joints are missing (confidence 0), not poison: the clip's other joints keep their scores
+    holes_conf = ds.confidence[2, 0]
+    assert holes_conf.min() == 0 and holes_conf.max() == pytest.approx(0.9)
+
+    with pytest.raises(UserError, match="all 2 clips are empty"):
+        load_pyskl(_pyskl(tmp_path / "empty.pkl", [no_frames, zeros]), 8, layout=layout_from_dict(jhmdb_layout("j")))
+
+
+def test_train_cli_layout_needs_pyskl():
+    from posebridge.stages.train.run import pyskl_layout
+
+    with pytest.raises(UserError, match="--layout coco17 names the skeleton of a --pyskl pickle"):
+        pyskl_layout("coco17", None)
+    assert pyskl_layout(None, None) is None
+
+
+# --- consumers --------------------------------------------------------------------------------
+
+def test_small_gcn_and_shift_gcn_run_on_a_15_joint_layout():
+    from posebridge.stages.train.encoders.shift_gcn import ShiftGCN
+    from posebridge.stages.train.encoders.small_gcn import SmallGCN
+
+    skel = layout_from_dict(jhmdb_layout(unique("j")))
+    kp, conf = torch.randn(2, 16, 15, 3), torch.rand(2, 16, 15)
+    assert SmallGCN(skel.parents, width=8, layers=2)(kp, conf).shape == (2, 8, 2, 15)  # T / 2 (pool) / 4
+    assert ShiftGCN(num_joints=skel.num_joints, num_classes=3, width=8).features(kp).shape == (2, 32, 4, 15)
+
+
+def _heads_args(layout: dict, **overrides):
+    from posebridge.stages.train.heads import ModelArgs
+
+    return ModelArgs(**{**dict(num_joints=15, cue_joints=0, feature_channels=0, heatmap_size=0, text_dim=16, dim=16,
+                               joint_dim=8, layers=0, cues="none", motion_bone=False, skeleton="not_registered",
+                               skeleton_layout=layout), **overrides})
+
+
+def test_heads_pool_the_custom_parts_and_rebuild_from_the_recorded_dict():
+    from posebridge.stages.train.heads import ModelArgs, PoseBridge, SkeletonEncoder
+
+    data = jhmdb_layout(unique("unregistered"))  # never registered: the dict alone rebuilds it
+    skel = layout_from_dict(data)
+    model = PoseBridge(ModelArgs.from_dict(json.loads(json.dumps(_heads_args(skel.to_dict()).to_dict()))))
+    pool = model.skeleton.part_pool
+    assert pool.shape == (4, 15)
+    for p, group in enumerate(skel.parts):
+        assert pool[p].nonzero().flatten().tolist() == sorted(group)
+    assert torch.equal(model.backbone.parents, torch.tensor(skel.parents))
+
+    enc = SkeletonEncoder(15, 16, 8, layers=0, motion_bone=False, layout=skel.to_dict())
+    kp, conf = torch.randn(2, 12, 15, 3), torch.rand(2, 12, 15)
+    moved = kp.clone()
+    moved[:, :, list(skel.parts[0])] += 5.0  # the head (face) only
+    _, a, _ = enc(kp, conf)
+    _, b, _ = enc(moved, conf)
+    assert not torch.allclose(a[:, 0], b[:, 0]) and torch.allclose(a[:, 1:], b[:, 1:])
+
+
+def test_heads_refuse_a_layout_of_another_joint_count():
+    from posebridge.stages.train.heads import PoseBridge
+
+    with pytest.raises(UserError, match="has 17 joints per skeleton, but .* declares 15"):
+        PoseBridge(_heads_args(layout_from_dict(jhmdb_layout(unique("j"))).to_dict(), num_joints=17))
+
+
+def test_model_args_keep_the_pyskl_layout(tmp_path):
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.data import load_pyskl
+    from posebridge.stages.train.loop import model_args
+
+    skel = load_layout(write(tmp_path, jhmdb_layout(unique("jhmdb15"))))
+    ds = load_pyskl(_pyskl(tmp_path / "j.pkl", [_clip("a", 8)]), 16, layout=skel)
+    bank = type("Bank", (), {"name": torch.zeros(2, 16)})()  # model_args reads the text width only
+    args = model_args(TrainConfig(split="x", cues="none", skeleton_encoder="gcn"), ds, bank)
+    assert args.skeleton == skel.name and args.skeleton_layout == skel.to_dict() and args.num_joints == 15
+
+
+def test_export_pyskl_picks_a_layouts_joints_by_name(tmp_path):
+    from posebridge.cache.export import _export_joints
+    from posebridge.cache.schema import BLAZEPOSE33, BLAZEPOSE_TO_COCO17
+
+    store = type("Store", (), {"layout": type("L", (), {"joint_names": BLAZEPOSE33.joint_names,
+                                                        "skeleton": "blazepose33"})()})()
+    assert _export_joints(store, "coco17") == BLAZEPOSE_TO_COCO17
+    upper = {"name": unique("upper"), "dims": 2, "joints": ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"],
+             "bones": [["nose", "left_shoulder"], ["nose", "right_shoulder"]],
+             "parts": {"head": ["nose"], "hands": ["left_shoulder"], "torso": ["right_shoulder"], "legs": ["left_hip"]},
+             "center": ["left_hip", "right_hip"], "torso": [["left_shoulder", "right_shoulder"], ["left_hip", "right_hip"]]}
+    assert _export_joints(store, str(write(tmp_path, upper, "upper.json"))) == (0, 11, 12, 23, 24)
+    with pytest.raises(UserError, match="has no joint 'spine_base'"):
+        _export_joints(store, "ntu25")
