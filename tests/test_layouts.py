@@ -400,3 +400,30 @@ def test_export_pyskl_picks_a_layouts_joints_by_name(tmp_path):
     assert _export_joints(store, str(write(tmp_path, upper, "upper.json"))) == (0, 11, 12, 23, 24)
     with pytest.raises(UserError, match="has no joint 'spine_base'"):
         _export_joints(store, "ntu25")
+
+
+@pytest.mark.slow  # about a minute on two cores: one tiny training run and its re-evaluation
+def test_train_on_a_custom_layout_pickle_and_evaluate_without_the_file(tmp_path):
+    """--pyskl with a layout file trains; eval rebuilds the layout from the checkpoint, file gone."""
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.run import evaluate_run, train_splits
+
+    layout_file = write(tmp_path, jhmdb_layout(unique("jhmdb15")))
+    # ntu60_55_5: A001 (0) and A023 (22) are seen, A011 (10) and A012 (11) unseen
+    annotations, split = [], {"xsub_train": [], "xsub_val": []}
+    for label, side, count in ((0, "xsub_train", 3), (22, "xsub_train", 3), (10, "xsub_val", 2), (11, "xsub_val", 2)):
+        for i in range(count):
+            ann = _clip(f"c{label}_{i}", 12 + i, seed=label * 10 + i)
+            ann["label"] = label
+            annotations.append(ann)
+            split[side].append(ann["frame_dir"])
+    pickle_path = _pyskl(tmp_path / "jhmdb.pkl", annotations, split)
+    cfg = TrainConfig(split="ntu60_55_5", cues="none", epochs=1, batch_size=4, gzsl_calibration="none",
+                      skeleton_encoder="gcn", num_frames=24)
+    result = train_splits(["ntu60_55_5"], base=cfg, pyskl=pickle_path, runs_dir=tmp_path / "runs",
+                          layout=str(layout_file))[0]
+    run_dir = result.run_dirs[0]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["samples"]["test_zsl"] == 4
+    layout_file.unlink()
+    assert evaluate_run(run_dir, pyskl=pickle_path)["zsl"] == metrics["zsl"]
