@@ -299,27 +299,28 @@ def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None =
         for clip_id in ids:
             splits_of.setdefault(clip_id, []).append(split_name)
 
-    by_count = _builtin_for_joints(np.shape(annotations[0]["keypoint"])[2])
-    skel = layout if layout is not None else by_count or skeleton_for_joints(
-        np.shape(annotations[0]["keypoint"])[2], str(path))
-    clips, empty = [], []
-    for ann in annotations:
-        clip = _pyskl_clip(path, ann, skel, given=layout is not None)
-        (clips if clip is not None else empty).append((ann, clip))
+    num_joints = np.shape(annotations[0]["keypoint"])[2]
+    by_count = _builtin_for_joints(num_joints)
+    skel = layout if layout is not None else by_count or skeleton_for_joints(num_joints, str(path))
+    # Two passes: the first only finds the empty clips (a list of every clip's arrays would double
+    # an NTU-size pickle in memory), the second fills the rows.
+    empty = {i for i, ann in enumerate(annotations) if _pyskl_clip(path, ann, skel, layout is not None) is None}
     if empty:
-        names = [str(ann["frame_dir"]) for ann, _ in empty]
+        names = [str(annotations[i]["frame_dir"]) for i in sorted(empty)]
         shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10 else "")
         print(f"skipped {len(names)} empty clips of {path.name}: {shown}")
-    if not clips:
+    kept = [ann for i, ann in enumerate(annotations) if i not in empty]
+    if not kept:
         raise UserError(f"{path}: all {len(annotations)} clips are empty (no frames, or every keypoint zero or "
                         f"NaN); check the file")
 
-    n, v = len(clips), skel.num_joints
-    m = max(1, min(PYSKL_MAX_PERSONS, max(len(clip[0]) for _, clip in clips)))
+    n, v = len(kept), skel.num_joints
+    m = max(1, min(PYSKL_MAX_PERSONS, max(np.shape(ann["keypoint"])[0] for ann in kept)))
     keypoints = np.zeros((n, m, num_frames, v, 3), np.float32)
     confidence = np.zeros((n, m, num_frames, v), np.float32)
     labels, clip_ids, meta = np.empty(n, np.int64), [], []
-    for i, (ann, (xyz, conf, scored)) in enumerate(clips):
+    for i, ann in enumerate(kept):
+        xyz, conf, scored = _pyskl_clip(path, ann, skel, layout is not None)
         persons = _persons_main_first(conf, scored)[:m]
         xyz, conf, k = xyz[persons], conf[persons], len(persons)
         normalised = normalise_persons(xyz, conf, skel)
