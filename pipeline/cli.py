@@ -229,6 +229,8 @@ def export_features(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name or .json "
+                                         "file (docs/layouts.md); default: the built-in with its joint count."),
     shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
     shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
@@ -253,7 +255,7 @@ def export_features(
                        shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
-                          with_cues=cue_tokens)
+                          with_cues=cue_tokens, layout=layout)
     typer.echo(f"wrote {out}: " + ", ".join(f"{side} {n}" for side, n in counts.items()) + " rows")
 
 

@@ -242,17 +242,19 @@ def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir:
 
 def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir: Path | None = None,
                     store: Path | None = None, pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                    guess_kinetics200: bool = False, with_cues: bool = True) -> dict[str, int]:
+                    guess_kinetics200: bool = False, with_cues: bool = True,
+                    layout: str | Path | None = None) -> dict[str, int]:
     """A split's frozen Shift-GCN features as a SynSE/PURLS feature folder at `out` (the encoder is
     the one `train --skeleton-encoder shiftgcn` with the same settings uses: cached, or pretrained now),
-    with its pooled cue tokens when `with_cues` and the data has cues."""
+    with its pooled cue tokens when `with_cues` and the data has cues. `layout`: as for train_splits."""
     from posebridge.stages.train.export_features import export_split_features, refuse_existing
 
     refuse_existing(out)  # before any data is read
+    skel = pyskl_layout(layout, pyskl)
     split = get_split(split_name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     if store is None and pyskl is None:
         check_cache_exists(split.name, cache_dir)
-    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {})
+    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {}, layout=skel)
     cfg = dataclasses.replace(base, split=split.name, cues="none").validate()
     return export_split_features(cfg, dataset, split, out, encoder_cache=paths.cache_root(cache_dir),
                                  with_cues=with_cues)
