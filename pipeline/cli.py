@@ -271,10 +271,17 @@ def splits(
     name: Optional[str] = typer.Argument(None, help="Show one split's seen and unseen class names."),
     kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
                                                        help="Your Kinetics-200 class list (one K400 name per line)."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="Check a split file and show its partitions."),
 ) -> None:
     """List the published zero-shot splits (seen/unseen counts, source), or show one in full."""
     from posebridge.pipeline.splits.registry import get_split, list_splits
+    from posebridge.pipeline.splits.split_file import read_split_file
 
+    if split_file is not None:
+        for part in read_split_file(split_file).splits():
+            typer.echo(f"{part.name}: unseen ({len(part.unseen)}): "
+                       + "; ".join(f"{i} {part.class_names[i]}" for i in part.unseen))
+        return
     if name is None:
         typer.echo(f"{'split':34} {'dataset':12} {'seen':>5} {'unseen':>6}  status")
         for row in list_splits():
