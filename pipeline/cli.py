@@ -203,7 +203,8 @@ def export(
     format: str = typer.Option("pyskl", "--format", help="pyskl (pickle) or hdf5."),
     out: Path = typer.Option(..., "--out", help="Output file."),
     layout: str = typer.Option("coco17", "--layout", help="pyskl: coco17 (17 COCO joints, what pyskl's and "
-                               "mmaction2's 2D GCNs take) or full (every joint of the store)."),
+                               "mmaction2's 2D GCNs take), full (every joint of the store), or another "
+                               "layout name / .json file whose joints the store has (docs/layouts.md)."),
     cache_dir: Optional[Path] = CacheDir,
 ) -> None:
     """Export a cache to the PYSKL pickle format (keypoint [M, T, V, 2] pixels) or to HDF5."""
@@ -228,6 +229,8 @@ def export_features(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name or .json "
+                                         "file (docs/layouts.md); default: the built-in with its joint count."),
     shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
     shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
@@ -252,7 +255,7 @@ def export_features(
                        shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
-                          with_cues=cue_tokens)
+                          with_cues=cue_tokens, layout=layout)
     typer.echo(f"wrote {out}: " + ", ".join(f"{side} {n}" for side, n in counts.items()) + " rows")
 
 
@@ -308,7 +311,11 @@ def train(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
-                                         "COCO-17 2D or NTU-25 3D, up to 2 persons, read without running code."),
+                                         "COCO-17 2D or NTU-25 3D (any other skeleton: --layout), up to 2 persons, "
+                                         "read without running code."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name "
+                                         "(coco17, ntu25, blazepose33) or a layout .json file (docs/layouts.md); "
+                                         "default: the built-in with the pickle's joint count."),
     features: Optional[Path] = typer.Option(None, "--features", help="Train on a SynSE/PURLS feature folder "
                                             "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; the folder "
                                             "must be the split's own). --cues none, or --cues all when it also holds "
@@ -356,14 +363,14 @@ def train(
                        symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
     if split_file is not None:
         done = train_split_file(split_file, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
-                                features=features, runs_dir=runs_dir, resume=resume)
+                                features=features, runs_dir=runs_dir, resume=resume, layout=layout)
         for result in done.results:
             typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
         typer.echo(f"\n{done.summary.table}\nsummary: {done.summary.path}")
         return
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
-                           guess_kinetics200=guess_kinetics200, resume=resume, features=features)
+                           guess_kinetics200=guess_kinetics200, resume=resume, features=features, layout=layout)
     for result in results:
         typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
 
@@ -398,6 +405,8 @@ def eval_run(
     store: Optional[Path] = typer.Option(None, "--store", help="The cue store the run was trained on, if its "
                                          "dataset has several."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="The PYSKL pickle the run was trained on."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton (name or .json); "
+                                         "default: the layout the run recorded."),
     features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="The split file the run was trained with."),
     kinetics200_classes: Optional[Path] = SplitOpt,
@@ -408,7 +417,8 @@ def eval_run(
 
     from posebridge.stages.train.run import evaluate_run
 
-    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, split_file=split_file,
+    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
+                           split_file=split_file,
                            kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 

@@ -318,3 +318,21 @@ def test_sides_by_a_feature_folders_own_files(tmp_path):
     parts = partition(ds, _split(tmp_path, train="train", test="test"))
     assert parts["train"].tolist() == [0, 1] and parts["val"].tolist() == [2]
     assert parts["test_zsl"].tolist() == [3, 4] and parts["test_gzsl"].tolist() == [3, 4, 5]
+
+
+def test_skeleton_field_takes_a_layout_file_relative_to_the_split_file(tmp_path):
+    import posebridge.pipeline.layouts as layouts
+    from posebridge.stages.train.skeletons import check_split_skeleton, split_layout
+
+    layout = json.loads((Path(layouts.__file__).parent / "layouts" / "coco17.json").read_text())
+    layout["name"] = "my17"
+    (tmp_path / "layouts").mkdir()
+    write_json(tmp_path / "layouts" / "my17.json", layout)
+    split = _split(tmp_path, skeleton="layouts/my17.json")
+    assert split.skeleton == str(tmp_path / "layouts" / "my17.json")
+    assert split_layout(split.skeleton, split.source).name == "my17"
+    with pytest.raises(UserError, match=r"field 'skeleton' is .*my17.json', but the data's skeleton is 'coco17'"):
+        check_split_skeleton(_tiny([{}], [0]), split)
+    check_split_skeleton(_tiny([{}], [0]), _split(tmp_path, skeleton="coco17"))
+    with pytest.raises(UserError, match="field 'skeleton'"):
+        split_layout(_split(tmp_path, skeleton="coco18").skeleton, "s.json")

@@ -14,6 +14,7 @@ import numpy as np
 from posebridge.cache.store import list_stores
 from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import Skeleton, layout_from_dict, load_layout
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.registry import SPLIT_NAMES, get_split, get_split_spec
 from posebridge.pipeline.splits.spec import Split, SplitSpec
@@ -28,7 +29,7 @@ from posebridge.stages.train.experiment import train
 from posebridge.stages.train.feature_folder import FeatureDataset, load_feature_folder
 from posebridge.stages.train.loop import check_folder_cues
 from posebridge.stages.train.sides import split_sides
-from posebridge.stages.train.skeletons import check_split_skeleton
+from posebridge.stages.train.skeletons import check_split_skeleton, split_layout
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
@@ -120,15 +121,18 @@ def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
 
 
 def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
-                    pyskl: Path | None, loaded: dict, features: Path | None = None) -> CueDataset:
+                    pyskl: Path | None, loaded: dict, features: Path | None = None,
+                    layout: Skeleton | None = None) -> CueDataset:
+    """`layout`: the skeleton a PYSKL pickle follows (None: the built-in with its joint count)."""
     if features is not None:  # a feature folder serves the one split its encoder was trained for
         key = ("features", str(features), len(split.class_names))
         if key not in loaded:
             loaded[key] = load_feature_folder(features, num_classes=len(split.class_names))
         return loaded[key]
-    key = ("pyskl", str(pyskl)) if pyskl else ("store", str(find_store(split, cache_dir, store)))
+    key = (("pyskl", str(pyskl), layout and layout.fingerprint) if pyskl
+           else ("store", str(find_store(split, cache_dir, store))))
     if key not in loaded:  # a store is read through its training view: written once, then reused
-        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_view(key[1], num_frames)
+        loaded[key] = load_pyskl(pyskl, num_frames, layout) if pyskl else load_view(key[1], num_frames)
     return align_labels(loaded[key], split)
 
 
@@ -159,9 +163,12 @@ def _check_sources(base: TrainConfig, store: Path | None, pyskl: Path | None, fe
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
                  store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
                  kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
-                 resume: bool = False, features: Path | None = None, loaded: dict | None = None) -> list[SplitResult]:
+                 resume: bool = False, features: Path | None = None, loaded: dict | None = None,
+                 layout: str | Path | None = None) -> list[SplitResult]:
     """Train and evaluate every published split x seed; `loaded` (data already loaded, by source) may
-    be shared between calls so that one process loads a cache once."""
+    be shared between calls so that one process loads a cache once. `layout` (a layout name or .json
+    file, docs/layouts.md) is the skeleton of the --pyskl pickle."""
+    skel = pyskl_layout(layout, pyskl)
     _check_sources(base, store, pyskl, features)
     known = {n.lower() for n in SPLIT_NAMES}
     for name in split_names:
@@ -173,7 +180,7 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
              for n in split_names]  # resolve all first: a typo fails before any training
     encoder = make_text_encoder(base.text_encoder)
     loaded = {} if loaded is None else loaded
-    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features)
+    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
     return [result for spec in specs for result in _train_spec(spec, base, seeds, runs_dir, resume, encoder,
                                                                 loaded, sources)]
 
@@ -181,14 +188,18 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
 def train_split_file(split_file: Path | str | SplitSpec, *, base: TrainConfig, seeds: int = 1,
                      cache_dir: Path | None = None, store: Path | None = None, pyskl: Path | None = None,
                      features: Path | None = None, runs_dir: Path | None = None, resume: bool = False,
-                     loaded: dict | None = None) -> SplitFileResult:
+                     loaded: dict | None = None, layout: str | Path | None = None) -> SplitFileResult:
     """Train and evaluate every partition x seed of a split file (or an already read SplitSpec);
     one run folder each, <runs>/<name>[/p<k>-<digest>]/<settings>/seed-<n>, and one summary row
-    (mean ± std over partitions x seeds), returned and written to <runs>/<name>/summary-<settings>.md."""
+    (mean ± std over partitions x seeds), returned and written to <runs>/<name>/summary-<settings>.md.
+    A --pyskl pickle is read with `layout`, else with the split file's "skeleton"."""
     _check_sources(base, store, pyskl, features)
     spec = split_file if isinstance(split_file, SplitSpec) else read_split_file(split_file)
+    skel = pyskl_layout(layout, pyskl)
+    if skel is None and pyskl is not None and spec.skeleton is not None:
+        skel = split_layout(spec.skeleton, spec.source)
     loaded = {} if loaded is None else loaded
-    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features)
+    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
     results = _train_spec(spec, base, seeds, runs_dir, resume, make_text_encoder(base.text_encoder), loaded, sources)
     run_dirs = [d for r in results for d in r.run_dirs]
     summary = summarise_partitions(spec.name, run_dirs, partitions=len(spec.partitions), seeds=seeds)
@@ -212,7 +223,7 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     cache_dir = sources["cache_dir"]
     splits = spec.splits()
     dataset = load_split_data(splits[0], base.num_frames, cache_dir, sources["store"], sources["pyskl"], loaded,
-                              sources["features"])
+                              sources["features"], sources["layout"])
     if isinstance(dataset, FeatureDataset):  # before any run folder is made
         check_folder_cues(dataset, base.cues)
     _check_before_training(spec, dataset)
@@ -247,14 +258,26 @@ def _split_for_run(name: str, split_file: Path | None, kinetics200_classes, gues
                     f"the run was trained with")
 
 
+def pyskl_layout(layout: str | Path | None, pyskl: Path | None) -> Skeleton | None:
+    """The --layout of a --pyskl pickle, loaded (and checked) before any data is read."""
+    if layout is None:
+        return None
+    if pyskl is None:
+        raise UserError(f"--layout {layout} names the skeleton of a --pyskl pickle; stores and feature "
+                        f"folders carry their own")
+    return load_layout(layout)
+
+
 def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
                  pyskl: Path | None = None, kinetics200_classes: Path | None = None,
                  guess_kinetics200: bool = False, features: Path | None = None,
-                 split_file: Path | None = None) -> dict:
-    """Re-evaluate a finished run folder's checkpoint on its split (from `split_file` if it was trained on one)."""
+                 layout: str | Path | None = None, split_file: Path | None = None) -> dict:
+    """Re-evaluate a finished run folder's checkpoint on its split (from `split_file` if it was trained
+    on one). A --pyskl pickle is read with `layout`, else with the layout the checkpoint recorded (a
+    layout file is not needed again)."""
     import json
 
-    from posebridge.stages.train.checkpoint import CHECKPOINT
+    from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
 
     config_path = Path(run_dir) / "config.json"
     if not Path(run_dir).exists():
@@ -264,7 +287,11 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
     cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
     split = _split_for_run(cfg.split, split_file, kinetics200_classes, guess_kinetics200)
-    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features)
+    skel = pyskl_layout(layout, pyskl)
+    if skel is None and pyskl is not None:
+        recorded = load_checkpoint(Path(run_dir) / CHECKPOINT)["model_args"].get("skeleton_layout")
+        skel = layout_from_dict(recorded, f"{run_dir}'s layout") if recorded else None
+    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features, skel)
     bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank, encoder_cache=paths.cache_root(cache_dir))
 
@@ -288,17 +315,19 @@ def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir:
 
 def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir: Path | None = None,
                     store: Path | None = None, pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                    guess_kinetics200: bool = False, with_cues: bool = True) -> dict[str, int]:
+                    guess_kinetics200: bool = False, with_cues: bool = True,
+                    layout: str | Path | None = None) -> dict[str, int]:
     """A split's frozen Shift-GCN features as a SynSE/PURLS feature folder at `out` (the encoder is
     the one `train --skeleton-encoder shiftgcn` with the same settings uses: cached, or pretrained now),
-    with its pooled cue tokens when `with_cues` and the data has cues."""
+    with its pooled cue tokens when `with_cues` and the data has cues. `layout`: as for train_splits."""
     from posebridge.stages.train.export_features import export_split_features, refuse_existing
 
     refuse_existing(out)  # before any data is read
+    skel = pyskl_layout(layout, pyskl)
     split = get_split(split_name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     if store is None and pyskl is None:
         check_cache_exists(split.name, cache_dir)
-    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {})
+    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {}, layout=skel)
     cfg = dataclasses.replace(base, split=split.name, cues="none").validate()
     return export_split_features(cfg, dataset, split, out, encoder_cache=paths.cache_root(cache_dir),
                                  with_cues=with_cues)

@@ -1,19 +1,16 @@
 """A split file's "skeleton" field: a layout name ("coco17") or a layout JSON file, checked against the data."""
 from __future__ import annotations
 
-from posebridge.cache.schema import Skeleton, skeleton
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import Skeleton, load_layout
 from posebridge.pipeline.splits.spec import Split
 
 
 def split_layout(name_or_path: str, where: str) -> Skeleton:
-    """The layout a split file names. The one place to swap for the layouts branch's
-    load_layout(spec, base_dir) once it lands (paths are already absolute here)."""
-    if name_or_path.endswith(".json"):
-        raise UserError(f"{where}: field 'skeleton' names a layout file ({name_or_path}), which this version cannot "
-                        f"read yet; give a built-in layout name instead (coco17, ntu25, blazepose33)")
+    """The layout a split file names: a built-in name or a layout file (the split-file reader made
+    its path absolute, so no base_dir is needed here)."""
     try:
-        return skeleton(name_or_path)
+        return load_layout(name_or_path)
     except UserError as err:
         raise UserError(f"{where}: field 'skeleton': {err}") from None
 
