@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posebridge.cache import walk
 from posebridge.cache.schema import skeleton
 from posebridge.cache.store import CueStore, clean_stale_tmp, new_tmp_dir
 from posebridge.pipeline.errors import UserError
@@ -208,7 +209,10 @@ def load_view(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cue
         records = store.clips()  # one snapshot: the key, the row count and the rows all come from it
         folder, key = view_dir(store, num_frames, records)
         if (folder / INDEX).exists():
-            return open_view(folder)
+            try:
+                return open_view(folder)
+            except walk.VANISHED:  # pruned meanwhile by a process that saw a newer clip set
+                continue
         try:
             _write_new_view(store, num_frames, key, folder, records)
             break
@@ -238,7 +242,12 @@ def _write_new_view(store: CueStore, num_frames: int, key: dict, folder: Path, r
 def _prune_views(folder: Path, key: dict) -> None:
     """Views of an older clip set can never be used again; processes reading one keep their open
     files (MappedRows never reopens by path), so deleting it costs them nothing."""
-    for other in folder.parent.iterdir():
-        if other != folder and (other / INDEX).exists():
-            if json.loads((other / INDEX).read_text())["key"].get("clip_set") != key["clip_set"]:
-                shutil.rmtree(other, ignore_errors=True)
+    for other in walk.subdirs(folder.parent, hidden=False):  # other processes add and prune views meanwhile
+        if other == folder:
+            continue
+        try:
+            other_key = json.loads((other / INDEX).read_text())["key"]
+        except (*walk.VANISHED, ValueError, KeyError):  # gone, or not a whole view (yet)
+            continue
+        if other_key.get("clip_set") != key["clip_set"]:
+            shutil.rmtree(other, ignore_errors=True)
