@@ -30,7 +30,7 @@ from posebridge.cache import walk
 from posebridge.cache.schema import skeleton
 from posebridge.cache.store import CueStore, clean_stale_tmp, new_tmp_dir
 from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256, fingerprint
+from posebridge.pipeline.fingerprint import file_code_sha256, fingerprint
 from posebridge.stages.train import data as data_module
 from posebridge.stages.train.data import CueDataset, clip_rows, clip_set, data_fingerprint, open_store
 
@@ -52,7 +52,7 @@ def view_key(store: CueStore, num_frames: int, records: list) -> dict:
     the synthetic store does)."""
     return {"view_version": VIEW_VERSION, "store": store.fingerprint, "clip_set": clip_set(records),
             "num_frames": num_frames, "min_confidence": data_module.MIN_CONFIDENCE,
-            "loader_sha256": data_module.loader_code_sha256(), "view_sha256": file_sha256(__file__)}
+            "loader_sha256": data_module.loader_code_sha256(), "view_sha256": file_code_sha256(__file__)}
 
 
 class MappedRows:
