@@ -161,7 +161,6 @@ def test_list_splits_rows():
 
 
 def test_synthetic_split_resolves_when_its_module_exists():
-    pytest.importorskip("posebridge.stages.train.synthetic")
     split = get_split("synthetic_zsl")
     assert split.dataset == "synthetic" and split.unseen and split.seen
 

@@ -67,7 +67,6 @@ def test_kinetics_descriptions_follow_the_users_class_order(tmp_path):
 
 
 def test_synthetic_texts_come_from_the_synthetic_module():
-    pytest.importorskip("posebridge.stages.train.synthetic")
     split = get_split("synthetic_zsl")
     assert [t.name for t in class_texts(split)] == list(split.class_names)
 
