@@ -17,7 +17,8 @@ from posebridge.pipeline.config import BLAZEPOSE_JOINTS, ExtractConfig
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
 
-from .. import cues, tracking
+from .. import tracking
+from . import blazepose_cues as cues
 from . import blazepose_roi as geometry
 from .base import FrameCues, PoseBackend
 from .blazepose_detector import NMS_IOU_THRESHOLD, PoseDetector
