@@ -19,8 +19,12 @@ start=$(date +%s)
 step() { echo "== wheel check: $* ($(( $(date +%s) - start )) s)"; }
 
 step "build"
-rm -rf "$WORK/dist"
-"$CLONE/.venv/bin/pip" wheel -q --no-deps "$CLONE" -w "$WORK/dist"
+# From a copy of the tracked and untracked-but-not-ignored files: a build/ folder left in the clone
+# by an earlier build could otherwise put since-deleted modules into the wheel.
+rm -rf "$WORK/dist" "$WORK/src" && mkdir -p "$WORK/src"
+(cd "$CLONE" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && echo "{}"' \
+  | tar -cf - -T -) | tar -xf - -C "$WORK/src"
+"$CLONE/.venv/bin/pip" wheel -q --no-deps "$WORK/src" -w "$WORK/dist"
 WHEEL=$(ls "$WORK"/dist/posebridge-*.whl)
 
 step "contents of $(basename "$WHEEL")"
@@ -41,6 +45,9 @@ for top in ("pipeline", "stages", "cache"):
             missing.append(inside)
 if missing:
     sys.exit(f"the wheel lacks {len(missing)} file(s): {missing[:10]}")
+stale = [n for n in names if n.startswith("posebridge/") and not (clone / n[len("posebridge/"):]).is_file()]
+if stale:
+    sys.exit(f"the wheel holds {len(stale)} file(s) the source does not: {stale[:10]}")
 print(f"{len(names)} files; every package and data file under pipeline/, stages/, cache/ is in it")
 PY
 

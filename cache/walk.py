@@ -26,9 +26,10 @@ def list_entries(folder: str | os.PathLike) -> list[os.DirEntry]:
 
 
 def _is_dir(entry: os.DirEntry) -> bool | None:
-    """True/False, or None when the entry vanished meanwhile."""
+    """True/False (a link to a folder is a folder: a dataset folder may be linked in), or None when
+    the entry vanished meanwhile."""
     try:
-        return entry.is_dir(follow_symlinks=False)
+        return entry.is_dir()
     except VANISHED:
         return None
 

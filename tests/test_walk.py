@@ -173,3 +173,11 @@ def test_every_helper_survives_its_folder_vanishing_after_listing(fn, tmp_path, 
     root = _tree(tmp_path / "t")
     _after_listing(monkeypatch, root, lambda: shutil.rmtree(root))
     fn(root)  # no error
+
+
+def test_a_linked_dataset_folder_is_listed_but_dir_bytes_does_not_follow_links(tmp_path):
+    root = _tree(tmp_path / "t")
+    (tmp_path / "cacheroot").mkdir()
+    os.symlink(root, tmp_path / "cacheroot" / "linked")
+    assert [p.name for p in walk.subdirs(tmp_path / "cacheroot")] == ["linked"]
+    assert dir_bytes(tmp_path / "cacheroot") == 0
