@@ -45,8 +45,8 @@ def compact(path: str | os.PathLike, lease_s: float = DEFAULT_LEASE_S) -> Compac
     clean_stale_tmp(store.parts_dir)
     report.tmp_removed = tmp_before - _count_tmp(store)
 
-    index = store.refresh()
-    for part, ((written_at, _), entries) in store.part_tables().items():
+    index, tables = store.snapshot()  # one listing: a part landing meanwhile is not judged at all
+    for part, ((written_at, _), entries) in tables.items():
         live = [e for e in entries if index.get(e.record.clip_id) is e]
         if len(live) == len(entries):
             continue

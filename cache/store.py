@@ -368,10 +368,10 @@ class CueStore:
         `cache compact` has rewritten it)."""
         from posebridge.cache.claims import DEFAULT_LEASE_S, list_claims
 
-        index = self.refresh()
+        index, tables = self.snapshot()
         live_frames = superseded_frames = superseded_copies = 0
         superseded_bytes = 0.0
-        for part, (_, entries) in self.part_tables().items():
+        for part, (_, entries) in tables.items():
             size = dir_bytes(self.parts_dir / part)
             frames = sum(e.record.num_frames for e in entries) or 1
             for e in entries:
@@ -448,8 +448,15 @@ class CueStore:
 
     def part_tables(self) -> dict[str, tuple[tuple[float, str], list[PartEntry]]]:
         """Every complete part's (rank, entries), superseded copies included (for info and compact)."""
-        self.refresh()
-        return dict(self._part_tables)
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[dict[str, PartEntry], dict[str, tuple[tuple[float, str], list[PartEntry]]]]:
+        """The index and every part's (rank, entries) from ONE listing of the parts. Whoever judges
+        which copies are live must take both from here: an index from one listing and tables from a
+        later one would call the copies of a part that landed in between "not live" (compact once
+        deleted such a part, and with it the only copy of its clips)."""
+        index = self.refresh()
+        return index, dict(self._part_tables)
 
     def _read_table(self, part: str) -> tuple[tuple[float, str], list[PartEntry]] | None:
         try:

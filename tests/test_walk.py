@@ -181,3 +181,21 @@ def test_a_linked_dataset_folder_is_listed_but_dir_bytes_does_not_follow_links(t
     os.symlink(root, tmp_path / "cacheroot" / "linked")
     assert [p.name for p in walk.subdirs(tmp_path / "cacheroot")] == ["linked"]
     assert dir_bytes(tmp_path / "cacheroot") == 0
+
+
+@pytest.mark.parametrize("nth", range(1, 7))
+def test_compact_never_removes_a_part_that_lands_while_it_runs(nth, tmp_path, monkeypatch):
+    """Found by the stress test: compact took its index from one listing of parts/ and the parts'
+    tables from a later one, so a part that landed in between looked wholly superseded and was
+    deleted with the only copy of its clip. Whichever listing the landing follows, the clip stays."""
+    from posebridge.cache.compact import compact
+
+    store = _store_with_two_parts(tmp_path)
+    rng = np.random.default_rng(1)
+    late = (make_record(7), make_clip(rng, 8))
+    _after_listing(monkeypatch, store.parts_dir, lambda: write(CueStore.open(store.path), [late]), nth)
+    compact(store.path)
+    monkeypatch.undo()
+    after = CueStore.open(store.path)
+    assert late[0].clip_id in {r.clip_id for r in after.clips()}, nth
+    assert len(after.clips()) == 5
