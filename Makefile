@@ -135,5 +135,9 @@ $(MMPOSE_VENV)/bin/.installed: pyproject.toml
 test-mmpose: models media $(MMPOSE_VENV)/bin/.installed ## build .venv-mmpose (mmpose extra) and test the mmpose backend
 	$(MMPOSE_VENV)/bin/python -m pytest -q tests/test_mmpose_backend.py $(ARGS)
 
+.PHONY: check-wheel
+check-wheel: setup ## build the wheel, install it (not editable) in a fresh venv, run the CLI from outside the clone
+	env -u POSEBRIDGE_MODELS -u POSEBRIDGE_CACHE -u POSEBRIDGE_RUNS PYTHON=$(PYTHON) .ci/wheel_check.sh
+
 clean-outputs: ## delete caches and runs (keeps models and media)
 	rm -rf outputs

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from posebridge.cache import walk
+
 CLAIMS = "claims"
 TAKEOVER_LOCK = ".takeover.lock"
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
@@ -300,10 +302,8 @@ def remove_if_unchanged(seen: Claim) -> bool:
 
 def list_claims(store_dir: str | os.PathLike) -> list[Claim]:
     folder = Path(store_dir) / CLAIMS
-    if not folder.is_dir():
-        return []
     out = []
-    for entry in os.scandir(folder):
+    for entry in walk.list_entries(folder):  # [] when there is no claims folder
         if entry.name.endswith(".json") and not entry.name.startswith("."):
             claim = read_claim(Path(entry.path))
             if claim is not None:
@@ -326,10 +326,10 @@ def remove_stale_claims(store_dir: str | os.PathLike, lease_s: float = DEFAULT_L
             if now is not None and (now.inode, now.token) == (claim.inode, claim.token) and now.is_stale(lease_s):
                 claim.path.unlink()
                 removed += 1
-    if folder.is_dir():
-        for entry in os.scandir(folder):  # a kill between write and unlink leaves these behind
-            if entry.name.startswith(".") and entry.name != TAKEOVER_LOCK \
-                    and time.time() - entry.stat().st_mtime > lease_s:
+    for entry in walk.list_entries(folder):  # a kill between write and unlink leaves these behind
+        if entry.name.startswith(".") and entry.name != TAKEOVER_LOCK:
+            mtime = walk.mtime(entry.path)  # None: another process removed it meanwhile
+            if mtime is not None and time.time() - mtime > lease_s:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
     return removed

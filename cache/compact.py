@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posebridge.cache.claims import DEFAULT_LEASE_S, remove_stale_claims
-from posebridge.cache.store import TMP_PREFIX, CueStore, PartEntry, clean_stale_tmp, dir_bytes, new_tmp_dir
+from posebridge.cache.store import CueStore, PartEntry, clean_stale_tmp, dir_bytes, new_tmp_dir, tmp_dirs
 from posebridge.cache.writer import write_part
 
 
@@ -45,8 +45,8 @@ def compact(path: str | os.PathLike, lease_s: float = DEFAULT_LEASE_S) -> Compac
     clean_stale_tmp(store.parts_dir)
     report.tmp_removed = tmp_before - _count_tmp(store)
 
-    index = store._refresh()
-    for part, ((written_at, _), entries) in store.part_tables().items():
+    index, tables = store.snapshot()  # one listing: a part landing meanwhile is not judged at all
+    for part, ((written_at, _), entries) in tables.items():
         live = [e for e in entries if index.get(e.record.clip_id) is e]
         if len(live) == len(entries):
             continue
@@ -63,7 +63,7 @@ def compact(path: str | os.PathLike, lease_s: float = DEFAULT_LEASE_S) -> Compac
 
 
 def _count_tmp(store: CueStore) -> int:
-    return sum(1 for parent in (store.path, store.parts_dir) for p in parent.glob(f"{TMP_PREFIX}*") if p.is_dir())
+    return sum(len(tmp_dirs(parent)) for parent in (store.path, store.parts_dir))
 
 
 def _rewrite(store: CueStore, part: str, live: list[PartEntry], written_at: float) -> None:

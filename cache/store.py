@@ -38,6 +38,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
+from posebridge.cache import walk
 from posebridge.cache.manifest import FailureLog
 from posebridge.cache.schema import KEYPOINT_CHANNELS, READABLE_SCHEMAS, SCHEMA_VERSION, CacheLayout  # noqa: F401
 from posebridge.pipeline.errors import UserError
@@ -92,8 +93,10 @@ def store_dir(cache_root: str | os.PathLike, dataset: str, fingerprint: str) -> 
 
 
 def list_stores(cache_root: str | os.PathLike, dataset: str | None = None) -> list[Path]:
-    pattern = f"{dataset or '*'}/*/{STORE_NAME}/zarr.json"
-    return sorted(p.parent.parent for p in Path(cache_root).glob(pattern))
+    """Stores under the cache root (of one dataset), tolerating stores created or removed meanwhile."""
+    datasets = [Path(cache_root) / dataset] if dataset else walk.subdirs(cache_root, hidden=False)
+    return sorted(folder for d in datasets for folder in walk.subdirs(d, hidden=False)
+                  if (folder / STORE_NAME / "zarr.json").is_file())
 
 
 # --- encoding: what a clip looks like on disk ------------------------------------------------
@@ -160,18 +163,23 @@ def _tmp_is_stale(path: Path) -> bool:
         except PermissionError:  # alive, owned by another user
             return False
         return False
-    return time.time() - path.stat().st_mtime > _FOREIGN_TMP_MAX_AGE_S
+    mtime = walk.mtime(path)
+    return mtime is not None and time.time() - mtime > _FOREIGN_TMP_MAX_AGE_S
+
+
+def tmp_dirs(parent: Path) -> list[Path]:
+    """The `.tmp-*` folders under `parent` now (they come and go while others write)."""
+    return walk.subdirs(parent, TMP_PREFIX)
 
 
 def clean_stale_tmp(parent: Path) -> None:
     """Remove the temporary folders under `parent` that a dead writer left behind."""
-    for entry in parent.glob(f"{TMP_PREFIX}*"):
-        if entry.is_dir() and _tmp_is_stale(entry):
+    for entry in tmp_dirs(parent):
+        if _tmp_is_stale(entry):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+dir_bytes = walk.dir_bytes  # bytes under a folder, tolerant of concurrent writers (cache/walk.py)
 
 
 def _created_with() -> dict:
@@ -272,10 +280,10 @@ class CueStore:
 
     def part_names(self) -> list[str]:
         """Complete parts only: tmp folders start with '.'."""
-        return sorted(e.name for e in os.scandir(self.parts_dir) if e.is_dir() and not e.name.startswith("."))
+        return [p.name for p in walk.subdirs(self.parts_dir, hidden=False)]
 
     def clips(self) -> list[ClipRecord]:
-        return [e.record for e in sorted(self._refresh().values(), key=lambda e: e.record.clip_id)]
+        return [e.record for e in sorted(self.refresh().values(), key=lambda e: e.record.clip_id)]
 
     def read_clip(self, clip_id: str) -> ClipArrays:
         for _ in range(_READ_RETRIES):
@@ -310,7 +318,7 @@ class CueStore:
 
     def iter_clips(self, clip_ids: Iterable[str] | None = None) -> Iterator[tuple[ClipRecord, ClipArrays]]:
         """Clips in storage order (part, then offset); each part's span is read once."""
-        index = self._refresh()
+        index = self.refresh()
         entries = list(index.values()) if clip_ids is None else [self._entry(c) for c in dict.fromkeys(clip_ids)]
         for chosen, stored in self._stored_by_part(entries):
             if stored is None:  # compacted meanwhile: read these clips from where they are now
@@ -360,10 +368,10 @@ class CueStore:
         `cache compact` has rewritten it)."""
         from posebridge.cache.claims import DEFAULT_LEASE_S, list_claims
 
-        index = self._refresh()
+        index, tables = self.snapshot()
         live_frames = superseded_frames = superseded_copies = 0
         superseded_bytes = 0.0
-        for part, (_, entries) in self.part_tables().items():
+        for part, (_, entries) in tables.items():
             size = dir_bytes(self.parts_dir / part)
             frames = sum(e.record.num_frames for e in entries) or 1
             for e in entries:
@@ -373,9 +381,10 @@ class CueStore:
                     superseded_copies += 1
                     superseded_frames += e.record.num_frames
                     superseded_bytes += size * e.record.num_frames / frames
-        tmp = [p for parent in (self._path, self.parts_dir) for p in parent.glob(f"{TMP_PREFIX}*") if p.is_dir()]
+        tmp = [p for parent in (self._path, self.parts_dir) for p in tmp_dirs(parent)]
         total = dir_bytes(self._path / STORE_NAME)
-        live_bytes = total - superseded_bytes - sum(dir_bytes(p) for p in tmp if p.parent == self.parts_dir)
+        # Parts land and leave between these walks: a sum of snapshots, never below zero.
+        live_bytes = max(0.0, total - superseded_bytes - sum(dir_bytes(p) for p in tmp if p.parent == self.parts_dir))
         claims = list_claims(self._path)
         stale_claims = sum(c.is_stale(DEFAULT_LEASE_S) for c in claims)
         n_live = len(index)
@@ -404,17 +413,17 @@ class CueStore:
         return zarr.open_group(LocalStore(self.parts_dir / part, read_only=True), mode="r")
 
     def _entry(self, clip_id: str) -> PartEntry:
-        index = self._index if self._index is not None and clip_id in self._index else self._refresh()
+        index = self._index if self._index is not None and clip_id in self._index else self.refresh()
         if clip_id not in index:
             raise KeyError(f"clip {clip_id!r} is not in the cue cache {self._path}")
         return index[clip_id]
 
     def lookup(self, clip_id: str) -> ClipRecord | None:
         """The clip's current record, re-reading only parts that appeared since the last look."""
-        entry = self._refresh().get(clip_id)
+        entry = self.refresh().get(clip_id)
         return entry.record if entry is not None else None
 
-    def _refresh(self) -> dict[str, PartEntry]:
+    def refresh(self) -> dict[str, PartEntry]:
         """Index every clip of the complete parts.
 
         A clip can sit in two parts (two runs raced, or its video changed and was extracted again):
@@ -435,10 +444,19 @@ class CueStore:
         self._indexed_parts = names
         return self._index
 
+    _refresh = refresh  # the old private name, for callers not yet moved to `refresh`
+
     def part_tables(self) -> dict[str, tuple[tuple[float, str], list[PartEntry]]]:
         """Every complete part's (rank, entries), superseded copies included (for info and compact)."""
-        self._refresh()
-        return dict(self._part_tables)
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[dict[str, PartEntry], dict[str, tuple[tuple[float, str], list[PartEntry]]]]:
+        """The index and every part's (rank, entries) from ONE listing of the parts. Whoever judges
+        which copies are live must take both from here: an index from one listing and tables from a
+        later one would call the copies of a part that landed in between "not live" (compact once
+        deleted such a part, and with it the only copy of its clips)."""
+        index = self.refresh()
+        return index, dict(self._part_tables)
 
     def _read_table(self, part: str) -> tuple[tuple[float, str], list[PartEntry]] | None:
         try:

@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished clips are kept, the same c
 # Feature levels per backend when --levels is not given (mmpose: its default model, RTMPose-s).
 DEFAULT_LEVELS = {"embedded": "fpn64,fpn16", "mmpose": "stage2,stage3,stage4"}
 
-CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else ./outputs/cache).")
+CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:
@@ -83,7 +83,7 @@ def extract(
     workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own parts (0: one per core this process may use; shared out between the torchrun processes of a node)."),
     threads: int = typer.Option(0, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
     shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per part (a part is written whole, then renamed into the store)."),
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else the clone's assets/models, else ~/.cache/posebridge/models filled by `posebridge setup`)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),
     mmpose_config: Optional[str] = typer.Option(None, "--mmpose-config", help="mmpose backend: config name in the "
@@ -345,7 +345,7 @@ def train(
                                              "temperatures (default: one-way cross-entropy, one scale)."),
     cue_steps: int = typer.Option(16, "--cue-steps", help="Temporal cue tokens per person."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
@@ -383,7 +383,7 @@ def ablate(
     seeds: int = typer.Option(3, "--seeds", help="Seeds per cue mode; the table reports mean +- std."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads, per run."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else ./outputs/runs)."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
@@ -434,7 +434,7 @@ RunCueOpts = {  # stage-1 settings of predict / render; cue settings default to 
     "heatmap_patch": typer.Option(None, "--heatmap-patch", help="P x P heatmap patch (default: the run's)."),
     "stride": typer.Option(1, "--stride", help="Keep every k-th frame."),
     "max_frames": typer.Option(None, "--max-frames", help="At most this many frames per clip."),
-    "models_dir": typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else ./assets/models)."),
+    "models_dir": typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else the clone's assets/models, else ~/.cache/posebridge/models filled by `posebridge setup`)."),
 }
 
 
@@ -508,18 +508,37 @@ def render(
 
 @app.command()
 def demo(
-    videos: Path = typer.Option(Path("assets/videos/demo"), "--videos", help="Demo videos (fetched by `make media`)."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Demo videos (default: the clone's "
+                                          "assets/videos/demo, fetched by `make media`; else ./assets/videos/demo)."),
     cache_dir: Optional[Path] = CacheDir,
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, "
-                                            "else ./outputs/runs)."),
+                                            "else the clone's outputs/runs, else ./outputs/runs)."),
     epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads, per run."),
 ) -> None:
     """The main job on the embedded default: extract the demo videos, then train + evaluate the
     SYNTHETIC zero-shot split with and without cues, and print the results table."""
+    from posebridge.pipeline import paths
     from posebridge.stages.demo import run_demo
 
+    if videos is None:
+        videos = (paths.source_checkout() or Path(".")) / "assets" / "videos" / "demo"
     for line in run_demo(videos, cache_dir=cache_dir, runs_dir=runs_dir, epochs=epochs):
         typer.echo(line)
+
+
+@app.command()
+def setup(
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Where to put the models (default: "
+                                              "$POSEBRIDGE_MODELS, else ~/.cache/posebridge/models, honouring "
+                                              "$XDG_CACHE_HOME)."),
+    source: Optional[Path] = typer.Option(None, "--from", help="A folder holding the two model files, or the "
+                                          "mediapipe-0.10.21 wheel file (default: pip downloads that wheel)."),
+) -> None:
+    """Install the two pinned BlazePose models (sha256-checked) where `extract` finds them from any
+    directory. They come out of the MediaPipe 0.10.21 wheel (Apache-2.0), fetched by pip."""
+    from posebridge.stages.extract.setup_models import setup_models
+
+    setup_models(models_dir, source, echo=typer.echo)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,10 +6,12 @@ does not (batch size, workers, device, paths, mtimes), so caches hit exactly whe
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,25 @@ def file_sha256(path: str | os.PathLike) -> str:
         while block := f.read(_CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def code_sha256(source: str) -> str:
+    """sha256 of what Python code does, not how it is written down: the syntax tree without
+    docstrings, comments, blank lines or formatting. A docstring or comment edit keeps the key, a
+    code change (a statement, a constant, a name, an annotation) changes it."""
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False, include_attributes=False).encode()).hexdigest()
+
+
+def file_code_sha256(path: str | os.PathLike) -> str:
+    """code_sha256 of a Python source file (for fingerprints keyed by a module's behaviour)."""
+    return code_sha256(Path(path).read_text(encoding="utf-8"))
 
 
 def content_id(path: str | os.PathLike, sample_bytes: int = 4 * _CHUNK) -> str:

@@ -6,8 +6,26 @@ import sys
 
 import pytest
 
-COMMANDS = [[], ["extract"], ["cache"], ["cache", "info"], ["cache", "compact"], ["export"], ["splits"], ["train"], ["eval"],
-            ["demo"], ["predict"], ["render"]]
+
+
+def _all_commands() -> list[list[str]]:
+    """Every command and subcommand of the typer app (a new one cannot be left untested)."""
+    import typer.main
+
+    from posebridge.pipeline.cli import app
+
+    out = [[]]
+
+    def walk(group, prefix):
+        for name, command in sorted(getattr(group, "commands", {}).items()):
+            out.append([*prefix, name])
+            walk(command, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+COMMANDS = _all_commands()
 
 
 def run(*args: str, env_cache: str | None = None) -> subprocess.CompletedProcess:
@@ -21,10 +39,15 @@ def run(*args: str, env_cache: str | None = None) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "posebridge")
-def test_help(command):
+def test_help(command):  # every command, enumerated from the app
     out = run(*command, "--help")
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout
+
+
+def test_the_enumeration_sees_the_known_commands():
+    names = {" ".join(c) for c in COMMANDS}
+    assert {"extract", "cache info", "cache compact", "train", "setup", "splits", "demo"} <= names
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -139,7 +139,7 @@ def test_a_part_removed_after_its_arrays_were_opened_is_never_read_as_zeros(stor
     for a compaction is after a reader opened a part's arrays and before it read them."""
     store = CueStore.open(store_with_copies)
     expected = _snapshot(store)
-    index = store._refresh()
+    index = store.refresh()
     doomed = {part for part, (_, entries) in store.part_tables().items()
               if any(index.get(e.record.clip_id) is not e for e in entries)}
     reader = CueStore.open(store_with_copies)

@@ -6,8 +6,8 @@ import pytest
 
 from posebridge.pipeline.config import CueConfig
 from posebridge.stages.extract.backends.blazepose_spec import FEATURE_LEVELS
-from posebridge.stages.extract.cues import (DenseHeatmaps, GridGeometry, SimCCHeatmaps, feature_channels,
-                                           sample_at_joints, sample_cues)
+from posebridge.stages.extract.backends.blazepose_cues import feature_channels, sample_cues
+from posebridge.stages.extract.cues import DenseHeatmaps, GridGeometry, SimCCHeatmaps, sample_at_joints
 
 LEVEL_SIZES = {"fpn64": 64, "fpn16": 16}
 

@@ -4,7 +4,8 @@ One sampling function, `sample_at_joints`, serves every backend: it takes the jo
 model-input crop's pixels, the backend's maps, and a `GridGeometry` saying where the maps'
 cells sit on that crop (the two backends differ in crop size and in their cell convention).
 Everything is sampled from the same forward pass that produced the keypoints, vectorised over
-joints and window points.
+joints and window points. This module knows no backend: each backend declares its own grid
+geometry, levels and scales (e.g. backends/blazepose_cues.py) and calls `sample_at_joints`.
 
 Heatmap cues come in these kinds (cache/schema.py HEATMAP_KINDS, recorded in the store's layout):
 - "sigmoid" / "clipped": a dense [h, w, K] map (BlazePose's heatmap logits through a sigmoid;
@@ -16,14 +17,11 @@ Heatmap cues come in these kinds (cache/schema.py HEATMAP_KINDS, recorded in the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from posebridge.pipeline.config import CueConfig
-
-from .backends.blazepose_landmarks import sigmoid
-from .backends.blazepose_spec import FEATURE_LEVELS, LANDMARK_INPUT_SIZE
 
 @dataclass(frozen=True)
 class GridGeometry:
@@ -156,31 +154,3 @@ def sample_at_joints(xy: np.ndarray, levels: Sequence[tuple[np.ndarray, float]],
     else:
         patches = _dense_patches(xy, heatmaps, channels, geometry, cfg.heatmap_patch)
     return features, patches.astype(np.float32)
-
-
-# --- the embedded backend (BlazePose landmark model) ---------------------------------------------
-
-# The landmark model's maps tile its square crop; landmarks are continuous crop pixels.
-LANDMARK_GRID = GridGeometry(LANDMARK_INPUT_SIZE, LANDMARK_INPUT_SIZE, cell_offset=0.5)
-
-
-def feature_channels(levels: Sequence[str]) -> int:
-    """C of the concatenated feature vector for these landmark-model levels."""
-    return sum(FEATURE_LEVELS[name].channels for name in levels)
-
-
-def sample_cues(landmarks_crop_px: np.ndarray, heatmap_logits: np.ndarray, levels: Mapping[str, np.ndarray],
-                cfg: CueConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The embedded backend's cues through sample_at_joints.
-
-    landmarks_crop_px: [39, >=2] landmark x, y in crop pixels; heatmap_logits: [64, 64, 39];
-    levels: short level name -> [H, W, C] feature map of the same crop.
-    Each level is divided by its pinned RMS (blazepose_spec.FEATURE_LEVELS), so all levels enter
-    at unit scale however large their activations (backbone sums ~30x the FPN maps). A fixed
-    scale keeps the features linear in the activations and comparable across frames and clips;
-    a per-vector norm would blow up near-zero vectors into noise and erase "how strongly".
-    """
-    joints = np.asarray(cfg.joints)
-    scaled = [(levels[name], 1 / FEATURE_LEVELS[name].rms) for name in cfg.levels]
-    return sample_at_joints(landmarks_crop_px[joints, :2], scaled, DenseHeatmaps(heatmap_logits, sigmoid),
-                            joints, LANDMARK_GRID, cfg)

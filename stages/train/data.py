@@ -208,8 +208,11 @@ def clip_set(records: list[ClipRecord]) -> str:
 
 
 def loader_code_sha256() -> str:
-    """The code that turns stored clips into training tensors: this module and the cache's decoder."""
-    return fingerprint({"data.py": file_sha256(__file__), "decode_clip": inspect.getsource(decode_clip)})
+    """The code that turns stored clips into training tensors: this module and the cache's decoder,
+    as code (pipeline.fingerprint.code_sha256): a docstring or comment edit keeps every key."""
+    from posebridge.pipeline.fingerprint import code_sha256, file_code_sha256
+
+    return fingerprint({"data.py": file_code_sha256(__file__), "decode_clip": code_sha256(inspect.getsource(decode_clip))})
 
 
 def data_fingerprint(store: CueStore, records: list[ClipRecord], num_frames: int) -> str:

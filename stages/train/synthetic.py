@@ -25,7 +25,7 @@ from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
-from posebridge.pipeline.fingerprint import file_sha256, fingerprint
+from posebridge.pipeline.fingerprint import file_code_sha256, fingerprint
 from posebridge.pipeline.splits.spec import Split
 from posebridge.pipeline.splits.split_file import parse_split
 from posebridge.stages.train.text import ClassTexts, class_texts
@@ -340,12 +340,13 @@ def generator_settings(clips_per_class: int, seed: int) -> dict:
     """Everything that changes the generated store, and so enters its fingerprint.
 
     The generator's constants (signal strengths, clip lengths, image size, ...) live in this file,
-    so its source hash is part of the fingerprint: any edit regenerates the store (a few seconds)
+    so its code hash (pipeline.fingerprint.code_sha256) is part of the fingerprint: any code edit
+    (not a docstring or comment) regenerates the store (a few seconds)
     rather than silently reusing one made by other code.
     """
     return {"generator_version": GENERATOR_VERSION, "dataset": DATASET, "clips_per_class": clips_per_class,
             "seed": seed, "train_fraction": TRAIN_FRACTION, "num_classes": len(synthetic_classes()),
-            "layout": store_layout().to_attrs(), "source_sha256": file_sha256(__file__)}
+            "layout": store_layout().to_attrs(), "source_sha256": file_code_sha256(__file__)}
 
 
 def store_layout() -> CacheLayout:

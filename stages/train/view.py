@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posebridge.cache import walk
 from posebridge.cache.schema import skeleton
 from posebridge.cache.store import CueStore, clean_stale_tmp, new_tmp_dir
 from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256, fingerprint
+from posebridge.pipeline.fingerprint import file_code_sha256, fingerprint
 from posebridge.stages.train import data as data_module
 from posebridge.stages.train.data import CueDataset, clip_rows, clip_set, data_fingerprint, open_store
 
@@ -51,7 +52,7 @@ def view_key(store: CueStore, num_frames: int, records: list) -> dict:
     the synthetic store does)."""
     return {"view_version": VIEW_VERSION, "store": store.fingerprint, "clip_set": clip_set(records),
             "num_frames": num_frames, "min_confidence": data_module.MIN_CONFIDENCE,
-            "loader_sha256": data_module.loader_code_sha256(), "view_sha256": file_sha256(__file__)}
+            "loader_sha256": data_module.loader_code_sha256(), "view_sha256": file_code_sha256(__file__)}
 
 
 class MappedRows:
@@ -209,7 +210,10 @@ def load_view(path_or_store: str | Path | CueStore, num_frames: int = 64) -> Cue
         records = store.clips()  # one snapshot: the key, the row count and the rows all come from it
         folder, key = view_dir(store, num_frames, records)
         if (folder / INDEX).exists():
-            return open_view(folder)
+            try:
+                return open_view(folder)
+            except walk.VANISHED:  # pruned meanwhile by a process that saw a newer clip set
+                continue
         try:
             _write_new_view(store, num_frames, key, folder, records)
             break
@@ -239,7 +243,12 @@ def _write_new_view(store: CueStore, num_frames: int, key: dict, folder: Path, r
 def _prune_views(folder: Path, key: dict) -> None:
     """Views of an older clip set can never be used again; processes reading one keep their open
     files (MappedRows never reopens by path), so deleting it costs them nothing."""
-    for other in folder.parent.iterdir():
-        if other != folder and (other / INDEX).exists():
-            if json.loads((other / INDEX).read_text())["key"].get("clip_set") != key["clip_set"]:
-                shutil.rmtree(other, ignore_errors=True)
+    for other in walk.subdirs(folder.parent, hidden=False):  # other processes add and prune views meanwhile
+        if other == folder:
+            continue
+        try:
+            other_key = json.loads((other / INDEX).read_text())["key"]
+        except (*walk.VANISHED, ValueError, KeyError):  # gone, or not a whole view (yet)
+            continue
+        if other_key.get("clip_set") != key["clip_set"]:
+            shutil.rmtree(other, ignore_errors=True)

@@ -17,7 +17,8 @@ from posebridge.pipeline.config import BLAZEPOSE_JOINTS, ExtractConfig
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
 
-from .. import cues, tracking
+from .. import tracking
+from . import blazepose_cues as cues
 from . import blazepose_roi as geometry
 from .base import FrameCues, PoseBackend
 from .blazepose_detector import NMS_IOU_THRESHOLD, PoseDetector
@@ -35,11 +36,14 @@ def pinned_model_files(models_dir: Path) -> dict[str, Path]:
     for key, (filename, sha256) in _PINNED_MODELS.items():
         path = Path(models_dir) / filename
         if not path.is_file():
-            raise UserError(f"pose model {path} is missing; run `make models` (or point --models-dir / "
-                            f"$POSEBRIDGE_MODELS at the folder holding {filename})")
+            from posebridge.pipeline.paths import models_search_text
+
+            raise UserError(f"pose model {path} is missing. Model folders, by precedence (--models-dir or $POSEBRIDGE_MODELS when given, else the first that exists): {models_search_text(models_dir)}. "
+                            f"Fill the per-user folder with `posebridge setup` (or `make models` in a clone), or "
+                            f"point --models-dir / $POSEBRIDGE_MODELS at the folder holding {filename}")
         if file_sha256(path) != sha256:
             raise UserError(f"pose model {path} is not the pinned MediaPipe 0.10.21 file (sha256 differs); "
-                            f"delete it and run `make models`")
+                            f"delete it and run `posebridge setup` (or `make models`)")
         files[key] = path
     return files
 

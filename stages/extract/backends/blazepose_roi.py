@@ -34,14 +34,18 @@ def roi_from_alignment_points(center: np.ndarray, scale_point: np.ndarray) -> Ro
     return Roi((float(center[0]), float(center[1])), side, rotation)
 
 
-def _rotation(angle: float) -> np.ndarray:
+def rotation(angle: float) -> np.ndarray:
+    """2x2 counter-clockwise rotation by `angle` radians."""
     c, s = math.cos(angle), math.sin(angle)
     return np.array([[c, -s], [s, c]])
 
 
+_rotation = rotation  # the old private name
+
+
 def image_to_crop(roi: Roi, size: int) -> np.ndarray:
     """2x3 map from image pixels to pixels of the size x size crop of `roi`."""
-    linear = _rotation(roi.rotation).T * (size / roi.side)
+    linear = rotation(roi.rotation).T * (size / roi.side)
     offset = size / 2 - linear @ np.asarray(roi.center)
     return np.hstack([linear, offset[:, None]])
 

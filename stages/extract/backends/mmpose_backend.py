@@ -38,6 +38,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from posebridge.cache.schema import BLAZEPOSE_TO_COCO17, COCO17
 from posebridge.pipeline.config import ExtractConfig
 from posebridge.pipeline.errors import UserError
 
@@ -53,14 +54,9 @@ from .mmpose_model import (CFG_OPTIONS, DEFAULT_CONFIG, HeadKind, build_model, h
 
 import torch  # noqa: E402  (after mmpose_model, which prepares the mmcv import)
 
-COCO17_JOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
-)
-# BlazePose-33 index -> COCO-17 index, for every BlazePose joint that COCO has.
-BLAZEPOSE_TO_COCO = {0: 0, 2: 1, 5: 2, 7: 3, 8: 4, 11: 5, 12: 6, 13: 7, 14: 8, 15: 9, 16: 10,
-                     23: 11, 24: 12, 25: 13, 26: 14, 27: 15, 28: 16}
+COCO17_JOINTS = COCO17.joint_names  # the registry's table (cache/schema.py), not a copy
+# BlazePose-33 index -> COCO-17 index, for every BlazePose joint that COCO has (the registry's map).
+BLAZEPOSE_TO_COCO = {blazepose: coco for coco, blazepose in enumerate(BLAZEPOSE_TO_COCO17)}
 CHECKPOINT_ENV = "POSEBRIDGE_MMPOSE_CHECKPOINT"
 CONFIG_ENV = "POSEBRIDGE_MMPOSE_CONFIG"
 # Side of a SimCC patch cell in input pixels: the cell of mmpose's heatmap heads (input / 4), so a
@@ -271,7 +267,7 @@ class MMPoseBackend(PoseBackend):
 
     def _image_to_crop(self, roi: geometry.Roi) -> np.ndarray:
         """2x3 map from image pixels to the input crop: ROI side -> input height, person upright."""
-        linear = geometry._rotation(roi.rotation).T * (self.input_h / roi.side)
+        linear = geometry.rotation(roi.rotation).T * (self.input_h / roi.side)
         offset = np.array([self.input_w / 2, self.input_h / 2]) - linear @ np.asarray(roi.center)
         return np.hstack([linear, offset[:, None]])
 
