@@ -132,7 +132,7 @@ def for_features(cfg: TrainConfig, dataset: CueDataset) -> TrainConfig:
 def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
     """Folder name: readable prefix + hash of the data source and every setting except the seed,
     so runs on another cache or pickle never overwrite these."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "device")}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "device", "given")}
     return f"cues-{cfg.cues}-{fingerprint([settings, data_fingerprint])[:8]}"
 
 
