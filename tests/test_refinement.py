@@ -1,6 +1,8 @@
 """DynaPURLS test-time refinement (stages/eval/refinement.py) on small hand-made embeddings."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -99,3 +101,72 @@ def test_each_batch_enters_the_memory_once_whatever_the_steps(monkeypatch):
     settings = RefinementSettings(batch=40, memory=len(emb), steps=3)
     refine_scores(emb, torch.zeros(len(emb), K), protos, torch.ones(K, dtype=torch.bool), 20.0, settings)
     assert len(added) == len(emb) // 40 and sum(added) <= len(emb)  # one add per batch, each sample at most once
+
+
+# --- settings from the command line / presets (DynaPURLS test.py, test_time_utils.py) -------------
+
+def test_shuffled_order_is_reproducible_per_seed_and_returns_row_order():
+    emb, _, protos = clusters()
+    extra, refine = torch.zeros(len(emb), K), torch.ones(K, dtype=torch.bool)
+    run = lambda **kw: refine_scores(emb, extra, protos, refine, 20.0, RefinementSettings(batch=40, **kw))  # noqa: E731
+    fixed, shuffled = run(), run(order="shuffled", seed=3)
+    assert torch.equal(shuffled, run(order="shuffled", seed=3))  # same seed, same scores
+    assert not torch.allclose(shuffled, run(order="shuffled", seed=4))  # another seed, another stream
+    assert not torch.allclose(shuffled, fixed)
+    # rows come back in their own order: the same sample's scores stay near its unrefined ones
+    assert (shuffled.argmax(1) == plain(emb, protos, extra).argmax(1)).float().mean() > 0.9
+
+
+def test_cosine_schedule_follows_dynapurls_cosine_annealing():
+    emb, _, protos = clusters()
+    trace = []
+    refine_scores(emb, torch.zeros(len(emb), K), protos, torch.ones(K, dtype=torch.bool), 20.0,
+                  RefinementSettings(batch=40, steps=4, lr=1e-2, schedule="cosine"), lr_trace=trace)
+    # CosineAnnealingLR(T_max = steps = 4, eta_min = 1e-3): 1e-2, then down the half cosine to 1e-3
+    expected = [1e-3 + 0.5 * 9e-3 * (1 + math.cos(math.pi * i / 4)) for i in range(5)]
+    assert all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(trace[:5], expected)), trace[:5]
+    constant = []
+    refine_scores(emb, torch.zeros(len(emb), K), protos, torch.ones(K, dtype=torch.bool), 20.0,
+                  RefinementSettings(batch=40, steps=4, lr=1e-2), lr_trace=constant)
+    assert set(constant) == {1e-2}
+
+
+def test_cosine_logits_ignore_the_model_scale():
+    emb, _, protos = clusters()
+    extra, refine = torch.zeros(len(emb), K), torch.ones(K, dtype=torch.bool)
+    settings = RefinementSettings(batch=40, logits="cosine")
+    assert torch.equal(refine_scores(emb, extra, protos, refine, 20.0, settings),
+                       refine_scores(emb, extra, protos, refine, 1.0, settings))
+    assert not torch.equal(refine_scores(emb, extra, protos, refine, 20.0, RefinementSettings(batch=40)),
+                           refine_scores(emb, extra, protos, refine, 1.0, RefinementSettings(batch=40)))
+
+
+def test_ttr_flags_reach_the_refinement_settings(monkeypatch, capsys):
+    import posebridge.stages.train.run as run
+    from posebridge.pipeline import cli
+    from posebridge.stages.eval.scoring import refinement_settings
+
+    seen = {}
+    monkeypatch.setattr(run, "train_splits", lambda splits, base, **kw: seen.setdefault("base", base) and [])
+    try:
+        cli.main(["train", "--split", "synthetic", "--preset", "dynapurls", "--text-encoder", "minilm",
+                  "--ttr-lr", "0.005", "--ttr-steps", "3", "--ttr-memory", "8", "--ttr-threshold", "0.2",
+                  "--ttr-order", "fixed", "--ttr-schedule", "constant", "--seed", "7"])
+    except SystemExit as done:
+        assert done.code == 0, capsys.readouterr().err
+    settings = refinement_settings(seen["base"])
+    assert (settings.lr, settings.steps, settings.memory, settings.min_confidence) == (0.005, 3, 8, 0.2)
+    assert (settings.order, settings.schedule, settings.logits, settings.seed) == ("fixed", "constant", "cosine", 7)
+    dyna = refinement_settings(seen["base"].__class__(split="x", ttr=True, gzsl_calibration="none"))
+    assert dyna.order == "fixed"  # the posebridge default
+
+
+def test_refining_every_text_needs_global_only_scores():
+    import pytest
+
+    from posebridge.pipeline.errors import UserError
+    from posebridge.stages.train.config import TrainConfig
+
+    with pytest.raises(UserError, match="--ttr-refine all needs"):
+        TrainConfig(split="x", ttr_refine="all").validate()
+    TrainConfig(split="x", ttr_refine="all", score_part=0.0, score_temporal=0.0).validate()

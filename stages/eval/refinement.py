@@ -3,13 +3,17 @@
 Read from Alchemist0754/DynaPURLS, model/utils/test_time_utils.py (apply_scale_and_shift,
 update_buffer_with_sample, process_batch_adaptation) and test.py (lr 1e-2, buffer 16, confidence
 0.1, one step per batch): the refinable classes' prototypes get a learnable elementwise scale
-(init 1) and shift (init 0), p' = normalize(scale * p + shift). Test batches arrive one by one in
-a fixed order; each batch's confident pseudo-labelled samples enter a class-balanced memory (per
+(init 1) and shift (init 0), p' = normalize(scale * p + shift). Test batches arrive one by one, in
+the data's row order (fixed) or in a permutation seeded by the run's seed (shuffled: DynaPURLS's
+test loader shuffles); each batch's confident pseudo-labelled samples enter a class-balanced memory (per
 class, the `memory` most confident seen so far), Adam takes a step on the cross-entropy of the
 memory's samples against their pseudo-labels, and the batch is then scored with the adapted
 prototypes. Unlike the reference, the memory keeps embeddings and recomputes their loss with the
 current parameters (the reference keeps loss tensors of earlier steps and back-propagates through
-stale graphs). Everything is seeded by order alone: the same inputs give the same scores.
+stale graphs). The rate is constant, or (cosine) follows DynaPURLS's CosineAnnealingLR(T_max =
+steps, eta_min = 0.1 lr) stepped after every Adam step. Confidences and the memory's loss use the
+scores times the model's scale (scaled), or the raw cosines (cosine: DynaPURLS's
+compute_logits_and_predictions applies no temperature). The same inputs and seed give the same scores.
 """
 from __future__ import annotations
 
@@ -27,6 +31,10 @@ class RefinementSettings:
     min_confidence: float = 0.1  # softmax confidence a sample needs to enter the memory
     steps: int = 1  # Adam steps per incoming batch
     batch: int = 256  # test samples per incoming batch
+    order: str = "fixed"  # fixed: row order | shuffled: a permutation seeded by `seed`
+    schedule: str = "constant"  # constant | cosine (CosineAnnealingLR, T_max = steps, eta_min = 0.1 lr)
+    logits: str = "scaled"  # scaled: logit_scale * scores | cosine: the scores as they are
+    seed: int = 0
 
 
 class ClassMemory:
@@ -56,8 +64,10 @@ class ClassMemory:
 
 
 def refine_scores(embedding: torch.Tensor, extra: torch.Tensor, prototypes: torch.Tensor, refine: torch.Tensor,
-                  logit_scale: float, settings: RefinementSettings = RefinementSettings()) -> torch.Tensor:
-    """Scores [N, K] in cosine units (like the unrefined ones), streamed batch by batch in row order.
+                  logit_scale: float, settings: RefinementSettings = RefinementSettings(),
+                  lr_trace: list | None = None) -> torch.Tensor:
+    """Scores [N, K] in cosine units (like the unrefined ones) in row order, streamed batch by batch
+    in settings.order; lr_trace, if given, receives the rate of every Adam step.
 
     embedding [N, D] L2-normalised global embeddings; extra [N, K] the part / segment score terms
     (fixed); prototypes [K, D]; refine [K] bool: the columns that may adapt (the unseen classes);
@@ -70,6 +80,14 @@ def refine_scores(embedding: torch.Tensor, extra: torch.Tensor, prototypes: torc
     scale = torch.ones_like(prototypes[refine], requires_grad=True)
     shift = torch.zeros_like(prototypes[refine], requires_grad=True)
     optimizer = torch.optim.Adam([scale, shift], lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(settings.steps, 1),
+                                                            eta_min=0.1 * settings.lr)
+                 if settings.schedule == "cosine" else None)
+    if settings.logits == "cosine":
+        logit_scale = 1.0
+    order = (torch.randperm(len(embedding), generator=torch.Generator().manual_seed(settings.seed))
+             if settings.order == "shuffled" else torch.arange(len(embedding)))
+    embedding, extra = embedding[order.to(embedding.device)], extra[order.to(extra.device)]
     memory = ClassMemory(num_classes, settings.memory, prototypes.shape[1], prototypes.device)
 
     def adapted() -> torch.Tensor:
@@ -93,7 +111,14 @@ def refine_scores(embedding: torch.Tensor, extra: torch.Tensor, prototypes: torc
                 loss = F.cross_entropy(logit_scale * scores(mem_emb, mem_ext, adapted()), mem_label)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if lr_trace is not None:
+                    lr_trace.append(optimizer.param_groups[0]["lr"])
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
             with torch.no_grad():
                 out.append(scores(emb, ext, adapted()))
-    return torch.cat(out) if out else torch.zeros(0, num_classes)
+    if not out:
+        return torch.zeros(0, num_classes)
+    scored = torch.cat(out)
+    return scored[torch.argsort(order).to(scored.device)]  # back to row order

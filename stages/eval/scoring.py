@@ -22,7 +22,8 @@ def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 def refinement_settings(cfg: TrainConfig) -> RefinementSettings:
     return RefinementSettings(lr=cfg.ttr_lr, weight_decay=cfg.ttr_weight_decay, memory=cfg.ttr_memory,
-                              min_confidence=cfg.ttr_min_conf, steps=cfg.ttr_steps, batch=cfg.ttr_batch)
+                              min_confidence=cfg.ttr_min_conf, steps=cfg.ttr_steps, batch=cfg.ttr_batch,
+                              order=cfg.ttr_order, schedule=cfg.ttr_schedule, logits=cfg.ttr_logits, seed=cfg.seed)
 
 
 @torch.no_grad()
