@@ -228,28 +228,36 @@ def export_features(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
-    shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
-    shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
+    preset: str = typer.Option("posebridge", "--preset", help="Method preset whose Shift-GCN recipe (and feature "
+                               "normalisation) the encoder uses: posebridge, purls or dynapurls (as `train --preset`)."),
+    shiftgcn_epochs: Optional[int] = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN "
+                                                  "encoder (default 140)."),
+    shiftgcn_width: Optional[int] = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features "
+                                                 "are 4x: 256 at 64)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
     cue_tokens: bool = typer.Option(True, "--cue-tokens/--no-cue-tokens",
                                     help="Also write <side>_cue.npy: the clip's cues pooled to --cue-steps tokens "
                                          "(for `train --features DIR --cues all`); skipped when the data has no cues."),
-    cue_steps: int = typer.Option(16, "--cue-steps", help="Temporal cue tokens per clip."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help="Temporal cue tokens per clip (default 16)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
                                                        help="Your Kinetics-200 class list (one K400 name per line)."),
     guess_kinetics200: bool = typer.Option(False, "--guess-kinetics200",
                                            help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers)."),
 ) -> None:
     """Write a split's frozen Shift-GCN features as a SynSE/PURLS feature folder ([N, C, 3, V] float32
-    per side; test = the split's seen + unseen test rows), with the clips' cues pooled to cue tokens,
-    for `train --features` or the PURLS / DynaPURLS code. The encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the
-    same settings uses, or is pretrained now."""
+    per side, the reference layout: train = seen classes of the training side, val = seen classes of
+    the test side, test = unseen classes of the test side, plus SynSE's gtest.npy / g_label.npy), with
+    the clips' cues pooled to cue tokens, for `train --features` or the PURLS / DynaPURLS code. The
+    encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the same settings uses,
+    or is pretrained now."""
     from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.presets import resolve
     from posebridge.stages.train.run import export_features as export_split
 
-    base = TrainConfig(split=split, seed=seed, device=device, skeleton_encoder="shiftgcn", cue_steps=cue_steps,
-                       shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
+    given = dict(seed=seed, device=device, cue_steps=cue_steps, shiftgcn_epochs=shiftgcn_epochs,
+                 shiftgcn_width=shiftgcn_width)
+    base = resolve(TrainConfig, preset, given, split=split, skeleton_encoder="shiftgcn").validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
                           with_cues=cue_tokens)

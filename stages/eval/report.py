@@ -89,7 +89,10 @@ def results_table(rows: Iterable[tuple[str, str, list[dict]]]) -> str:
     lines, notes = [TABLE_HEADER, _TABLE_RULE], []
     for split, cues, runs in rows:
         stats = aggregate(runs)
-        cells = " | ".join(_cell(stats.get(key)) for key in _COLUMNS)
+        reasons = [r["gzsl"]["reason"] for r in runs if (r.get("gzsl") or {}).get("available") is False]
+        cells = " | ".join("n/a" if reasons and key.startswith("gzsl.") else _cell(stats.get(key)) for key in _COLUMNS)
+        if reasons and f"{split}: {reasons[0]}" not in notes:
+            notes.append(f"{split}: {reasons[0]}")
         encoder = text_encoder_of(runs)
         lines.append(f"| {split} | {cues} | {encoder} | {cells} | {len(runs)} |")
         if minilm_on_published_split(split, encoder) and MINILM_NOTE not in notes:
@@ -226,6 +229,8 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
     calibration = metrics.get("calibration") or {}
     notes = [f"- seed {metrics.get('seed', config.get('seed'))}, {metrics.get('epochs', '?')} epochs; "
              f"GZSL gamma {metrics.get('gzsl', {}).get('gamma', 0.0):.3f} ({calibration.get('method', 'none')})"]
+    if (metrics.get("gzsl") or {}).get("available") is False:
+        notes.append(f"- {metrics['gzsl']['reason']}")
     if transductive:
         notes.append(f"- {TRANSDUCTIVE_NOTE}")
     if fingerprints.get("split_assumption"):
