@@ -14,7 +14,7 @@ from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.presets import PRESETS, describe, resolve, sources
 
 # The reference's numbers, written out once more here so that a changed preset fails a test.
-PURLS = {"text_encoder": "clip:openai/clip-vit-base-patch32", "adaptive_parts": True, "symmetric_loss": True,
+PURLS = {"text_encoder": "clip:openai/clip-vit-base-patch32", "proto_mix": 0.0, "text_adapter": False, "adaptive_parts": True, "symmetric_loss": True,
          "temperature": "direct", "loss_reduce": "sum", "w_global": 1.0, "w_part": 1.0, "w_temporal": 1.0,
          "projection": "shared_mlp", "score_part": 0.0, "score_temporal": 0.0, "optimizer": "adam",
          "weight_decay": 0.0, "lr": 1e-4, "epochs": 100, "batch_size": 256, "lr_schedule": "plateau",
@@ -117,6 +117,17 @@ def test_sum_reduce_adds_the_eight_losses_with_weight_one():
 
 
 # --- projection, optimiser, schedule, selection --------------------------------------------------
+
+def test_frozen_text_prototypes_are_the_description_encodings():
+    from tests.test_heads import make_model
+
+    g = torch.Generator().manual_seed(2)
+    name, desc = torch.randn(3, 24, generator=g), torch.randn(3, 24, generator=g)
+    model = make_model("none", proto_mix=0.0, text_adapter=False)
+    with torch.no_grad():
+        model.adapter.mlp[-1].weight.fill_(1.0)  # a trained adapter would move them; a frozen one must not
+    assert torch.allclose(model.prototypes(name, desc), F.normalize(desc, dim=-1))
+
 
 def test_shared_mlp_is_one_module_for_every_representation():
     from posebridge.stages.train.heads import SharedMLP

@@ -73,6 +73,7 @@ class TrainConfig:
     shiftgcn_wd: str = "single"  # single: 1e-4 on everything | reference: 1e-3 linear weights, 0 masks, 1e-4 rest
     # Prototype: mix * name + (1 - mix) * description, then a shared residual adapter.
     proto_mix: float = 0.5
+    text_adapter: bool = True  # shared residual MLP on the prototypes; False: the encoded texts as they are
     # Loss weights: global InfoNCE, part-aware and temporal-segment alignment.
     w_global: float = 1.0
     w_part: float = 0.5

@@ -263,9 +263,9 @@ class PrototypeAdapter(nn.Module):
     layer starts at zero so a fresh adapter returns the plain text prototype.
     """
 
-    def __init__(self, text_dim: int, hidden: int, mix: float):
+    def __init__(self, text_dim: int, hidden: int, mix: float, adapt: bool = True):
         super().__init__()
-        self.mix = mix
+        self.mix, self.adapt = mix, adapt  # adapt False: the text prototype as encoded (PURLS: CLIP frozen)
         self.mlp = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, hidden), nn.GELU(),
                                  nn.Linear(hidden, text_dim))
         nn.init.zeros_(self.mlp[-1].weight)
@@ -273,6 +273,8 @@ class PrototypeAdapter(nn.Module):
 
     def forward(self, name: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
         base = F.normalize(self.mix * name + (1.0 - self.mix) * description, dim=-1)
+        if not self.adapt:
+            return base
         return F.normalize(base + self.mlp(base), dim=-1)
 
 
@@ -311,6 +313,7 @@ class ModelArgs:
     temperature: str = "exp"
     # "linear": one Linear per kind (global / part / phase); "shared_mlp": one MLP for every representation
     projection: str = "linear"
+    text_adapter: bool = True  # the shared residual MLP on the prototypes (False: texts as encoded)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -370,7 +373,7 @@ class PoseBridge(nn.Module):
             self.global_proj = nn.Linear(args.dim, args.text_dim)
             self.part_proj = nn.Linear(args.dim, args.text_dim)
             self.segment_proj = nn.Linear(args.dim, args.text_dim)
-        self.adapter = PrototypeAdapter(args.text_dim, args.dim, args.proto_mix)
+        self.adapter = PrototypeAdapter(args.text_dim, args.dim, args.proto_mix, args.text_adapter)
         # s starts at log(1/0.07) either way; exp: logits = exp(s) * cos (CLIP), direct: s * cos (PURLS)
         self.logit_scale = nn.Parameter(torch.tensor(1.0 / 0.07).log())
         if args.symmetric_loss:  # PURLS: one learnable temperature per representation, same start

@@ -168,7 +168,7 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         skeleton_input=skeleton_input, skeleton_channels=channels,
         adaptive_parts=cfg.adaptive_parts, symmetric_loss=cfg.symmetric_loss,
         cue_input=cue_input, cue_token_dim=cue_token_dim,
-        temperature=cfg.temperature, projection=cfg.projection,
+        temperature=cfg.temperature, projection=cfg.projection, text_adapter=cfg.text_adapter,
     )
 
 

@@ -33,6 +33,9 @@ CLIP_B32 = "clip:openai/clip-vit-base-patch32"  # a cached hub id or a folder: l
 
 _PURLS: dict[str, Setting] = {
     "text_encoder": Setting(CLIP_B32, "PURLS model/purls.py: clip.load('ViT-B/32'), 512-d text features"),
+    "proto_mix": Setting(0.0, "PURLS model/purls.py loss(): a class is its CLIP-encoded GPT-3 global description "
+                              "(class_emb[:, -1]); no name prompts"),
+    "text_adapter": Setting(False, "PURLS: the text side is frozen CLIP features, no prototype adapter"),
     "adaptive_parts": Setting(True, "PURLS model/utils/attention.py: descriptions attend over joint x time features"),
     "symmetric_loss": Setting(True, "PURLS model/utils/losses.py contrastive_loss: skeleton->text + text->skeleton"),
     "temperature": Setting("direct", "PURLS model/purls.py: tmps = log(1/0.07) multiplies the cosines directly "
