@@ -124,9 +124,10 @@ def _show(value: Any) -> str:
 
 
 def describe(cfg) -> str:
-    """'preset purls (lr=0.001 given)': the preset and the given flags that changed its values."""
+    """'preset purls (lr=0.001 given)': the preset and the given flags that changed its values (the
+    device is no method setting: the settings line names it anyway)."""
     changed = [f"{k}={_show(getattr(cfg, k))}" for k in cfg.given
-               if preset_value(type(cfg), cfg.preset, k) != getattr(cfg, k)]
+               if k != "device" and preset_value(type(cfg), cfg.preset, k) != getattr(cfg, k)]
     return f"preset {cfg.preset}" + (f" ({', '.join(changed)} given)" if changed else "")
 
 
