@@ -29,15 +29,15 @@ def plain(emb, protos, extra):
 
 
 def test_memory_keeps_the_most_confident_per_class_and_is_class_balanced():
-    memory = ClassMemory(num_classes=3, size=2, dim=2, device=torch.device("cpu"))
-    emb = torch.arange(10.0).view(5, 2)
-    memory.add(emb, torch.zeros(5, 3), torch.tensor([0.3, 0.9, 0.5, 0.7, 0.2]), torch.tensor([0, 0, 0, 1, 0]))
-    kept, _, labels = memory.filled()
+    memory = ClassMemory(num_classes=3, size=2, device=torch.device("cpu"))
+    rows = torch.arange(10, 15)
+    memory.add(rows, torch.tensor([0.3, 0.9, 0.5, 0.7, 0.2]), torch.tensor([0, 0, 0, 1, 0]))
+    kept, labels = memory.filled()
     assert labels.tolist() == [0, 0, 1]  # class 0 capped at 2, class 1 keeps its one sample, class 2 none
-    assert torch.equal(kept, emb[[1, 2, 3]])  # class 0: confidences 0.9 and 0.5, most confident first
-    memory.add(emb[:1] + 100, torch.zeros(1, 3), torch.tensor([0.6]), torch.tensor([0]))  # beats 0.5
+    assert kept.tolist() == [11, 12, 13]  # class 0: confidences 0.9 and 0.5, most confident first
+    memory.add(torch.tensor([99]), torch.tensor([0.6]), torch.tensor([0]))  # beats 0.5
     assert memory.confidence[0].tolist() == [0.8999999761581421, 0.6000000238418579]
-    assert torch.equal(memory.embedding[0, 1], emb[0] + 100)
+    assert int(memory.rows[0, 1]) == 99
 
 
 def test_without_learning_the_scores_are_the_plain_ones():
@@ -92,9 +92,9 @@ def test_each_batch_enters_the_memory_once_whatever_the_steps(monkeypatch):
 
     added, real_add = [], ClassMemory.add
 
-    def counting(self, embedding, extra, confidence, label):
+    def counting(self, rows, confidence, label):
         added.append(len(label))
-        return real_add(self, embedding, extra, confidence, label)
+        return real_add(self, rows, confidence, label)
 
     monkeypatch.setattr(refinement.ClassMemory, "add", counting)
     emb, _, protos = clusters()
@@ -161,12 +161,32 @@ def test_ttr_flags_reach_the_refinement_settings(monkeypatch, capsys):
     assert dyna.order == "fixed"  # the posebridge default
 
 
-def test_refining_every_text_needs_global_only_scores():
-    import pytest
+def test_refining_every_text_adapts_the_part_and_phase_texts_too():
+    """--ttr-refine all (DynaPURLS refines all 8 text features): with part / phase score terms the
+    scores differ from refining the global prototypes only; with global-only scores they agree."""
+    import numpy as np
 
-    from posebridge.pipeline.errors import UserError
+    from posebridge.stages.eval.scoring import score
     from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.heads import ClassTextTensors
+    from tests.test_heads import inputs, make_model
 
-    with pytest.raises(UserError, match="--ttr-refine all needs"):
-        TrainConfig(split="x", ttr_refine="all").validate()
-    TrainConfig(split="x", ttr_refine="all", score_part=0.0, score_temporal=0.0).validate()
+    model = make_model("none").eval()
+    g = torch.Generator().manual_seed(4)
+    unit = lambda *shape: F.normalize(torch.randn(*shape, generator=g), dim=-1)  # noqa: E731
+    texts = ClassTextTensors(unit(4, 24), unit(4, 24), unit(4, 4, 24), torch.ones(4, 4, dtype=torch.bool),
+                             unit(4, 3, 24), torch.ones(4, 3, dtype=torch.bool))
+    with torch.no_grad():
+        visual = model(*inputs(seed=1)).map(lambda t: t.repeat(20, *([1] * (t.dim() - 1))))
+    classes, refine = np.arange(4), np.ones(4, bool)
+    before = {n: p.clone() for n, p in model.named_parameters()}
+
+    def run(**fields):
+        cfg = TrainConfig(split="x", ttr=True, gzsl_calibration="none", ttr_batch=20, ttr_steps=3, ttr_lr=0.05,
+                          **fields)
+        return score(model, visual, texts, classes, cfg, refine=refine)
+
+    assert not np.allclose(run(ttr_refine="all"), run(ttr_refine="global"))
+    assert np.allclose(run(ttr_refine="all", score_part=0.0, score_temporal=0.0),
+                       run(ttr_refine="global", score_part=0.0, score_temporal=0.0), atol=1e-6)
+    assert all(torch.equal(p, before[n]) and p.requires_grad for n, p in model.named_parameters())

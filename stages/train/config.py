@@ -118,12 +118,6 @@ class TrainConfig:
             raise UserError(f"--epochs ({self.epochs}) and --batch-size ({self.batch_size}) must be >= 1")
         if not 0.0 < self.crop_min <= 1.0:
             raise UserError(f"crop_min must be in (0, 1], got {self.crop_min}")
-        if self.ttr_refine == "all" and (self.score_part or self.score_temporal):
-            # the global embedding here does not depend on the texts (the reference's attention uses
-            # them as queries), so with global-only scores refining every text = refining the global one;
-            # refining the part / phase texts behind non-zero score terms is not implemented
-            raise UserError("--ttr-refine all needs score_part = score_temporal = 0 (global-only scores, as the "
-                            "purls / dynapurls presets set); use --ttr-refine global")
         if self.ttr and self.gzsl_calibration == "pseudo_unseen":
             # gamma would be chosen on unrefined validation scores but applied to refined test scores
             raise UserError("--ttr refines prototypes on test data, which the pseudo-unseen GZSL calibration "
