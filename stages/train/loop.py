@@ -281,9 +281,9 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
         desc: str = "train", val_idx: np.ndarray | None = None) -> list[float]:
     """Train on the samples train_idx over the classes `classes` (prototypes of those only).
 
-    val_idx (seen classes only): its loss is computed after every epoch, for --lr-schedule plateau
-    and --selection best_val_loss (without it: the training loss steers the plateau schedule, and
-    the last epoch is kept)."""
+    val_idx (seen classes only): with --lr-schedule plateau or --selection best_val_loss its loss is
+    computed after every epoch (without it: the training loss steers the plateau schedule, and the
+    last epoch is kept)."""
     if len(train_idx) == 0:
         raise UserError("no training samples for the seen classes of this split; check the data's labels "
                         "and split (does the cache hold the split's dataset?)")
@@ -294,7 +294,9 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
     train_idx_t = torch.as_tensor(train_idx)
     class_texts = texts.rows(classes)
     weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal, cfg.loss_reduce)
-    has_val = val_idx is not None and len(val_idx) > 0
+    # the validation loss is computed only where it steers something (it costs a pass per epoch)
+    has_val = (val_idx is not None and len(val_idx) > 0
+               and (cfg.selection == "best_val_loss" or cfg.lr_schedule == "plateau"))
     if has_val and not np.isin(data.labels[val_idx], classes).all():
         raise UserError("the validation rows must be of the training classes (checkpoint selection sees seen classes only)")
     val_targets = torch.as_tensor(column[data.labels[val_idx]], device=device) if has_val else None
