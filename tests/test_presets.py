@@ -155,7 +155,7 @@ def _fit_setup(**cfg_fields):
     texts = ClassTextTensors(F.normalize(torch.randn(k, d, generator=g), dim=-1), F.normalize(torch.randn(k, d, generator=g), dim=-1),
                              torch.randn(k, 4, d, generator=g), torch.ones(k, 4, dtype=torch.bool),
                              torch.randn(k, 3, d, generator=g), torch.ones(k, 3, dtype=torch.bool))
-    cfg = TrainConfig(split="x", cues="none", dim=16, batch_size=8, crop_min=1.0, scale_jitter=0.0, **cfg_fields)
+    cfg = TrainConfig(split="x", **{**dict(cues="none", dim=16, batch_size=8, crop_min=1.0, scale_jitter=0.0), **cfg_fields})
 
     class Fake:  # what model_args reads of a dataset
         keypoints = torch.zeros(n, 1, t, v, c)
@@ -219,3 +219,12 @@ def test_shiftgcn_reference_weight_decay_per_parameter():
     args = ("data", 64, np.arange(3), np.arange(2))
     assert encoder_fingerprint(*args, ShiftGCNSettings()) != encoder_fingerprint(
         *args, ShiftGCNSettings(weight_decay_recipe="reference"))
+
+
+def test_a_last_batch_of_one_sample_is_skipped_with_the_shared_mlp():
+    """PURLS's MLP has batch norm: an epoch whose last batch holds one sample must not crash."""
+    from posebridge.stages.train.loop import fit
+
+    cfg, data, texts, state = _fit_setup(projection="shared_mlp", batch_size=17, epochs=1)
+    losses = fit(state, cfg, data, np.arange(18), np.arange(3), texts, 1)  # batches of 17 and 1
+    assert len(losses) == 1 and math.isfinite(losses[0])

@@ -311,6 +311,8 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
         running = 0.0
         for i in range(steps_per_epoch):
             pos = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            if len(pos) < 2 and cfg.projection == "shared_mlp":  # its batch norm needs two samples
+                continue
             if state.scheduler is None:  # cosine: set per step; plateau: the scheduler owns the rate
                 for group in state.optimizer.param_groups:
                     group["lr"] = lr_at(epoch * steps_per_epoch + i, total, warmup, cfg.lr)
