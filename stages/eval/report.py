@@ -254,7 +254,7 @@ def _settings(run_dir: Path) -> str:
     if not path.exists():
         return Path(run_dir).parent.name
     config = json.loads(path.read_text())
-    return fingerprint({k: v for k, v in config.items() if k not in ("seed", "device")})
+    return fingerprint({k: v for k, v in config.items() if k not in ("seed", "device", "given")})
 
 
 def summarise_runs(run_dirs: Iterable[Path]) -> str:

@@ -74,7 +74,8 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         torch.use_deterministic_algorithms(True, warn_only=True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, {**cfg.to_dict(), "preset_sources": preset_sources(cfg.preset)})
+    config = {**cfg.to_dict(), "preset_sources": preset_sources(cfg.preset)}  # why each preset value
+    write_config(run_dir, config)
     print(settings_line(cfg, split, device, run_dir))
 
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
@@ -137,5 +138,5 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         "val_loss": state.val_losses,
         "samples": {k: int(len(v)) for k, v in parts.items()}, "seconds": round(time.perf_counter() - started, 2),
     })
-    write_run_report(run_dir, cfg.to_dict(), fingerprints, metrics, details)
+    write_run_report(run_dir, config, fingerprints, metrics, details)
     return metrics
