@@ -231,28 +231,36 @@ def export_features(
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
     layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name or .json "
                                          "file (docs/layouts.md); default: the built-in with its joint count."),
-    shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
-    shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
+    preset: str = typer.Option("posebridge", "--preset", help="Method preset whose Shift-GCN recipe (and feature "
+                               "normalisation) the encoder uses: posebridge, purls or dynapurls (as `train --preset`)."),
+    shiftgcn_epochs: Optional[int] = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN "
+                                                  "encoder (default 140)."),
+    shiftgcn_width: Optional[int] = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features "
+                                                 "are 4x: 256 at 64)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
     cue_tokens: bool = typer.Option(True, "--cue-tokens/--no-cue-tokens",
                                     help="Also write <side>_cue.npy: the clip's cues pooled to --cue-steps tokens "
                                          "(for `train --features DIR --cues all`); skipped when the data has no cues."),
-    cue_steps: int = typer.Option(16, "--cue-steps", help="Temporal cue tokens per clip."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help="Temporal cue tokens per clip (default 16)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
                                                        help="Your Kinetics-200 class list (one K400 name per line)."),
     guess_kinetics200: bool = typer.Option(False, "--guess-kinetics200",
                                            help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers)."),
 ) -> None:
     """Write a split's frozen Shift-GCN features as a SynSE/PURLS feature folder ([N, C, 3, V] float32
-    per side; test = the split's seen + unseen test rows), with the clips' cues pooled to cue tokens,
-    for `train --features` or the PURLS / DynaPURLS code. The encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the
-    same settings uses, or is pretrained now."""
+    per side, the reference layout: train = seen classes of the training side, val = seen classes of
+    the test side, test = unseen classes of the test side, plus SynSE's gtest.npy / g_label.npy), with
+    the clips' cues pooled to cue tokens, for `train --features` or the PURLS / DynaPURLS code. The
+    encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the same settings uses,
+    or is pretrained now."""
     from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.presets import resolve
     from posebridge.stages.train.run import export_features as export_split
 
-    base = TrainConfig(split=split, seed=seed, device=device, skeleton_encoder="shiftgcn", cue_steps=cue_steps,
-                       shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
+    given = dict(seed=seed, device=device, cue_steps=cue_steps, shiftgcn_epochs=shiftgcn_epochs,
+                 shiftgcn_width=shiftgcn_width)
+    base = resolve(TrainConfig, preset, given, split=split, skeleton_encoder="shiftgcn").validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
                           with_cues=cue_tokens, layout=layout)
@@ -320,31 +328,58 @@ def train(
                                             "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; the folder "
                                             "must be the split's own). --cues none, or --cues all when it also holds "
                                             "train/val/test_cue.npy cue tokens [N, S, D]."),
-    cues: str = typer.Option("all", "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, all."),
+    preset: str = typer.Option("posebridge", "--preset", help="Method preset: posebridge (this project's defaults), "
+                               "purls or dynapurls (every choice the reference code makes; docs/method-presets.md). "
+                               "Flags given explicitly win over the preset."),
+    cues: Optional[str] = typer.Option(None, "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, "
+                                       "all (default all)."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
-    seed: int = typer.Option(0, "--seed", help="First seed."),
-    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Clips per training step."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW; warmup, then cosine to 10%)."),
-    text_encoder: str = typer.Option("minilm", "--text-encoder", help="minilm (bundled) or clip:<local dir or HF id in your cache>."),
-    gzsl_calibration: str = typer.Option("pseudo_unseen", "--gzsl-calibration", help="pseudo_unseen or none."),
-    ttr: bool = typer.Option(False, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class texts "
-                             "adapt to the unlabelled test batches in a fixed order (TRANSDUCTIVE, marked in every table; "
-                             "needs --gzsl-calibration none)."),
-    skeleton_encoder: str = typer.Option("auto", "--skeleton-encoder",
-                                         help="gcn (small, trained with the heads), shiftgcn (pretrained per split on "
-                                              "the seen classes, frozen, features cached) or auto (gcn for the "
-                                              "synthetic split, shiftgcn otherwise)."),
-    shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
-    shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
-    adaptive_parts: bool = typer.Option(False, "--adaptive-parts/--fixed-parts",
-                                        help="PURLS adaptive partitioning: each class's part / phase descriptions "
-                                             "attend over joint x time features (default: fixed joint groups, thirds)."),
-    symmetric_loss: bool = typer.Option(False, "--symmetric-loss/--one-way-loss",
-                                        help="PURLS loss: skeleton<->text contrastive per representation, learnable "
-                                             "temperatures (default: one-way cross-entropy, one scale)."),
-    cue_steps: int = typer.Option(16, "--cue-steps", help="Temporal cue tokens per person."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="First seed (default 0)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of the heads (posebridge 30, purls 100)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per training step (posebridge 64, purls 256)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (posebridge 1e-3 AdamW, purls 1e-4 Adam)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw or adam."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="cosine (warmup, then cosine to 10%) or "
+                                              "plateau (x0.1 after 25 epochs without a lower validation loss)."),
+    selection: Optional[str] = typer.Option(None, "--selection", help="Checkpoint kept: last, or best_val_loss "
+                                            "(lowest loss on the seen-class validation side)."),
+    text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="minilm (bundled) or clip:<local dir or HF "
+                                               "id in your cache> (the presets purls / dynapurls use CLIP ViT-B/32)."),
+    temperature: Optional[str] = typer.Option(None, "--temperature", help="exp (logits = exp(s) cos, capped at 100) or "
+                                              "direct (s cos, s from log(1/0.07) = 2.66: PURLS)."),
+    projection: Optional[str] = typer.Option(None, "--projection", help="linear (one per kind) or shared_mlp (PURLS)."),
+    feature_norm: Optional[str] = typer.Option(None, "--feature-norm", help="Frozen Shift-GCN features: none or cell_l2 "
+                                               "(each joint-step cell L2-normalised, as feature folders are read)."),
+    gzsl_calibration: Optional[str] = typer.Option(None, "--gzsl-calibration", help="pseudo_unseen or none."),
+    ttr: Optional[bool] = typer.Option(None, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class "
+                                       "texts adapt to the unlabelled test batches (TRANSDUCTIVE, marked in every table; "
+                                       "needs --gzsl-calibration none)."),
+    ttr_lr: Optional[float] = typer.Option(None, "--ttr-lr", help="TTR Adam learning rate (DynaPURLS 1e-2)."),
+    ttr_steps: Optional[int] = typer.Option(None, "--ttr-steps", help="TTR Adam steps per test batch (DynaPURLS 1)."),
+    ttr_memory: Optional[int] = typer.Option(None, "--ttr-memory", help="TTR samples kept per class (DynaPURLS 16)."),
+    ttr_threshold: Optional[float] = typer.Option(None, "--ttr-threshold", help="TTR confidence to enter the memory "
+                                                  "(DynaPURLS 0.1)."),
+    ttr_order: Optional[str] = typer.Option(None, "--ttr-order", help="TTR batch order: fixed or shuffled (seeded)."),
+    ttr_refine: Optional[str] = typer.Option(None, "--ttr-refine", help="TTR adapts the global prototypes (global) or "
+                                             "every text feature (all: DynaPURLS)."),
+    ttr_schedule: Optional[str] = typer.Option(None, "--ttr-schedule", help="TTR lr: constant or cosine over the steps."),
+    skeleton_encoder: Optional[str] = typer.Option(None, "--skeleton-encoder",
+                                                   help="gcn (small, trained with the heads), shiftgcn (pretrained per "
+                                                        "split on the seen classes, frozen, features cached) or auto "
+                                                        "(gcn for the synthetic split, shiftgcn otherwise)."),
+    shiftgcn_epochs: Optional[int] = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN "
+                                                  "encoder (default 140)."),
+    shiftgcn_width: Optional[int] = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features "
+                                                 "are 4x: 256 at 64)."),
+    adaptive_parts: Optional[bool] = typer.Option(None, "--adaptive-parts/--fixed-parts",
+                                                  help="PURLS adaptive partitioning: each class's part / phase "
+                                                       "descriptions attend over joint x time features (default: "
+                                                       "fixed joint groups, thirds)."),
+    symmetric_loss: Optional[bool] = typer.Option(None, "--symmetric-loss/--one-way-loss",
+                                                  help="PURLS loss: skeleton<->text contrastive per representation, "
+                                                       "learnable temperatures (default: one-way cross-entropy)."),
+    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help="Temporal cue tokens per person (default 16)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),
     kinetics200_classes: Optional[Path] = SplitOpt,
@@ -352,15 +387,20 @@ def train(
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
     from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.presets import resolve
     from posebridge.stages.train.run import train_split_file, train_splits
 
     if bool(split) == (split_file is not None):
         raise UserError("give either --split NAME or --split-file FILE.json (not both, not neither)")
-    base = TrainConfig(split=split[0] if split else split_file.stem, cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                       text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device,
-                       skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,
-                       adaptive_parts=adaptive_parts,
-                       symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
+    # None = not given: the value comes from the preset, else from TrainConfig (defaults live there)
+    given = dict(cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                 lr_schedule=lr_schedule, selection=selection, text_encoder=text_encoder, temperature=temperature,
+                 projection=projection, feature_norm=feature_norm, gzsl_calibration=gzsl_calibration, ttr=ttr,
+                 ttr_lr=ttr_lr, ttr_steps=ttr_steps, ttr_memory=ttr_memory, ttr_min_conf=ttr_threshold,
+                 ttr_order=ttr_order, ttr_refine=ttr_refine, ttr_schedule=ttr_schedule,
+                 skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,
+                 adaptive_parts=adaptive_parts, symmetric_loss=symmetric_loss, cue_steps=cue_steps, device=device)
+    base = resolve(TrainConfig, preset, given, split=split[0] if split else split_file.stem).validate()
     if split_file is not None:
         done = train_split_file(split_file, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                                 features=features, runs_dir=runs_dir, resume=resume, layout=layout)

@@ -18,7 +18,9 @@ from test_encoders import SHIFT, count_pretraining  # noqa: F401  (fixture)
 from test_loop import C, K, P2, SEEN, VC, tiny_bank, tiny_config, tiny_dataset, tiny_split
 
 
-def test_export_writes_the_runs_partition_from_the_cached_encoder(tmp_path, count_pretraining):  # noqa: F811
+def test_export_writes_the_reference_layout_from_the_cached_encoder(tmp_path, count_pretraining):  # noqa: F811
+    """train = seen classes of the training side, val = seen classes of the test side, test = unseen
+    classes of the test side (DynaPURLS data/ntu_60.py), gtest / g_label = the whole test side (SynSE)."""
     cache, out = tmp_path / "cache", tmp_path / "folder"
     cfg, data, split = tiny_config(**SHIFT, cues="none", gzsl_calibration="none"), tiny_dataset(), tiny_split()
     experiment.train(cfg, data, split, tiny_bank(), tmp_path / "run", encoder_cache=cache)
@@ -26,39 +28,77 @@ def test_export_writes_the_runs_partition_from_the_cached_encoder(tmp_path, coun
     counts = export_split_features(cfg, data, split, out, encoder_cache=cache)
     assert count_pretraining == [len(SEEN)]  # the training run's encoder, from the cache
     parts = partition(data, split, cfg.val_fraction, cfg.seed)
-    assert counts == {"train": len(parts["train"]), "val": len(parts["val"]), "test": len(parts["test_gzsl"])}
-    for side, part in (("train", "train"), ("val", "val"), ("test", "test_gzsl")):
-        features, labels = np.load(out / f"{side}_feature.npy"), np.load(out / f"{side}_labels.npy")
-        assert features.dtype == np.float32 and features.shape == (len(parts[part]), 16, 3, 33)  # [N, 4w, T', V]
-        assert np.array_equal(labels, data.labels.numpy()[parts[part]])
+    labels = data.labels.numpy()
+    train_side = np.union1d(parts["train"], parts["val"])
+    test_seen = parts["test_gzsl"][np.isin(labels[parts["test_gzsl"]], split.seen)]
+    expected = {"train": train_side, "val": test_seen, "test": parts["test_zsl"], "gtest": parts["test_gzsl"]}
+    assert counts == {side: len(rows) for side, rows in expected.items()}
+    assert len(test_seen) and not np.intersect1d(test_seen, train_side).size  # val is test data, not held-out train
+    files = {"train": ("train_feature.npy", "train_labels.npy"), "val": ("val_feature.npy", "val_labels.npy"),
+             "test": ("test_feature.npy", "test_labels.npy"), "gtest": ("gtest.npy", "g_label.npy")}
     (encoder,) = (cache / "encoders").iterdir()
     cached = np.load(encoder / "features.npy").astype(np.float32)
-    assert np.array_equal(np.load(out / "test_feature.npy"), cached[parts["test_gzsl"]])
+    for side, (feature_file, label_file) in files.items():
+        features, side_labels = np.load(out / feature_file), np.load(out / label_file)
+        assert features.dtype == np.float32 and features.shape == (len(expected[side]), 16, 3, 33)  # [N, 4w, T', V]
+        assert np.array_equal(side_labels, labels[expected[side]])
+        assert np.array_equal(features, cached[expected[side]])
+    assert set(np.load(out / "train_labels.npy")) <= set(split.seen)
+    assert set(np.load(out / "val_labels.npy")) <= set(split.seen)
+    assert set(np.load(out / "test_labels.npy")) <= set(split.unseen)
     info = json.loads((out / "info.json").read_text())
-    assert info["split"] == split.name and info["rows"] == counts and info["sides"]["test"] == "test_gzsl"
+    assert info["split"] == split.name and info["rows"] == counts and info["layout"] == "reference"
     # cue tokens: per clip, cues pooled to 16 windows, averaged over the persons present (by hand)
     cues = np.load(out / "test_cue.npy")
-    assert cues.dtype == np.float16 and cues.shape == (len(parts["test_gzsl"]), 16, VC * (C + P2))
-    for row, clip in enumerate(parts["test_gzsl"][:4]):
+    assert cues.dtype == np.float16 and cues.shape == (len(parts["test_zsl"]), 16, VC * (C + P2))
+    for row, clip in enumerate(parts["test_zsl"][:4]):
         persons = [m for m in range(2) if data.confidence[clip, m].gt(0).any()]
         raw = torch.cat([data.features[clip], data.heatmaps[clip]], dim=-1)[persons].float()  # [m, T, VC, C + P2]
         t = raw.shape[1]  # window i: frames floor(i t / 16) .. ceil((i + 1) t / 16), as adaptive pooling
         windows = torch.stack([raw[:, (i * t) // 16:-((-(i + 1) * t) // 16)].mean(dim=1) for i in range(16)], dim=1)
-        expected = windows.mean(0).flatten(1)
-        assert np.allclose(cues[row], expected.numpy(), atol=2e-3, rtol=2e-3), clip
+        expected_cues = windows.mean(0).flatten(1)
+        assert np.allclose(cues[row], expected_cues.numpy(), atol=2e-3, rtol=2e-3), clip
     assert info["cue_shape"] == [16, VC * (C + P2)]
 
-    # read back: the same partition (the folder's own val rows), and it trains
+    # read back: the reference layout is recognised (val = GZSL's seen half), and it trains
     folder = load_feature_folder(out, num_classes=K)
     back = partition(folder, split, cfg.val_fraction, cfg.seed)
-    for name in ("train", "val", "test_zsl", "test_gzsl"):
-        assert len(back[name]) == len(parts[name]), name
-        assert np.array_equal(folder.labels.numpy()[back[name]], data.labels.numpy()[parts[name]]), name
+    back_labels = folder.labels.numpy()
+    assert np.array_equal(np.sort(back_labels[back["train"]]), np.sort(labels[train_side]))
+    assert np.array_equal(np.sort(back_labels[back["val"]]), np.sort(labels[test_seen]))
+    assert np.array_equal(np.sort(back_labels[back["test_zsl"]]), np.sort(labels[parts["test_zsl"]]))
+    assert np.array_equal(np.sort(back_labels[back["test_gzsl"]]), np.sort(labels[parts["test_gzsl"]]))
     test_rows = [i for i, m in enumerate(folder.meta) if m["side"] == "test"]
     assert torch.equal(folder.cue_tokens[test_rows], torch.from_numpy(cues))
     metrics = experiment.train(for_features(cfg, folder), folder, split, tiny_bank(), tmp_path / "back",
                                encoder_cache=cache)
     assert metrics["samples"]["test_zsl"] == len(parts["test_zsl"]) and 0.0 <= metrics["zsl"]["top1"] <= 1.0
+    assert metrics["gzsl"]["samples"] == len(parts["test_gzsl"]) and 0.0 <= metrics["gzsl"]["h"] <= 1.0
+
+
+def test_a_folder_without_seen_test_rows_reports_gzsl_not_available(tmp_path):
+    """A reference-layout folder whose val file is empty: the test side has unseen classes only, so
+    GZSL is reported as not available, with the reason, never as NaN."""
+    import math
+
+    from posebridge.stages.eval.report import summarise_runs
+
+    cfg, data, split = tiny_config(**SHIFT, cues="none", gzsl_calibration="none"), tiny_dataset(), tiny_split()
+    out = tmp_path / "folder"
+    export_split_features(cfg, data, split, out, encoder_cache=tmp_path / "cache")
+    for name in ("val_feature.npy", "val_labels.npy"):  # keep the shape, drop the rows
+        np.save(out / name, np.load(out / name)[:0])
+    (out / "val_cue.npy").unlink(missing_ok=True)
+    (out / "test_cue.npy").unlink(missing_ok=True)
+    (out / "train_cue.npy").unlink(missing_ok=True)
+    folder = load_feature_folder(out, num_classes=K)
+    metrics = experiment.train(for_features(cfg, folder), folder, split, tiny_bank(), tmp_path / "run",
+                               encoder_cache=tmp_path / "cache")
+    assert metrics["gzsl"]["available"] is False and "no seen-class rows" in metrics["gzsl"]["reason"]
+    assert not any(isinstance(v, float) and math.isnan(v) for v in metrics["gzsl"].values())
+    table = summarise_runs([tmp_path / "run"])
+    assert "| n/a | n/a | n/a |" in table and "GZSL not available" in table and "nan" not in table.lower()
+    assert "GZSL not available" in (tmp_path / "run" / "results.md").read_text()
 
 
 def test_export_refuses_a_folder_that_holds_features_and_the_small_gcn(tmp_path):

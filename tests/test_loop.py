@@ -82,10 +82,12 @@ def test_train_writes_every_run_file_and_sane_metrics(trained):
     run_dir, metrics = trained
     for name in RUN_FILES:
         assert (run_dir / name).stat().st_size > 0, name
-    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 2 and config["preset"] == "posebridge" and "preset_sources" in config
+    assert metrics["text_encoder"] == config["text_encoder"] and metrics["preset"] == "posebridge"
     fingerprints = json.loads((run_dir / "fingerprints.json").read_text())
     assert fingerprints["data"] == "f" * 64 and fingerprints["text_bank"] == "b" * 64
-    assert "| split | cues | ZSL top-1 |" in (run_dir / "results.md").read_text()
+    assert "| split | cues | text | ZSL top-1 |" in (run_dir / "results.md").read_text()
     assert metrics["epochs"] == 2 and metrics["samples"]["test_zsl"] == len(UNSEEN) * (PER_CLASS - TRAIN_PER_CLASS)
     for value in (metrics["zsl"]["top1"], metrics["gzsl"]["seen"], metrics["gzsl"]["unseen"]):
         assert 0.0 <= value <= 1.0

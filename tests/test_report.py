@@ -36,7 +36,7 @@ def test_run_report_writes_every_file(tmp_path):
     assert set(versions) >= {"python", "torch", "numpy", "zarr", "transformers", "posebridge"}
     results = (tmp_path / "results.md").read_text()
     assert results.startswith(TABLE_HEADER)
-    assert "| ntu60_55_5 | all | 62.5 | 100.0 | 80.0 | 40.0 | 50.0 | 1 |" in results
+    assert "| ntu60_55_5 | all | ? | 62.5 | 100.0 | 80.0 | 40.0 | 50.0 | 1 |" in results
     assert "only a test" in results
 
 
@@ -48,13 +48,13 @@ def test_summary_averages_seeds_and_keeps_cue_modes_apart(tmp_path):
     table = summarise_runs(dirs)
     lines = table.strip().splitlines()
     assert lines[0] == TABLE_HEADER and len(lines) == 4
-    assert "| synthetic_zsl | all | 60.0 ± 14.1 |" in table and lines[2].endswith("| 2 |")
-    assert "| synthetic_zsl | none | 40.0 |" in table
+    assert "| synthetic_zsl | all | ? | 60.0 ± 14.1 |" in table and lines[2].endswith("| 2 |")
+    assert "| synthetic_zsl | none | ? | 40.0 |" in table
 
 
 def test_missing_values_show_a_dash_and_unfinished_runs_are_named(tmp_path):
     table = results_table([("x", "none", [{"zsl": {"top1": 0.5}}])])
-    assert "| x | none | 50.0 | – |" in table
+    assert "| x | none | ? | 50.0 | – |" in table
     with pytest.raises(UserError, match="metrics.json"):
         summarise_runs([tmp_path])
 
@@ -65,9 +65,9 @@ def test_transductive_runs_are_kept_apart_and_marked_in_every_table(tmp_path):
     write(transductive, {**metrics("ntu60_55_5", "all", 0, 0.7, 0.5), "transductive": True})
     assert "TRANSDUCTIVE" not in (inductive / "results.md").read_text()
     own = (transductive / "results.md").read_text()
-    assert "| ntu60_55_5 | all, TTR (transductive) | 70.0 |" in own and TRANSDUCTIVE_NOTE in own
+    assert "| ntu60_55_5 | all, TTR (transductive) | ? | 70.0 |" in own and TRANSDUCTIVE_NOTE in own
     table = summarise_runs([inductive, transductive])
-    assert "| ntu60_55_5 | all | 50.0 |" in table and "| ntu60_55_5 | all, TTR (transductive) | 70.0 |" in table
+    assert "| ntu60_55_5 | all | ? | 50.0 |" in table and "| ntu60_55_5 | all, TTR (transductive) | ? | 70.0 |" in table
     assert TRANSDUCTIVE_NOTE in table
 
 
@@ -110,5 +110,34 @@ def test_runs_with_other_settings_are_not_averaged_and_name_their_settings_folde
         (run / "config.json").write_text(json.dumps({**config, "epochs": epochs}))
         dirs.append(run)
     table = summarise_runs(dirs)
-    assert "| synthetic_zsl | all [cues-all-aaaa] | 50.0 |" in table
-    assert "| synthetic_zsl | all [cues-all-bbbb] | 90.0 |" in table
+    assert "| synthetic_zsl | all [cues-all-aaaa] | ? | 50.0 |" in table
+    assert "| synthetic_zsl | all [cues-all-bbbb] | 90.0 |" not in table
+    assert "| synthetic_zsl | all [cues-all-bbbb] | ? | 90.0 |" in table
+
+
+def test_text_encoder_is_named_in_tables_and_minilm_on_a_published_split_gets_the_clip_note(tmp_path):
+    from posebridge.stages.eval.report import MINILM_NOTE
+
+    run = tmp_path / "ntu"
+    m = metrics("ntu60_55_5", "all", 0, 0.5, 0.5)
+    write_run_report(run, {"split": m["split"], "cues": "all", "text_encoder": "minilm"}, {"data": "d" * 64}, m,
+                     {"unseen_names": NAMES, "confusion": np.eye(3, dtype=int), "per_class": np.ones(3)})
+    results = (run / "results.md").read_text()
+    assert "| ntu60_55_5 | all | minilm | 50.0 |" in results
+    assert MINILM_NOTE in results and "CLIP ViT-B/32" in MINILM_NOTE and "--text-encoder clip:DIR" in MINILM_NOTE
+    assert MINILM_NOTE in summarise_runs([run])  # read from config.json when metrics.json lacks it
+    clip = results_table([("ntu60_55_5", "all", [{"text_encoder": "clip:openai/clip-vit-base-patch32",
+                                                  "zsl": {"top1": 0.5}}])])
+    assert "| clip:openai/clip-vit-base-patch32 |" in clip and MINILM_NOTE not in clip
+    synthetic = results_table([("synthetic_zsl", "all", [{"text_encoder": "minilm", "zsl": {"top1": 0.5}}])])
+    assert MINILM_NOTE not in synthetic  # no published numbers to compare with
+
+
+def test_run_folder_name_starts_with_the_text_encoder():
+    from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.train.run import run_name
+
+    assert run_name(TrainConfig(split="x"), "d").startswith("minilm-cues-all-")
+    clip = TrainConfig(split="x", text_encoder="clip:openai/clip-vit-base-patch32")
+    assert run_name(clip, "d").startswith("clip-vit-base-patch32-cues-all-")
+    assert run_name(TrainConfig(split="x", text_encoder="clip:/models/my b32/"), "d").startswith("clip-my-b32-cues-")

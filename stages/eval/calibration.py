@@ -56,7 +56,11 @@ def calibrate_gamma(cfg: TrainConfig, data: DeviceData, parts: dict, split: Spli
     val_scores = score(model, embed(model, aux_data, val_idx), texts, seen, cfg)
     gamma = M.choose_gamma(val_scores, class_columns(data.labels[val_idx], seen), ~np.isin(seen, pseudo))
     out = {**info, "gamma": gamma, "units": "cosine"}
-    if data.features_only:
+    if np.isin(val_idx, parts["test_gzsl"]).any():  # a reference-layout feature folder: val is GZSL's seen half
+        out["note"] = ("the validation rows are GZSL test rows (reference feature-folder layout): gamma was "
+                       "chosen on test data; use --gzsl-calibration none for a clean number")
+        print(f"calibration: {out['note']}")
+    elif data.features_only:
         out["note"] = ("feature folder: its encoder saw the pseudo-unseen classes, so gamma may be too low; "
                        "compare with --gzsl-calibration none")
         print(f"calibration: {out['note']}")

@@ -43,8 +43,13 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     seen_mask = np.isin(both, seen)
     gzsl_scores = score(model, test_visual, texts, both, cfg, refine=~seen_mask)
     gzsl_labels = class_columns(data.labels[gzsl_idx], both)
-    out["gzsl"] = {**M.gzsl(gzsl_scores, gzsl_labels, seen_mask, gamma), "samples": int(len(gzsl_idx))}
-    out["gzsl_uncalibrated"] = M.gzsl(gzsl_scores, gzsl_labels, seen_mask, 0.0)
+    missing = M.gzsl_unavailable(gzsl_labels, seen_mask)
+    if missing:  # e.g. a feature folder whose test side holds unseen classes only: no GZSL, never NaN
+        out["gzsl"] = {"available": False, "reason": missing, "samples": int(len(gzsl_idx))}
+        out["gzsl_uncalibrated"] = {"available": False, "reason": missing}
+    else:
+        out["gzsl"] = {**M.gzsl(gzsl_scores, gzsl_labels, seen_mask, gamma), "samples": int(len(gzsl_idx))}
+        out["gzsl_uncalibrated"] = M.gzsl(gzsl_scores, gzsl_labels, seen_mask, 0.0)
     if len(parts["val"]):
         val_scores = score(model, embed(model, data, parts["val"]), texts, seen, cfg)
         out["val_seen_top1"] = M.zsl_topk(val_scores, class_columns(data.labels[parts["val"]], seen), ks=(1,))["top1"]

@@ -51,6 +51,18 @@ def harmonic_mean(a: float, b: float) -> float:
     return 0.0 if a + b == 0 else 2.0 * a * b / (a + b)
 
 
+def gzsl_unavailable(labels: np.ndarray, seen_mask: np.ndarray) -> str | None:
+    """Why GZSL cannot be scored on these test rows (labels are columns into seen_mask), or None:
+    its S (and so H) needs seen-class test rows, its U unseen ones."""
+    from_seen = seen_mask[labels] if len(labels) else np.zeros(0, bool)
+    if not from_seen.any():
+        return ("GZSL not available: the test side holds no seen-class rows (a feature folder's test file "
+                "with unseen classes only and no seen-class val file from the test side)")
+    if from_seen.all():
+        return "GZSL not available: the test side holds no unseen-class rows"
+    return None
+
+
 def calibrated_predictions(scores: np.ndarray, seen_mask: np.ndarray, gamma: float) -> np.ndarray:
     """Calibrated stacking (Chao et al. 2016): subtract gamma from every seen-class score, then argmax.
 

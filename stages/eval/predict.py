@@ -258,9 +258,13 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
     if run.encoder is not None:  # the run's own frozen encoder, as its training features were made
         from posebridge.stages.train.encoders.frozen import extract
 
+        from posebridge.stages.train.loop import normalise_cells
+
         model, steps = run.encoder
-        data = dataclasses.replace(data, joint_features=extract(model, data.keypoints, data.confidence, steps,
-                                                                run.device).to(run.device))
+        joint = extract(model, data.keypoints, data.confidence, steps, run.device)
+        if cfg.feature_norm == "cell_l2":  # as the run's training features were normalised
+            joint = normalise_cells(joint)
+        data = dataclasses.replace(data, joint_features=joint.to(run.device))
     visual = embed(run.model, data, np.arange(len(dataset)))
     texts = class_text_tensors(bank, run.device)
     # score() is in cosine units (stages/eval/scoring.py); the run's learned scale turns them into

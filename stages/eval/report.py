@@ -22,8 +22,13 @@ from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.stages.eval.metrics import aggregate
 
-TABLE_HEADER = "| split | cues | ZSL top-1 | top-5 | GZSL S | U | H | seeds |"
-_TABLE_RULE = "|---|---|---|---|---|---|---|---|"
+TABLE_HEADER = "| split | cues | text | ZSL top-1 | top-5 | GZSL S | U | H | seeds |"
+_TABLE_RULE = "|---|---|---|---|---|---|---|---|---|"
+# Splits whose published numbers (PURLS, DynaPURLS, PoseBridge) use CLIP ViT-B/32 text features.
+PUBLISHED_PREFIXES = ("ntu60_", "ntu120_", "pkummd_", "kinetics")
+MINILM_NOTE = ("NOTE: text encoder minilm (MiniLM-L6, 384-d); the published numbers on this split use CLIP "
+               "ViT-B/32 (512-d): copy it into a local folder once (docs/method-presets.md) and pass "
+               "--text-encoder clip:DIR")
 _COLUMNS = ("zsl.top1", "zsl.top5", "gzsl.seen", "gzsl.unseen", "gzsl.h")
 _PACKAGES = ("torch", "numpy", "zarr", "transformers", "posebridge")
 
@@ -69,14 +74,30 @@ def _cell(stats: dict | None) -> str:
     return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f}"
 
 
+def text_encoder_of(runs: list[dict]) -> str:
+    """The text encoder of a row's runs (metrics.json has it since the method presets; "?" before)."""
+    return str(runs[0].get("text_encoder", "?")) if runs else "?"
+
+
+def minilm_on_published_split(split: str, text_encoder: str) -> bool:
+    return text_encoder == "minilm" and split.lower().startswith(PUBLISHED_PREFIXES)
+
+
 def results_table(rows: Iterable[tuple[str, str, list[dict]]]) -> str:
-    """Markdown table; each row is (split, cues, metrics of its seeds)."""
-    lines = [TABLE_HEADER, _TABLE_RULE]
+    """Markdown table; each row is (split, cues, metrics of its seeds). The text encoder is a column,
+    and a MiniLM row on a published split adds the note that the published numbers use CLIP."""
+    lines, notes = [TABLE_HEADER, _TABLE_RULE], []
     for split, cues, runs in rows:
         stats = aggregate(runs)
-        cells = " | ".join(_cell(stats.get(key)) for key in _COLUMNS)
-        lines.append(f"| {split} | {cues} | {cells} | {len(runs)} |")
-    return "\n".join(lines) + "\n"
+        reasons = [r["gzsl"]["reason"] for r in runs if (r.get("gzsl") or {}).get("available") is False]
+        cells = " | ".join("n/a" if reasons and key.startswith("gzsl.") else _cell(stats.get(key)) for key in _COLUMNS)
+        if reasons and f"{split}: {reasons[0]}" not in notes:
+            notes.append(f"{split}: {reasons[0]}")
+        encoder = text_encoder_of(runs)
+        lines.append(f"| {split} | {cues} | {encoder} | {cells} | {len(runs)} |")
+        if minilm_on_published_split(split, encoder) and MINILM_NOTE not in notes:
+            notes.append(MINILM_NOTE)
+    return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
 def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
@@ -203,10 +224,13 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
     _write_json(run_dir / "metrics.json", metrics)
     transductive = bool(metrics.get("transductive", config.get("ttr", False)))
     label = row_label(metrics.get("cues", config.get("cues", "?")), transductive)
-    table = results_table([(metrics.get("split", config.get("split", "?")), label, [metrics])])
+    table = results_table([(metrics.get("split", config.get("split", "?")), label,
+                             [{"text_encoder": config.get("text_encoder", "?"), **metrics}])])
     calibration = metrics.get("calibration") or {}
     notes = [f"- seed {metrics.get('seed', config.get('seed'))}, {metrics.get('epochs', '?')} epochs; "
              f"GZSL gamma {metrics.get('gzsl', {}).get('gamma', 0.0):.3f} ({calibration.get('method', 'none')})"]
+    if (metrics.get("gzsl") or {}).get("available") is False:
+        notes.append(f"- {metrics['gzsl']['reason']}")
     if transductive:
         notes.append(f"- {TRANSDUCTIVE_NOTE}")
     if fingerprints.get("split_assumption"):
@@ -230,7 +254,7 @@ def _settings(run_dir: Path) -> str:
     if not path.exists():
         return Path(run_dir).parent.name
     config = json.loads(path.read_text())
-    return fingerprint({k: v for k, v in config.items() if k not in ("seed", "device")})
+    return fingerprint({k: v for k, v in config.items() if k not in ("seed", "device", "given")})
 
 
 def summarise_runs(run_dirs: Iterable[Path]) -> str:
@@ -244,6 +268,9 @@ def summarise_runs(run_dirs: Iterable[Path]) -> str:
         if not path.exists():
             raise UserError(f"{path} is missing; that run did not finish (rerun it, or leave its folder out)")
         metrics = json.loads(path.read_text())
+        config_path = Path(run_dir) / "config.json"
+        if "text_encoder" not in metrics and config_path.exists():  # runs made before metrics named it
+            metrics["text_encoder"] = json.loads(config_path.read_text()).get("text_encoder", "?")
         label = row_label(metrics["cues"], bool(metrics.get("transductive", False)))
         key = (metrics["split"], label, _settings(run_dir))
         groups.setdefault(key, []).append(metrics)

@@ -6,10 +6,12 @@ on an auxiliary model's scores, means the same on the main model's (their scales
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from posebridge.stages.eval.refinement import RefinementSettings, refine_scores
+from posebridge.stages.eval.refinement import RefinementSettings, refine_scores, refine_stream
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.heads import ClassTextTensors, PoseBridge, Visual
 
@@ -22,7 +24,8 @@ def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 def refinement_settings(cfg: TrainConfig) -> RefinementSettings:
     return RefinementSettings(lr=cfg.ttr_lr, weight_decay=cfg.ttr_weight_decay, memory=cfg.ttr_memory,
-                              min_confidence=cfg.ttr_min_conf, steps=cfg.ttr_steps, batch=cfg.ttr_batch)
+                              min_confidence=cfg.ttr_min_conf, steps=cfg.ttr_steps, batch=cfg.ttr_batch,
+                              order=cfg.ttr_order, schedule=cfg.ttr_schedule, logits=cfg.ttr_logits, seed=cfg.seed)
 
 
 @torch.no_grad()
@@ -35,9 +38,34 @@ def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: n
     visual = visual.map(lambda t: t.to(protos.device))
     scores = model.class_scores(visual, protos, rows, cfg.score_part, cfg.score_temporal)
     if cfg.ttr and refine is not None and refine.any() and len(visual.global_):
-        # The part / segment terms stay fixed; only the global prototypes of refinable classes adapt.
-        extra = model.class_scores(visual._replace(global_=torch.zeros_like(visual.global_)), protos, rows,
-                             cfg.score_part, cfg.score_temporal)
-        scores = refine_scores(visual.global_, extra, protos, torch.as_tensor(refine, device=protos.device),
-                               float(model.scale()), refinement_settings(cfg))
+        columns = torch.as_tensor(refine, device=protos.device)
+        if cfg.ttr_refine == "all":  # every text the scores read adapts: prototypes, part and phase texts
+            scores = _refine_all(model, visual, protos, rows, columns, cfg)
+        else:  # the part / segment terms stay fixed; only the global prototypes of refinable classes adapt
+            extra = model.class_scores(visual._replace(global_=torch.zeros_like(visual.global_)), protos, rows,
+                                       cfg.score_part, cfg.score_temporal)
+            scores = refine_scores(visual.global_, extra, protos, columns, float(model.scale()),
+                                   refinement_settings(cfg))
     return scores.float().cpu().numpy()
+
+
+def _refine_all(model: PoseBridge, visual: Visual, protos: torch.Tensor, rows: ClassTextTensors,
+                columns: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Refinement of every text feature (DynaPURLS refines all 8 per class): the model's own class
+    scores, recomputed from the adapted texts; its weights stay frozen."""
+    frozen = {name: p.requires_grad for name, p in model.named_parameters()}
+    model.requires_grad_(False)
+    visual = visual.map(lambda t: t.detach().float())
+
+    def score_fn(idx: torch.Tensor, texts: dict) -> torch.Tensor:
+        part = visual.map(lambda t: t[idx])
+        adapted = dataclasses.replace(rows, parts=texts["parts"], temporal=texts["temporal"])
+        return model.class_scores(part, texts["global"], adapted, cfg.score_part, cfg.score_temporal)
+
+    try:
+        return refine_stream(score_fn, len(visual.global_), {"global": protos, "parts": rows.parts,
+                                                             "temporal": rows.temporal},
+                             columns, float(model.scale()), refinement_settings(cfg))
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(frozen[name])

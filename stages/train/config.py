@@ -8,11 +8,30 @@ from posebridge.pipeline.errors import UserError
 
 CUE_MODES = ("none", "heatmap", "features", "all")
 CALIBRATIONS = ("pseudo_unseen", "none")
+# The method switches the presets (stages/train/presets.py) set: field -> allowed values.
+CHOICES = {
+    "optimizer": ("adamw", "adam"),
+    "lr_schedule": ("cosine", "plateau"),
+    "selection": ("last", "best_val_loss"),
+    "projection": ("linear", "shared_mlp"),
+    "temperature": ("exp", "direct"),
+    "loss_reduce": ("mean", "sum"),
+    "feature_norm": ("none", "cell_l2"),
+    "shiftgcn_wd": ("single", "reference"),
+    "ttr_order": ("fixed", "shuffled"),
+    "ttr_refine": ("global", "all"),
+    "ttr_schedule": ("constant", "cosine"),
+    "ttr_logits": ("scaled", "cosine"),
+}
 
 
 @dataclass
 class TrainConfig:
     split: str
+    # The named preset these values start from (stages/train/presets.py) and the fields the user
+    # gave explicitly on top of it (they win); both printed in the settings line, saved in config.json.
+    preset: str = "posebridge"
+    given: list[str] = dataclasses.field(default_factory=list)
     cues: str = "all"  # which pose-anchored cues enter the bridge: none | heatmap | features | all
     seed: int = 0
     epochs: int = 30
@@ -20,7 +39,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_epochs: int = 2
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0: no clipping
+    optimizer: str = "adamw"  # adamw (decoupled decay on weight matrices) | adam (PURLS: plain Adam)
+    lr_schedule: str = "cosine"  # cosine (warmup, then cosine to 10%) | plateau (x0.1 after 25 flat val epochs)
+    selection: str = "last"  # last epoch | best_val_loss (lowest loss on the seen validation side)
     num_frames: int = 64  # T the data loader resamples every clip to
     dim: int = 128  # width of the skeleton / cue tokens
     joint_dim: int = 32  # per-joint width inside the skeleton encoder (kept small: it runs on T x V)
@@ -42,8 +64,16 @@ class TrainConfig:
     adaptive_parts: bool = False
     symmetric_loss: bool = False
     text_encoder: str = "minilm"
+    projection: str = "linear"  # linear: one Linear per kind (global / part / phase) | shared_mlp (PURLS)
+    temperature: str = "exp"  # exp: logits = exp(s) * cos, capped at 100 (CLIP) | direct: s * cos (PURLS)
+    loss_reduce: str = "mean"  # part / phase terms: mean over parts (phases) | sum (PURLS: 8 losses, weight 1)
+    # In-process frozen Shift-GCN features: as they come (none) or each joint-step cell's C-vector
+    # L2-normalised (cell_l2), as the community's feature folders are read (feature_folder.py).
+    feature_norm: str = "none"
+    shiftgcn_wd: str = "single"  # single: 1e-4 on everything | reference: 1e-3 linear weights, 0 masks, 1e-4 rest
     # Prototype: mix * name + (1 - mix) * description, then a shared residual adapter.
     proto_mix: float = 0.5
+    text_adapter: bool = True  # shared residual MLP on the prototypes; False: the encoded texts as they are
     # Loss weights: global InfoNCE, part-aware and temporal-segment alignment.
     w_global: float = 1.0
     w_part: float = 0.5
@@ -65,10 +95,21 @@ class TrainConfig:
     ttr_memory: int = 16  # samples kept per class (class-balanced memory)
     ttr_min_conf: float = 0.1  # softmax confidence a test sample needs to enter the memory
     ttr_steps: int = 1  # Adam steps per incoming test batch
-    ttr_batch: int = 256  # test samples per incoming batch (a fixed order: the data's row order)
+    ttr_batch: int = 256  # test samples per incoming batch
+    ttr_order: str = "fixed"  # fixed: the data's row order | shuffled: a permutation seeded by the run's seed
+    ttr_refine: str = "global"  # global: the global prototypes only | all: also every part / phase text
+    ttr_schedule: str = "constant"  # constant lr | cosine over the steps (DynaPURLS: T_max = steps, floor 0.1 lr)
+    ttr_logits: str = "scaled"  # confidences from scale * scores (scaled) or from raw cosines (cosine, DynaPURLS)
     device: str = "auto"  # auto | cpu | cuda
 
     def validate(self) -> "TrainConfig":
+        from posebridge.stages.train.presets import preset_overrides
+
+        preset_overrides(self.preset)  # an unknown name fails here
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} '{getattr(self, name)}' is unknown; use one of {', '.join(allowed)}")
         if self.cues not in CUE_MODES:
             raise UserError(f"--cues '{self.cues}' is unknown; use one of {', '.join(CUE_MODES)}")
         if self.gzsl_calibration not in CALIBRATIONS:

@@ -473,7 +473,9 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
 
     train      seen classes, protocol's training side, minus val
     val        held-out seen-class samples of the training side (stratified per class), or the
-               source's own validation rows where it has them (meta["side"] == "val")
+               source's own validation rows where it has them (meta["side"] == "val"; in the
+               reference feature-folder layout these are the test side's seen classes, and count in
+               test_gzsl as well)
     test_zsl   unseen classes, test side (the protocol's other side, or a split file's "test")
     test_gzsl  seen and unseen classes, test side
     Samples with an unknown label (-1) are in none of them.
@@ -487,17 +489,24 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
         is_test = ~is_train
     seen, unseen = np.isin(labels, split.seen), np.isin(labels, split.unseen)
     given_val = np.array([m.get("side") == "val" for m in ds.meta], dtype=bool)
+    # A feature folder in the reference layout (SynSE / PURLS / DynaPURLS): val = the seen classes of
+    # the TEST side, test = its unseen classes; then val is GZSL's seen half too. Told from the older
+    # PoseBridge layout (val = held-out training rows, test = the whole test side) by the test file
+    # holding no seen class.
+    on_test_file = np.array([m.get("side") == "test" for m in ds.meta], dtype=bool)
+    reference_layout = bool(given_val.any()) and not bool((on_test_file & seen).any())
     if given_val.any():  # the source's own validation rows (a feature folder's val file)
         val = np.flatnonzero(given_val & seen)
         train_pool = np.flatnonzero(is_train & seen & ~given_val)
     else:
         train_pool = np.flatnonzero(is_train & seen)
         val = _stratified_val(train_pool, labels, val_fraction, seed)
+    test_side = is_test | (given_val if reference_layout else np.zeros_like(is_train))
     parts = {
         "train": np.setdiff1d(train_pool, val),
         "val": val,
         "test_zsl": np.flatnonzero(is_test & unseen),
-        "test_gzsl": np.flatnonzero(is_test & (seen | unseen)),
+        "test_gzsl": np.flatnonzero(test_side & (seen | unseen)),
     }
     for name in ("train", "test_zsl"):
         if len(parts[name]) == 0:

@@ -29,14 +29,17 @@ from posebridge.stages.train.feature_folder import FeatureDataset
 from posebridge.stages.train.loop import (CPU_THREADS, FitState, check_compatible, class_text_tensors, fit,
                                           model_args, new_fit_state, resolve_device, to_device,
                                           with_encoder_features)
+from posebridge.stages.train.presets import describe, sources as preset_sources
 from posebridge.stages.train.text_bank import TextBank
 
 
 def settings_line(cfg: TrainConfig, split: Split, device: torch.device, run_dir: Path) -> str:
     """The few settings that tell runs apart at a glance; everything else is in config.json."""
     extra = " ttr(transductive)" if cfg.ttr else ""
-    return (f"train {split.name} | cues {cfg.cues} | seed {cfg.seed} | {cfg.epochs} epochs x batch {cfg.batch_size}"
-            f" | lr {cfg.lr:g} | calibration {cfg.gzsl_calibration}{extra} | {device} | config: {run_dir / 'config.json'}")
+    return (f"train {split.name} | {describe(cfg)} | text {cfg.text_encoder} | cues {cfg.cues} | seed {cfg.seed}"
+            f" | {cfg.epochs} epochs x batch {cfg.batch_size} | {cfg.optimizer} lr {cfg.lr:g} {cfg.lr_schedule}"
+            f" | keep {cfg.selection} | calibration {cfg.gzsl_calibration}{extra} | {device}"
+            f" | config: {run_dir / 'config.json'}")
 
 
 def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig) -> dict:
@@ -57,7 +60,7 @@ def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:
     ckpt = load_checkpoint(path)
     saved = TrainConfig.from_dict(ckpt["config"]).to_dict()
     for key, value in cfg.to_dict().items():
-        if key != "device" and saved.get(key) != value:
+        if key not in ("device", "given") and saved.get(key) != value:
             raise UserError(f"{path} was made with {key}={saved.get(key)!r}, not {value!r}; "
                             f"drop --resume or use another run folder")
     for key in ("data", "text_bank", "split"):
@@ -79,7 +82,8 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         torch.use_deterministic_algorithms(True, warn_only=True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg.to_dict())
+    config = {**cfg.to_dict(), "preset_sources": preset_sources(cfg.preset)}  # why each preset value
+    write_config(run_dir, config)
     print(settings_line(cfg, split, device, run_dir))
 
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
@@ -103,6 +107,9 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.generator.set_state(ckpt["generator"])
         state.epoch, history, gamma_info = ckpt["epoch"], ckpt["losses"], ckpt.get("calibration")
+        state.best, state.val_losses = ckpt.get("best"), list(ckpt.get("val_losses") or [])
+        if state.scheduler is not None and ckpt.get("scheduler") is not None:
+            state.scheduler.load_state_dict(ckpt["scheduler"])
 
     def checkpoint(s: FitState, loss: float | None, calibration: dict | None = None) -> None:
         if loss is not None:
@@ -112,6 +119,8 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
             "generator": s.generator.get_state(), "epoch": s.epoch, "losses": history,
             "config": cfg.to_dict(), "model_args": args.to_dict(), "fingerprints": fingerprints,
             "calibration": calibration, "skeleton_encoder": encoder,
+            "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
+            "best": s.best, "val_losses": s.val_losses,
         })
 
     def train_auxiliary(train_idx: np.ndarray, classes: np.ndarray):
@@ -122,7 +131,9 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         fit(aux, cfg, aux_data, train_idx, classes, texts, cfg.calibration_epochs or cfg.epochs, desc="calibrate")
         return aux.model, aux_data
 
-    fit(state, cfg, data, parts["train"], seen, texts, cfg.epochs, on_epoch=checkpoint)
+    # the validation side is seen classes only: the loss there steers the plateau schedule and picks the kept epoch
+    fit(state, cfg, data, parts["train"], seen, texts, cfg.epochs, on_epoch=checkpoint, val_idx=parts["val"])
+    state.select(cfg)  # --selection best_val_loss: the best epoch's weights from here on
     if gamma_info is None:
         gamma_info = calibrate_gamma(cfg, data, parts, split, texts, train_auxiliary)
         checkpoint(state, None, gamma_info)
@@ -130,7 +141,10 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     metrics.update({
         "split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": state.epoch,
         "train_loss": history[-1] if history else math.nan, "calibration": gamma_info,
+        "text_encoder": cfg.text_encoder, "preset": cfg.preset,
+        "selected_epoch": state.best["epoch"] if cfg.selection == "best_val_loss" and state.best else state.epoch,
+        "val_loss": state.val_losses,
         "samples": {k: int(len(v)) for k, v in parts.items()}, "seconds": round(time.perf_counter() - started, 2),
     })
-    write_run_report(run_dir, cfg.to_dict(), fingerprints, metrics, details)
+    write_run_report(run_dir, config, fingerprints, metrics, details)
     return metrics

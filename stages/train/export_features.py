@@ -1,12 +1,19 @@
 """Write a split's frozen Shift-GCN features as a SynSE / PURLS feature folder.
 
-The inverse of feature_folder.py: train_feature.npy / val_feature.npy / test_feature.npy
-[N, C, T', V] float32 with *_labels.npy [N] (the dataset's class ids), from the encoder a
-`posebridge train --skeleton-encoder shiftgcn` run of the same split and settings pretrains (or
-has cached already). The sides are the run's own partition: train = seen-class training rows,
-val = the held-out seen-class rows, test = every test-side row of the split's seen and unseen
-classes (the ZSL and GZSL test sets are both subsets of it). So the folder can be read back with
-`posebridge train --features DIR`, or handed to the PURLS / DynaPURLS reference code.
+The inverse of feature_folder.py, in the layout the reference code reads (Alchemist0754/DynaPURLS
+data/ntu_60.py; skelemoa/synse-zsl data_cnn60.py): `<side>_feature.npy` [N, C, T', V] float32
+and `<side>_labels.npy` [N] (the dataset's class ids) for
+
+    train   the seen classes of the protocol's training side
+    val     the seen classes of the TEST side (the references select their checkpoint on it, and
+            it is GZSL's seen half)
+    test    the unseen classes of the test side (ZSL)
+
+plus, when the test side holds seen classes, SynSE's GZSL pair `gtest.npy` / `g_label.npy` (the
+whole test side: val + test). The features come from the encoder a `posebridge train
+--skeleton-encoder shiftgcn` run of the same split and settings pretrains (or has cached already).
+`posebridge train --features DIR` reads this layout and the older one (val = held-out training
+rows, test = the whole test side), telling them apart by whether the test file holds seen classes.
 
 When the data has cues, `<side>_cue.npy` [N, steps, Vc * (C + P*P)] float16 goes with them: per
 clip, the per-joint cue features and heatmap patches averaged into `steps` temporal windows (16, as
@@ -27,7 +34,19 @@ from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
 
-SIDE_PARTS = {"train": "train", "val": "val", "test": "test_gzsl"}
+LAYOUT = "reference"  # info.json: val = seen test side, test = unseen test side (module docstring)
+GZSL_FILES = ("gtest.npy", "g_label.npy")  # skelemoa/synse-zsl data_cnn60.py: GZSL features, labels
+
+
+def reference_sides(parts: dict[str, np.ndarray], labels: np.ndarray, seen: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows of each file from the run's partition: train = all seen training-side rows (the run's
+    train + its held-out val), val = seen classes of the test side, test = unseen classes of the test
+    side (test_zsl), gtest = the whole test side (test_gzsl)."""
+    test_side = parts["test_gzsl"]
+    return {"train": np.union1d(parts["train"], parts["val"]),
+            "val": test_side[np.isin(labels[test_side], seen)],
+            "test": parts["test_zsl"],
+            "gtest": test_side}
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -61,20 +80,26 @@ def cue_tokens(dataset: CueDataset, steps: int, chunk: int = 512) -> np.ndarray 
     return out
 
 
-def write_feature_folder(out: Path, features: np.ndarray, labels: np.ndarray, parts: dict[str, np.ndarray],
+def write_feature_folder(out: Path, features: np.ndarray, labels: np.ndarray, sides: dict[str, np.ndarray],
                          info: dict, cues: np.ndarray | None = None) -> dict[str, int]:
-    """features [N, C, T', V] (any float), labels [N], cues [N, S, D] or None; writes one file pair
-    (or triple) per side and info.json. Returns the rows written per side."""
+    """features [N, C, T', V] (any float), labels [N], cues [N, S, D] or None, sides: rows of train /
+    val / test (and gtest); writes one file pair (or triple) per side, SynSE's GZSL pair when the
+    test side has seen rows (val not empty), and info.json. Returns the rows written per side."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for side, part in SIDE_PARTS.items():
-        rows = parts[part]
+    for side in ("train", "val", "test"):
+        rows = sides[side]
         _save(out / f"{side}_feature.npy", np.ascontiguousarray(features[rows], dtype=np.float32))
         _save(out / f"{side}_labels.npy", labels[rows].astype(np.int64))
         if cues is not None:
             _save(out / f"{side}_cue.npy", np.ascontiguousarray(cues[rows]))
         counts[side] = int(len(rows))
+    if "gtest" in sides and len(sides["val"]):  # GZSL needs seen test rows; without them there is no pair
+        rows = sides["gtest"]
+        _save(out / GZSL_FILES[0], np.ascontiguousarray(features[rows], dtype=np.float32))
+        _save(out / GZSL_FILES[1], labels[rows].astype(np.int64))
+        counts["gtest"] = int(len(rows))
     with atomic_path(out / "info.json") as tmp:
         tmp.write_text(json.dumps({**info, "rows": counts, "shape": list(features.shape[1:]),
                                    "cue_shape": None if cues is None else list(cues.shape[1:])}, indent=2))
@@ -112,9 +137,12 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
     info = {"split": split.name, "data": dataset.source_fingerprint, "encoder": "shiftgcn",
             "shiftgcn_width": cfg.shiftgcn_width, "shiftgcn_epochs": cfg.shiftgcn_epochs,
             "partition_seed": cfg.seed, "val_fraction": cfg.val_fraction, "num_frames": cfg.num_frames,
-            "sides": {side: part for side, part in SIDE_PARTS.items()}}
+            "layout": LAYOUT,
+            "sides": {"train": "seen classes, training side", "val": "seen classes, test side",
+                      "test": "unseen classes, test side", "gtest": "whole test side (SynSE's GZSL files)"}}
     cues = cue_tokens(dataset, cfg.cue_steps) if with_cues else None
     if cues is not None:
         info["cue_tokens"] = (f"per-joint cue features + heatmap patches of the {len(dataset.cue_joints)} cue "
                               f"joints, {cfg.cue_steps} temporal windows, mean over present persons")
-    return write_feature_folder(out, features, dataset.labels.numpy(), parts, info, cues)
+    labels = dataset.labels.numpy()
+    return write_feature_folder(out, features, labels, reference_sides(parts, labels, np.array(split.seen)), info, cues)

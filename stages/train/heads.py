@@ -249,6 +249,29 @@ class AdaptivePartition(nn.Module):
         return self.weights(tokens, queries) @ tokens
 
 
+class SharedMLP(nn.Module):
+    """PURLS's skeleton->text projection (azzh1/PURLS model/purls.py skel_encoder: BN, dropout .5,
+    Linear to 1024, SiLU, BN, dropout .5, Linear, Tanh), one module for all 8 representations.
+    PURLS applies it to the 8 attended outputs concatenated; here the same weights map each
+    representation on its own, because label-free adaptive parts pool one part per candidate class
+    (the concatenation would have to run once per class; see docs/method-presets.md)."""
+
+    def __init__(self, dim: int, text_dim: int, hidden: int = 1024):
+        super().__init__()
+        self.net = nn.Sequential(nn.BatchNorm1d(dim), nn.Dropout(0.5), nn.Linear(dim, hidden), nn.SiLU(),
+                                 nn.BatchNorm1d(hidden), nn.Dropout(0.5), nn.Linear(hidden, text_dim), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
+def temperature_value(param: torch.Tensor, kind: str) -> torch.Tensor:
+    """The multiplier of the cosines: exp(param) capped at 100 (CLIP), or param itself (PURLS)."""
+    if kind == "direct":
+        return param
+    return param.exp().clamp(max=100.0)
+
+
 class PrototypeAdapter(nn.Module):
     """Class prototype = mix of name and description embeddings + a shared residual MLP.
 
@@ -256,9 +279,9 @@ class PrototypeAdapter(nn.Module):
     layer starts at zero so a fresh adapter returns the plain text prototype.
     """
 
-    def __init__(self, text_dim: int, hidden: int, mix: float):
+    def __init__(self, text_dim: int, hidden: int, mix: float, adapt: bool = True):
         super().__init__()
-        self.mix = mix
+        self.mix, self.adapt = mix, adapt  # adapt False: the text prototype as encoded (PURLS: CLIP frozen)
         self.mlp = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, hidden), nn.GELU(),
                                  nn.Linear(hidden, text_dim))
         nn.init.zeros_(self.mlp[-1].weight)
@@ -266,6 +289,8 @@ class PrototypeAdapter(nn.Module):
 
     def forward(self, name: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
         base = F.normalize(self.mix * name + (1.0 - self.mix) * description, dim=-1)
+        if not self.adapt:
+            return base
         return F.normalize(base + self.mlp(base), dim=-1)
 
 
@@ -302,6 +327,12 @@ class ModelArgs:
     # The layout's Skeleton.to_dict() (pipeline/layouts.py), so a layout read from a file rebuilds
     # without it; None (older checkpoints) = the registry's `skeleton`.
     skeleton_layout: dict | None = None
+    # "exp": logits = exp(s) * cos (CLIP), capped at 100; "direct": logits = s * cos (PURLS losses.py
+    # contrastive_loss multiplies by tmps, initialised to log(1/0.07) = 2.66, never exponentiated)
+    temperature: str = "exp"
+    # "linear": one Linear per kind (global / part / phase); "shared_mlp": one MLP for every representation
+    projection: str = "linear"
+    text_adapter: bool = True  # the shared residual MLP on the prototypes (False: texts as encoded)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -356,11 +387,14 @@ class PoseBridge(nn.Module):
             self.bridge = SkeletonCueBridge(args.dim, args.heads)
         if args.adaptive_parts:
             self.partition = AdaptivePartition(args.dim, args.text_dim)
-        self.global_proj = nn.Linear(args.dim, args.text_dim)
-        self.part_proj = nn.Linear(args.dim, args.text_dim)
-        self.segment_proj = nn.Linear(args.dim, args.text_dim)
-        self.adapter = PrototypeAdapter(args.text_dim, args.dim, args.proto_mix)
-        # CLIP's temperature: logits = exp(s) * cosine, s starts at log(1/0.07), capped at 100.
+        if args.projection == "shared_mlp":  # one module under three names: the parameters are shared
+            self.global_proj = self.part_proj = self.segment_proj = SharedMLP(args.dim, args.text_dim)
+        else:
+            self.global_proj = nn.Linear(args.dim, args.text_dim)
+            self.part_proj = nn.Linear(args.dim, args.text_dim)
+            self.segment_proj = nn.Linear(args.dim, args.text_dim)
+        self.adapter = PrototypeAdapter(args.text_dim, args.dim, args.proto_mix, args.text_adapter)
+        # s starts at log(1/0.07) either way; exp: logits = exp(s) * cos (CLIP), direct: s * cos (PURLS)
         self.logit_scale = nn.Parameter(torch.tensor(1.0 / 0.07).log())
         if args.symmetric_loss:  # PURLS: one learnable temperature per representation, same start
             self.temperatures = nn.Parameter(torch.full((len(REPRESENTATIONS),), 1.0 / 0.07).log())
@@ -368,7 +402,10 @@ class PoseBridge(nn.Module):
     @torch.no_grad()
     def clamp_temperatures(self) -> None:
         """Keep every log-temperature at or below ln 100 (as CLIP does after each step): past the cap
-        exp().clamp() passes no gradient, and a parameter pushed beyond it would stay stuck there."""
+        exp().clamp() passes no gradient, and a parameter pushed beyond it would stay stuck there.
+        A direct temperature (PURLS) is left as it is: the reference neither exponentiates nor caps it."""
+        if self.args.temperature == "direct":
+            return
         self.logit_scale.clamp_(max=LOG_SCALE_CAP)
         if self.args.symmetric_loss:
             self.temperatures.clamp_(max=LOG_SCALE_CAP)
@@ -376,10 +413,10 @@ class PoseBridge(nn.Module):
     def scale(self) -> torch.Tensor:
         """The logit scale of the class scores (the global representation's temperature)."""
         s = self.temperatures[0] if self.args.symmetric_loss else self.logit_scale
-        return s.exp().clamp(max=100.0)
+        return temperature_value(s, self.args.temperature)
 
     def temperature(self, index: int) -> torch.Tensor:
-        return self.temperatures[index].exp().clamp(max=100.0)
+        return temperature_value(self.temperatures[index], self.args.temperature)
 
     def tokens(self, keypoints=None, confidence=None, features=None, heatmaps=None, joint_features=None):
         """Skeleton tokens [B, 8, d] (global, 4 parts, 3 segments), after the bridge when cues are on,

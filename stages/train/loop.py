@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from posebridge.pipeline import paths
@@ -112,7 +113,17 @@ def _folder_to_device(ds: FeatureDataset, cues: str, device: torch.device) -> De
 
 def shiftgcn_settings(cfg: TrainConfig) -> ShiftGCNSettings:
     return ShiftGCNSettings(width=cfg.shiftgcn_width, epochs=cfg.shiftgcn_epochs, lr=cfg.shiftgcn_lr,
-                            steps=cfg.shiftgcn_steps)
+                            steps=cfg.shiftgcn_steps, weight_decay_recipe=cfg.shiftgcn_wd)
+
+
+def normalise_cells(features: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """[N, C, T', V] with each joint-step cell's C-vector at unit length (an all-zero cell stays
+    zero), as feature folders are read (feature_folder.py, after DynaPURLS data/ntu_60.py); in
+    chunks, in the input's dtype, so a float16 cache is never copied whole to float32."""
+    out = torch.empty_like(features)
+    for start in range(0, len(features), chunk):
+        out[start:start + chunk] = F.normalize(features[start:start + chunk].float(), dim=1).to(features.dtype)
+    return out
 
 
 def with_encoder_features(cfg: TrainConfig, data: DeviceData, train_idx: np.ndarray, classes: np.ndarray,
@@ -125,7 +136,8 @@ def with_encoder_features(cfg: TrainConfig, data: DeviceData, train_idx: np.ndar
     frozen = frozen_skeleton_features(data.keypoints, data.confidence, data.labels, train_idx, classes,
                                       shiftgcn_settings(cfg), data_fingerprint, paths.cache_root(encoder_cache),
                                       data.keypoints.device)
-    return dataclasses.replace(data, joint_features=frozen.features.to(data.keypoints.device),
+    features = normalise_cells(frozen.features) if cfg.feature_norm == "cell_l2" else frozen.features
+    return dataclasses.replace(data, joint_features=features.to(data.keypoints.device),
                                encoder_folder=frozen.folder)
 
 
@@ -156,6 +168,7 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         skeleton_input=skeleton_input, skeleton_channels=channels,
         adaptive_parts=cfg.adaptive_parts, symmetric_loss=cfg.symmetric_loss,
         cue_input=cue_input, cue_token_dim=cue_token_dim,
+        temperature=cfg.temperature, projection=cfg.projection, text_adapter=cfg.text_adapter,
     )
 
 
@@ -210,6 +223,20 @@ class FitState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # shuffling + augmentation; saved so a resumed run continues exactly
     epoch: int = 0  # epochs completed
+    # --lr-schedule plateau: stepped once per epoch on the validation loss (PURLS monitors val-loss)
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+    val_losses: list = dataclasses.field(default_factory=list)  # per epoch, when a validation side is given
+    # --selection best_val_loss: {"epoch", "val_loss", "model" (state dict on the CPU)} of the best epoch
+    best: dict | None = None
+
+    def select(self, cfg: TrainConfig) -> None:
+        """Load the kept epoch's weights (best validation loss) into the model; `last` keeps them."""
+        if cfg.selection == "best_val_loss" and self.best is not None:
+            self.model.load_state_dict(self.best["model"])
+
+
+# PURLS model/purls.py configure_optimizers: ReduceLROnPlateau(mode min, factor 0.1, patience 25, cooldown 3)
+PLATEAU = {"mode": "min", "factor": 0.1, "patience": 25, "cooldown": 3}
 
 
 def new_fit_state(cfg: TrainConfig, args: ModelArgs, device: torch.device, seed: int) -> FitState:
@@ -221,15 +248,42 @@ def new_fit_state(cfg: TrainConfig, args: ModelArgs, device: torch.device, seed:
               for n, p in model.named_parameters()}
     decay = [p for n, p in model.named_parameters() if decays[n]]
     no_decay = [p for n, p in model.named_parameters() if not decays[n]]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    return FitState(model, optimizer, torch.Generator().manual_seed(seed))
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # adam: PURLS's plain Adam (its presets set weight decay 0); adamw: decoupled decay
+    optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW)(groups, lr=cfg.lr)
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **PLATEAU)
+                 if cfg.lr_schedule == "plateau" else None)
+    return FitState(model, optimizer, torch.Generator().manual_seed(seed), scheduler=scheduler)
+
+
+@torch.no_grad()
+def validation_loss(model: PoseBridge, cfg: TrainConfig, data: DeviceData, idx: np.ndarray, classes: np.ndarray,
+                    targets_all: torch.Tensor, class_texts: ClassTextTensors, weights: LossWeights) -> float:
+    """The training loss on the validation rows (seen classes only), in eval mode, batch by batch in
+    row order: what PURLS's ModelCheckpoint and ReduceLROnPlateau monitor (val-loss)."""
+    model.eval()
+    total, count = 0.0, 0
+    rows = torch.as_tensor(idx)
+    for start in range(0, len(idx), cfg.batch_size):
+        pos = torch.arange(start, min(start + cfg.batch_size, len(idx)))
+        kp, conf, feat, hm, joint = take_batch(data, rows[pos], cfg, None)
+        visual = model(kp, conf, feat, hm, joint)
+        protos = model.prototypes(class_texts.name, class_texts.description)
+        loss, _ = model_loss(model, visual, protos, class_texts, targets_all[pos.to(targets_all.device)], weights)
+        total += float(loss) * len(pos)
+        count += len(pos)
+    model.train()
+    return total / max(count, 1)
 
 
 def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarray, classes: np.ndarray,
         texts: ClassTextTensors, epochs: int, on_epoch: Callable[[FitState, float], None] | None = None,
-        desc: str = "train") -> list[float]:
-    """Train on the samples train_idx over the classes `classes` (prototypes of those only)."""
+        desc: str = "train", val_idx: np.ndarray | None = None) -> list[float]:
+    """Train on the samples train_idx over the classes `classes` (prototypes of those only).
+
+    val_idx (seen classes only): with --lr-schedule plateau or --selection best_val_loss its loss is
+    computed after every epoch (without it: the training loss steers the plateau schedule, and the
+    last epoch is kept)."""
     if len(train_idx) == 0:
         raise UserError("no training samples for the seen classes of this split; check the data's labels "
                         "and split (does the cache hold the split's dataset?)")
@@ -239,7 +293,13 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
     targets_all = torch.as_tensor(column[data.labels[train_idx]], device=device)
     train_idx_t = torch.as_tensor(train_idx)
     class_texts = texts.rows(classes)
-    weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal)
+    weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal, cfg.loss_reduce)
+    # the validation loss is computed only where it steers something (it costs a pass per epoch)
+    has_val = (val_idx is not None and len(val_idx) > 0
+               and (cfg.selection == "best_val_loss" or cfg.lr_schedule == "plateau"))
+    if has_val and not np.isin(data.labels[val_idx], classes).all():
+        raise UserError("the validation rows must be of the training classes (checkpoint selection sees seen classes only)")
+    val_targets = torch.as_tensor(column[data.labels[val_idx]], device=device) if has_val else None
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     total, warmup = epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
@@ -251,8 +311,11 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
         running = 0.0
         for i in range(steps_per_epoch):
             pos = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + i, total, warmup, cfg.lr)
+            if len(pos) < 2 and cfg.projection == "shared_mlp":  # its batch norm needs two samples
+                continue
+            if state.scheduler is None:  # cosine: set per step; plateau: the scheduler owns the rate
+                for group in state.optimizer.param_groups:
+                    group["lr"] = lr_at(epoch * steps_per_epoch + i, total, warmup, cfg.lr)
             kp, conf, feat, hm, joint = take_batch(data, train_idx_t[pos], cfg, state.generator)
             with autocast(device):
                 visual = state.model(kp, conf, feat, hm, joint)
@@ -261,13 +324,23 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
             state.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(state.optimizer)
-            torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+            if cfg.grad_clip > 0:  # 0: no clipping (PURLS)
+                torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
             scaler.step(state.optimizer)
             scaler.update()
             state.model.clamp_temperatures()
             running += float(loss.detach())
         state.epoch = epoch + 1
         losses.append(running / steps_per_epoch)
+        monitored = losses[-1]
+        if has_val:
+            monitored = validation_loss(state.model, cfg, data, val_idx, classes, val_targets, class_texts, weights)
+            state.val_losses.append(monitored)
+            if cfg.selection == "best_val_loss" and (state.best is None or monitored < state.best["val_loss"]):
+                state.best = {"epoch": state.epoch, "val_loss": monitored,
+                              "model": {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}}
+        if state.scheduler is not None:
+            state.scheduler.step(monitored)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if on_epoch is not None:
             on_epoch(state, losses[-1])

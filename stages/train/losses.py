@@ -27,6 +27,9 @@ class LossWeights:
     global_: float = 1.0
     part: float = 0.5
     temporal: float = 0.5
+    # how the 4 part (3 phase) terms of the symmetric loss combine: "mean", or "sum" (PURLS
+    # model/purls.py adds all 8 representation losses with weight 1)
+    reduce: str = "mean"
 
 
 def info_nce(visual: torch.Tensor, prototypes: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
@@ -80,12 +83,13 @@ def symmetric_contrastive(sim: torch.Tensor, targets: torch.Tensor, classes: tor
 
 def representation_losses(sims: list[Similarity], targets: torch.Tensor, temperatures: list[torch.Tensor],
                           weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
-    """PURLS-style total: w_global * global + w_part * mean over parts + w_temporal * mean over phases
-    of symmetric_contrastive, each representation at its own temperature."""
+    """PURLS-style total: w_global * global + w_part * (mean or sum) over parts + w_temporal * (mean
+    or sum) over phases of symmetric_contrastive, each representation at its own temperature."""
     terms = {s.name: symmetric_contrastive(s.sim, targets, s.classes, t) for s, t in zip(sims, temperatures)}
 
     def mean_of(kind: str) -> torch.Tensor:
-        return torch.stack([v for k, v in terms.items() if k.startswith(kind + ":")]).mean()
+        stacked = torch.stack([v for k, v in terms.items() if k.startswith(kind + ":")])
+        return stacked.sum() if weights.reduce == "sum" else stacked.mean()
 
     grouped = {"global": terms["global"], "part": mean_of("part"), "temporal": mean_of("phase")}
     total = (weights.global_ * grouped["global"] + weights.part * grouped["part"]

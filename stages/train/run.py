@@ -6,6 +6,7 @@ per seed plus a results table averaged over seeds.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,11 +147,19 @@ def for_features(cfg: TrainConfig, dataset: CueDataset) -> TrainConfig:
                                cue_steps=steps)
 
 
+def text_encoder_slug(spec: str) -> str:
+    """The text encoder in a folder name: minilm, clip-vit-base-patch32 (a hub id's last part or a
+    folder's name), file-name safe."""
+    name = spec.split(":", 1)[1].rstrip("/").split("/")[-1] if ":" in spec else spec
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "text"
+    return slug if spec == "minilm" or slug.lower().startswith("clip") else f"clip-{slug}"
+
+
 def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
-    """Folder name: readable prefix + hash of the data source and every setting except the seed,
-    so runs on another cache or pickle never overwrite these."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "device")}
-    return f"cues-{cfg.cues}-{fingerprint([settings, data_fingerprint])[:8]}"
+    """Folder name: readable prefix (text encoder, cues) + hash of the data source and every setting
+    except the seed, so runs on another cache or pickle never overwrite these."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seed", "device", "given")}
+    return f"{text_encoder_slug(cfg.text_encoder)}-cues-{cfg.cues}-{fingerprint([settings, data_fingerprint])[:8]}"
 
 
 def _check_sources(base: TrainConfig, store: Path | None, pyskl: Path | None, features: Path | None) -> None:

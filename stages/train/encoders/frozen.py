@@ -44,6 +44,28 @@ class ShiftGCNSettings:
     weight_decay: float = 1e-4
     batch_size: int = 64
     steps: int = 3  # time steps the cached features are pooled to (the community's files hold 3)
+    # "single": weight_decay on every parameter; "reference": kchengiva/Shift-GCN main.py's
+    # per-parameter values (reference_weight_decay)
+    weight_decay_recipe: str = "single"
+
+
+def reference_weight_decay(name: str, base: float = 1e-4) -> float:
+    """kchengiva/Shift-GCN main.py: 1e-3 on the shift-GCN layers' linear weights (its Linear_weight),
+    0 on their feature masks (Feature_Mask), the configured 1e-4 on everything else."""
+    if name.endswith("gcn.weight"):
+        return 1e-3
+    if name.endswith(".mask"):
+        return 0.0
+    return base
+
+
+def _settings_key(settings: ShiftGCNSettings) -> dict:
+    """The settings that name a cached encoder; the default recipe stays out, so caches made before
+    the recipe switch existed are still found."""
+    key = asdict(settings)
+    if key["weight_decay_recipe"] == "single":
+        del key["weight_decay_recipe"]
+    return key
 
 
 @dataclass
@@ -57,7 +79,7 @@ def encoder_fingerprint(data_fingerprint: str, num_frames: int, train_idx: np.nd
                         settings: ShiftGCNSettings) -> str:
     return fingerprint({"version": ENCODER_VERSION, "data": data_fingerprint, "num_frames": num_frames,
                         "train_rows": fingerprint(np.asarray(train_idx).tolist()),
-                        "classes": np.asarray(classes).tolist(), "settings": asdict(settings)})
+                        "classes": np.asarray(classes).tolist(), "settings": _settings_key(settings)})
 
 
 def _encode(model: ShiftGCN, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
@@ -75,8 +97,12 @@ def pretrain(keypoints: torch.Tensor, confidence: torch.Tensor, targets: torch.T
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     model = ShiftGCN(keypoints.shape[-2], num_classes, settings.width).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True,
-                                weight_decay=settings.weight_decay)
+    if settings.weight_decay_recipe == "reference":
+        params = [{"params": [p], "weight_decay": reference_weight_decay(n, settings.weight_decay)}
+                  for n, p in model.named_parameters()]
+    else:
+        params = [{"params": list(model.parameters()), "weight_decay": settings.weight_decay}]
+    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, nesterov=True)
     milestones = [round(m * settings.epochs) for m in MILESTONES]
     steps = math.ceil(len(targets) / settings.batch_size)
     for epoch in tqdm(range(settings.epochs), desc="pretrain shiftgcn", leave=False, disable=None):
