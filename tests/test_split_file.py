@@ -264,7 +264,7 @@ def test_train_split_file_from_the_command_line(tmp_path, capsys):
               "--skeleton-encoder", "gcn", "--gzsl-calibration", "none", "--device", "cpu"])
     out = capsys.readouterr().out
     assert done.value.code == 0
-    metrics = sorted(runs.glob("myset_4_2/p*-*/cues-none-*/seed-0/metrics.json"))
+    metrics = sorted(runs.glob("myset_4_2/p*-*/minilm-cues-none-*/seed-0/metrics.json"))
     assert len(metrics) == 2 and {m.parts[-4][:2] for m in metrics} == {"p0", "p1"}
     row = re.search(r"^\| myset_4_2 \| none \| 2 x 1 \| (.+) \|$", out, re.M)
     assert row and row[1].count("±") == 4  # ZSL top-1 and GZSL S / U / H: the test side holds seen classes
