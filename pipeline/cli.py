@@ -249,7 +249,7 @@ def export_features(
     for `train --features` or the PURLS / DynaPURLS code. The encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the
     same settings uses, or is pretrained now."""
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import export_features as export_split
+    from posebridge.stages.experiments.run import export_features as export_split
 
     base = TrainConfig(split=split, seed=seed, device=device, skeleton_encoder="shiftgcn", cue_steps=cue_steps,
                        shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
@@ -352,7 +352,7 @@ def train(
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import train_split_file, train_splits
+    from posebridge.stages.experiments.run import train_split_file, train_splits
 
     if bool(split) == (split_file is not None):
         raise UserError("give either --split NAME or --split-file FILE.json (not both, not neither)")
@@ -390,7 +390,7 @@ def ablate(
     """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
     writes ablation.md (one markdown table) and ablation.png next to the run folders."""
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import ablate_cues
+    from posebridge.stages.experiments.run import ablate_cues
 
     base = TrainConfig(split=split, seed=0, epochs=epochs, device=device).validate()
     folder, table = ablate_cues(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, runs_dir=runs_dir,
@@ -415,7 +415,7 @@ def eval_run(
     """Re-evaluate a trained run's checkpoint and print its metrics as JSON."""
     import json
 
-    from posebridge.stages.train.run import evaluate_run
+    from posebridge.stages.experiments.run import evaluate_run
 
     metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
                            split_file=split_file,
@@ -465,7 +465,7 @@ def predict(
     model), the texts through the run's own text encoder and prompt templates, the clips through
     the run's heads. Prints a ranked table per clip, or JSON with --json.
     """
-    from posebridge.stages.eval.predict import parse_classes, predict as run_predict, read_classes_file
+    from posebridge.stages.experiments.predict import parse_classes, predict as run_predict, read_classes_file
 
     if (classes is None) == (classes_file is None):
         raise UserError('give the classes either as --classes "a;b;c" or as --classes-file FILE (one of them)')
@@ -518,7 +518,7 @@ def demo(
     """The main job on the embedded default: extract the demo videos, then train + evaluate the
     SYNTHETIC zero-shot split with and without cues, and print the results table."""
     from posebridge.pipeline import paths
-    from posebridge.stages.demo import run_demo
+    from posebridge.stages.experiments.demo import run_demo
 
     if videos is None:
         videos = (paths.source_checkout() or Path(".")) / "assets" / "videos" / "demo"
