@@ -20,7 +20,7 @@ from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.data_files import NTU60_CLASSES, read_lines
-from posebridge.stages.train.synthetic import _TEMPLATE, store_layout
+from posebridge.stages.train.synthetic import TEMPLATE, store_layout
 
 GENERATOR_VERSION = 2  # 2: cache schema v2 ([F, M, ...] with M = 1, as the synthetic demo store)
 SCALES = {"ntu60": 56_880}
@@ -50,12 +50,12 @@ def _part_arrays(rng: np.random.Generator, labels: np.ndarray, lengths: np.ndarr
     frame_label = np.repeat(labels, lengths)
     frames = len(frame_label)
     t = np.concatenate([np.arange(n) for n in lengths]) / 30.0
-    xy = 0.5 + 0.3 * (_TEMPLATE[None, :, :2] + class_pose[frame_label])
+    xy = 0.5 + 0.3 * (TEMPLATE[None, :, :2] + class_pose[frame_label])
     xy += 0.02 * np.sin(2 * np.pi * (0.5 + frame_label[:, None, None] / 60) * t[:, None, None])
     xy += rng.normal(0, 0.003, xy.shape)
     keypoints = np.empty((frames, len(BLAZEPOSE_JOINTS), 5), np.float32)
     keypoints[..., :2] = xy
-    keypoints[..., 2] = 0.3 * _TEMPLATE[None, :, 2]
+    keypoints[..., 2] = 0.3 * TEMPLATE[None, :, 2]
     keypoints[..., 3:] = rng.uniform(0.9, 1.0, (frames, len(BLAZEPOSE_JOINTS), 2))
     score = rng.uniform(0.9, 1.0, frames).astype(np.float32)
     # Noise frames drawn from a fixed bank: drawing fresh normals for every frame is most of the time.

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from posebridge.pipeline.config import CueConfig, ExtractConfig, RunSettings
 from posebridge.pipeline.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,7 +24,7 @@ EXIT_INCOMPLETE = 4  # `cache info --videos`: the store lacks clips of the folde
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished clips are kept, the same command resumes
 
 # Feature levels per backend when --levels is not given (mmpose: its default model, RTMPose-s).
-DEFAULT_LEVELS = {"embedded": "fpn64,fpn16", "mmpose": "stage2,stage3,stage4"}
+DEFAULT_LEVELS = {"embedded": ",".join(CueConfig.levels), "mmpose": "stage2,stage3,stage4"}
 
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
@@ -44,8 +45,7 @@ def parse_joints(joints: str) -> tuple[int, ...]:
 
 
 def build_extract_config(backend: str, levels: str, joints: str, stride: int, max_frames: Optional[int],
-                         window: int, heatmap_patch: int, feature_dtype: str, max_persons: int = 2):
-    from posebridge.pipeline.config import CueConfig, ExtractConfig
+                         window: int, heatmap_patch: int, feature_dtype: str, max_persons: int = ExtractConfig.max_persons):
 
     cue_joints = parse_joints(joints)
     for flag, value in (("--stride", stride), ("--window", window), ("--heatmap-patch", heatmap_patch),
@@ -65,7 +65,7 @@ def extract(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Cache name (default: the videos folder's name); "
                                           "ntu60*/ntu120*/kinetics* names parse those datasets' file names / "
                                           "annotations; others: a folder, or one folder per class."),
-    backend: str = typer.Option("embedded", "--backend", help="Pose model backend: embedded (BlazePose, offline, "
+    backend: str = typer.Option(ExtractConfig.backend, "--backend", help="Pose model backend: embedded (BlazePose, offline, "
                                 "CPU) or mmpose (the mmpose extra; GPU when there is one; RTMPose-s by default)."),
     cache_dir: Optional[Path] = CacheDir,
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Kinetics CSV (label,youtube_id,time_start,time_end,split)."),
@@ -73,16 +73,16 @@ def extract(
                                          "fpn64,fpn16 for embedded; stage2,stage3,stage4 for mmpose's RTMPose; "
                                          "HRNet: backbone)."),
     joints: str = typer.Option("body13", "--joints", help="Cue joints: body13, all, or comma-separated indices."),
-    window: int = typer.Option(3, "--window", help="k x k samples around each joint."),
-    heatmap_patch: int = typer.Option(3, "--heatmap-patch", help="P x P heatmap patch per cue joint."),
-    feature_dtype: str = typer.Option("uint8", "--feature-dtype", help="uint8 (per-clip scales) or float16."),
-    stride: int = typer.Option(1, "--stride", help="Keep every k-th frame."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="At most this many frames per clip."),
-    max_persons: int = typer.Option(2, "--max-persons", help="People followed per frame (M), each in its own "
+    window: int = typer.Option(CueConfig.window, "--window", help="k x k samples around each joint."),
+    heatmap_patch: int = typer.Option(CueConfig.heatmap_patch, "--heatmap-patch", help="P x P heatmap patch per cue joint."),
+    feature_dtype: str = typer.Option(CueConfig.feature_dtype, "--feature-dtype", help="uint8 (per-clip scales) or float16."),
+    stride: int = typer.Option(ExtractConfig.stride, "--stride", help="Keep every k-th frame."),
+    max_frames: Optional[int] = typer.Option(ExtractConfig.max_frames, "--max-frames", help="At most this many frames per clip."),
+    max_persons: int = typer.Option(ExtractConfig.max_persons, "--max-persons", help="People followed per frame (M), each in its own "
                                     "slot, main actor first; 1 = the single most confident person."),
-    workers: int = typer.Option(0, "--workers", help="Extraction processes, each writing its own parts (0: one per core this process may use; shared out between the torchrun processes of a node)."),
-    threads: int = typer.Option(0, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
-    shard_clips: int = typer.Option(16, "--shard-clips", help="Clips buffered per part (a part is written whole, then renamed into the store)."),
+    workers: int = typer.Option(RunSettings.workers, "--workers", help="Extraction processes, each writing its own parts (0: one per core this process may use; shared out between the torchrun processes of a node)."),
+    threads: int = typer.Option(RunSettings.num_threads, "--threads", help="Interpreter threads per worker (0: cores / workers)."),
+    shard_clips: int = typer.Option(RunSettings.shard_clips, "--shard-clips", help="Clips buffered per part (a part is written whole, then renamed into the store)."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else the clone's assets/models, else ~/.cache/posebridge/models filled by `posebridge setup`)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     mmpose_checkpoint: Optional[Path] = typer.Option(None, "--mmpose-checkpoint", help="mmpose backend: local checkpoint file."),
@@ -108,7 +108,6 @@ def extract(
     failures.jsonl and retried on the next run), 130 when stopped by Ctrl-C or SIGTERM (finished
     clips are kept; run the same command to resume), 1 on a usage error.
     """
-    from posebridge.pipeline.config import RunSettings
     from posebridge.stages.extract.run import extract as run_extract
     from posebridge.stages.extract.shard import detect_shard
 
@@ -255,8 +254,8 @@ def export_features(
     encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the same settings uses,
     or is pretrained now."""
     from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.experiments.run import export_features as export_split
     from posebridge.stages.train.presets import resolve
-    from posebridge.stages.train.run import export_features as export_split
 
     given = dict(seed=seed, device=device, cue_steps=cue_steps, shiftgcn_epochs=shiftgcn_epochs,
                  shiftgcn_width=shiftgcn_width)
@@ -387,8 +386,8 @@ def train(
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
     from posebridge.stages.train.config import TrainConfig
+    from posebridge.stages.experiments.run import train_split_file, train_splits
     from posebridge.stages.train.presets import resolve
-    from posebridge.stages.train.run import train_split_file, train_splits
 
     if bool(split) == (split_file is not None):
         raise UserError("give either --split NAME or --split-file FILE.json (not both, not neither)")
@@ -430,7 +429,7 @@ def ablate(
     """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
     writes ablation.md (one markdown table) and ablation.png next to the run folders."""
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import ablate_cues
+    from posebridge.stages.experiments.run import ablate_cues
 
     base = TrainConfig(split=split, seed=0, epochs=epochs, device=device).validate()
     folder, table = ablate_cues(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, runs_dir=runs_dir,
@@ -455,7 +454,7 @@ def eval_run(
     """Re-evaluate a trained run's checkpoint and print its metrics as JSON."""
     import json
 
-    from posebridge.stages.train.run import evaluate_run
+    from posebridge.stages.experiments.run import evaluate_run
 
     metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
                            split_file=split_file,
@@ -468,12 +467,12 @@ def _split_levels(levels: Optional[str]) -> Optional[tuple[str, ...]]:
 
 
 RunCueOpts = {  # stage-1 settings of predict / render; cue settings default to the run's own
-    "backend": typer.Option("embedded", "--backend", help="Pose model backend (as for extract)."),
+    "backend": typer.Option(ExtractConfig.backend, "--backend", help="Pose model backend (as for extract)."),
     "levels": typer.Option(None, "--levels", help="Feature-map levels (default: the run's, else extract's default)."),
     "joints": typer.Option(None, "--joints", help="Cue joints: body13, all or indices (default: the run's)."),
     "heatmap_patch": typer.Option(None, "--heatmap-patch", help="P x P heatmap patch (default: the run's)."),
-    "stride": typer.Option(1, "--stride", help="Keep every k-th frame."),
-    "max_frames": typer.Option(None, "--max-frames", help="At most this many frames per clip."),
+    "stride": typer.Option(ExtractConfig.stride, "--stride", help="Keep every k-th frame."),
+    "max_frames": typer.Option(ExtractConfig.max_frames, "--max-frames", help="At most this many frames per clip."),
     "models_dir": typer.Option(None, "--models-dir", help="Model files (default: $POSEBRIDGE_MODELS, else the clone's assets/models, else ~/.cache/posebridge/models filled by `posebridge setup`)."),
 }
 
@@ -505,7 +504,7 @@ def predict(
     model), the texts through the run's own text encoder and prompt templates, the clips through
     the run's heads. Prints a ranked table per clip, or JSON with --json.
     """
-    from posebridge.stages.eval.predict import parse_classes, predict as run_predict, read_classes_file
+    from posebridge.stages.experiments.predict import parse_classes, predict as run_predict, read_classes_file
 
     if (classes is None) == (classes_file is None):
         raise UserError('give the classes either as --classes "a;b;c" or as --classes-file FILE (one of them)')
@@ -558,7 +557,7 @@ def demo(
     """The main job on the embedded default: extract the demo videos, then train + evaluate the
     SYNTHETIC zero-shot split with and without cues, and print the results table."""
     from posebridge.pipeline import paths
-    from posebridge.stages.demo import run_demo
+    from posebridge.stages.experiments.demo import run_demo
 
     if videos is None:
         videos = (paths.source_checkout() or Path(".")) / "assets" / "videos" / "demo"

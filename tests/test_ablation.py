@@ -1,7 +1,7 @@
 """`posebridge ablate`: the cue grid off one loaded cache (a small SYNTHETIC store), one table and a plot."""
 from __future__ import annotations
 
-from posebridge.stages.train import run as run_module
+from posebridge.stages.experiments import run as run_module
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.synthetic import write_synthetic_store
 

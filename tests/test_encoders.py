@@ -11,7 +11,7 @@ import torch
 
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.eval.evaluate import evaluate
-from posebridge.stages.train import experiment
+from posebridge.stages.experiments import experiment
 from posebridge.stages.train.checkpoint import CHECKPOINT
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.encoders import frozen, resolve_encoder

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from posebridge.pipeline.errors import UserError
-from posebridge.stages.train import experiment
+from posebridge.stages.experiments import experiment
 from posebridge.stages.train.data import partition
 from posebridge.stages.train.export_features import export_split_features
 from posebridge.stages.train.feature_folder import load_feature_folder
-from posebridge.stages.train.run import for_features
+from posebridge.stages.experiments.run import for_features
 from test_encoders import SHIFT, count_pretraining  # noqa: F401  (fixture)
 from test_loop import C, K, P2, SEEN, VC, tiny_bank, tiny_config, tiny_dataset, tiny_split
 

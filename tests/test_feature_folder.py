@@ -15,7 +15,7 @@ from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import partition
 from posebridge.stages.train.feature_folder import load_feature_folder
 from posebridge.stages.train import loop
-from posebridge.stages.train.run import train_splits
+from posebridge.stages.experiments.run import train_splits
 
 SPLIT = "ntu60_55_5"
 C, TP, V = 256, 3, 25
@@ -92,7 +92,7 @@ def test_training_on_a_feature_folder_gives_the_usual_run_folder(tmp_path):
     assert 0.0 <= metrics["zsl"]["top1"] <= 1.0 and "| ntu60_55_5 | none |" in result.table
     config = json.loads((run / "config.json").read_text())
     assert config["num_frames"] == TP and config["crop_min"] == 1.0 and config["scale_jitter"] == 0.0
-    from posebridge.stages.train.run import evaluate_run
+    from posebridge.stages.experiments.run import evaluate_run
 
     again = evaluate_run(run, cache_dir=tmp_path / "cache", features=tmp_path / "f")
     assert again["zsl"] == metrics["zsl"] and again["data_matches_training"]

@@ -319,7 +319,7 @@ def test_short_empty_and_nan_clips(tmp_path, capsys):
 
 
 def test_train_cli_layout_needs_pyskl():
-    from posebridge.stages.train.run import pyskl_layout
+    from posebridge.stages.experiments.run import pyskl_layout
 
     with pytest.raises(UserError, match="--layout coco17 names the skeleton of a --pyskl pickle"):
         pyskl_layout("coco17", None)
@@ -406,7 +406,7 @@ def test_export_pyskl_picks_a_layouts_joints_by_name(tmp_path):
 def test_train_on_a_custom_layout_pickle_and_evaluate_without_the_file(tmp_path):
     """--pyskl with a layout file trains; eval rebuilds the layout from the checkpoint, file gone."""
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import evaluate_run, train_splits
+    from posebridge.stages.experiments.run import evaluate_run, train_splits
 
     layout_file = write(tmp_path, jhmdb_layout(unique("jhmdb15")))
     # ntu60_55_5: A001 (0) and A023 (22) are seen, A011 (10) and A012 (11) unseen

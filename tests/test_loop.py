@@ -16,7 +16,8 @@ from posebridge.stages.eval import calibration, evaluate
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import score
-from posebridge.stages.train import checkpoint, experiment, loop
+from posebridge.stages.experiments import experiment
+from posebridge.stages.train import checkpoint, loop
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
 from posebridge.stages.train.heads import ModelArgs, PoseBridge

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from posebridge.pipeline.errors import UserError
-from posebridge.stages.eval.predict import parse_classes, predict, rank, read_classes_file
+from posebridge.stages.experiments.predict import parse_classes, predict, rank, read_classes_file
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.run import train_splits
+from posebridge.stages.experiments.run import train_splits
 
 CLASSES = "kick a ball;wave both hands;sit down on a chair"
 FRAMES = 8  # --max-frames: short clips keep the test fast
@@ -120,7 +120,7 @@ def _cli(*args, cache):
 def test_cli_prints_json_and_the_table_shows_the_same_ranking(demo_run, clip):
     """One CLI call (each loads torch and the text encoder): --json on stdout and nothing else; the
     table (the default output) is rendered from the same result."""
-    from posebridge.stages.eval.predict import ClipPrediction, Prediction
+    from posebridge.stages.experiments.predict import ClipPrediction, Prediction
 
     root, run_dir = demo_run
     as_json = _cli("predict", clip, "--run", run_dir.parent, "--classes", CLASSES, "--top-k", "2", "--json",
@@ -186,7 +186,7 @@ def test_a_shiftgcn_run_predicts_with_the_encoder_it_carries(demo_run, clip, mod
 def test_runs_that_cannot_encode_clips_say_why(demo_run, tmp_path):
     """A run trained on a feature folder has no encoder for clips; an older shiftgcn run did not
     store its encoder."""
-    from posebridge.stages.eval.predict import load_run
+    from posebridge.stages.experiments.predict import load_run
     from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 
     _, run_dir = demo_run

@@ -55,7 +55,7 @@ def test_an_explicit_flag_wins_over_the_preset_and_the_settings_line_says_so():
 
 def test_cli_passes_only_the_flags_typed(monkeypatch):
     """typer defaults are None sentinels: the preset's values survive unless a flag is typed."""
-    import posebridge.stages.train.run as run
+    import posebridge.stages.experiments.run as run
     from posebridge.pipeline import cli
 
     seen = {}
@@ -69,7 +69,7 @@ def test_cli_passes_only_the_flags_typed(monkeypatch):
 
 
 def test_run_folder_name_ignores_which_flags_were_typed():
-    from posebridge.stages.train.run import run_name
+    from posebridge.stages.experiments.run import run_name
 
     typed = resolve(TrainConfig, "purls", {"lr": 1e-4}, split="x")
     assert run_name(typed, "data") == run_name(resolve(TrainConfig, "purls", {}, split="x"), "data")

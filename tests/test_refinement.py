@@ -142,7 +142,7 @@ def test_cosine_logits_ignore_the_model_scale():
 
 
 def test_ttr_flags_reach_the_refinement_settings(monkeypatch, capsys):
-    import posebridge.stages.train.run as run
+    import posebridge.stages.experiments.run as run
     from posebridge.pipeline import cli
     from posebridge.stages.eval.scoring import refinement_settings
 

@@ -135,7 +135,7 @@ def test_text_encoder_is_named_in_tables_and_minilm_on_a_published_split_gets_th
 
 def test_run_folder_name_starts_with_the_text_encoder():
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import run_name
+    from posebridge.stages.experiments.run import run_name
 
     assert run_name(TrainConfig(split="x"), "d").startswith("minilm-cues-all-")
     clip = TrainConfig(split="x", text_encoder="clip:openai/clip-vit-base-patch32")

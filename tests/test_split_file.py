@@ -276,7 +276,7 @@ def test_train_split_file_from_the_command_line(tmp_path, capsys):
 
 def test_train_split_file_api_returns_the_summary_numbers(tmp_path):
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import evaluate_run, train_split_file
+    from posebridge.stages.experiments.run import evaluate_run, train_split_file
 
     data = write_pyskl(tmp_path / "data.pkl", clips_per_class=2)
     split_file = write_json(tmp_path / "split.json", split_obj())

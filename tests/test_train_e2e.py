@@ -12,7 +12,7 @@ from posebridge.pipeline.config import ExtractConfig
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.extract.run import extract
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.run import evaluate_run, train_splits
+from posebridge.stages.experiments.run import evaluate_run, train_splits
 
 # A001 / A023 are seen in ntu60_55_5; A011 (reading) and A012 (writing) are unseen.
 # Subjects 1 and 2 are cross-subject training subjects, 3 is a test subject.

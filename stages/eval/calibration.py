@@ -16,9 +16,7 @@ from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import class_columns, score
-from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.heads import ClassTextTensors, PoseBridge
-from posebridge.stages.train.loop import DeviceData
+from posebridge.stages.train.api import ClassTextTensors, DeviceData, PoseBridge, TrainConfig
 
 # (training sample indices, classes to train on) -> a trained auxiliary model and the data it reads
 # (with the in-process frozen Shift-GCN, features of an encoder that never saw the held-out classes

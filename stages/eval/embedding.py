@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from posebridge.stages.train.heads import PoseBridge, Visual
-from posebridge.stages.train.loop import DeviceData, autocast, take_batch
+from posebridge.stages.train.api import DeviceData, PoseBridge, Visual, autocast, take_batch
 
 EVAL_BATCH = 256
 

@@ -12,13 +12,9 @@ from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import class_columns, score
-from posebridge.stages.train.checkpoint import load_checkpoint
-from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.data import CueDataset, partition
-from posebridge.stages.train.heads import ClassTextTensors, ModelArgs, PoseBridge, Visual
-from posebridge.stages.train.loop import (CPU_THREADS, DeviceData, check_compatible, class_text_tensors,
-                                          resolve_device, to_device, with_encoder_features)
-from posebridge.stages.train.text_bank import TextBank
+from posebridge.stages.train.api import (CPU_THREADS, ClassTextTensors, CueDataset, DeviceData, ModelArgs, PoseBridge,
+                                         TextBank, TrainConfig, Visual, check_compatible, class_text_tensors,
+                                         load_checkpoint, partition, resolve_device, to_device, with_encoder_features)
 
 
 def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts: dict, split: Split,

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from posebridge.stages.eval.refinement import RefinementSettings, refine_scores, refine_stream
-from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.heads import ClassTextTensors, PoseBridge, Visual
+from posebridge.stages.train.api import ClassTextTensors, PoseBridge, TrainConfig, Visual
 
 
 def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 fit() trains the PoseBridge heads on some classes' samples; the data live on the device and a
 batch is an index lookup plus the seeded augmentation. What a run does around it (checkpoints,
-calibration, evaluation, the run folder) is in experiment.py; evaluation is in stages/eval.
+calibration, evaluation, the run folder) is in stages/experiments/experiment.py;
+evaluation is in stages/eval.
 """
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ CONTEXT_BLOB = {"holding a cup": (0.75, 0.25, 0.0), "holding a phone": (1.3, 0.0
 
 # Standing person facing the camera, in body units (about 1.0 from head top to heels), mid-hip at
 # the origin, y down, z towards the camera negative. The person's left is on the image's right.
-_TEMPLATE = np.array([
+TEMPLATE = np.array([
     (0.0, -0.42, -0.06), (0.012, -0.44, -0.05), (0.022, -0.44, -0.05), (0.032, -0.44, -0.04),
     (-0.012, -0.44, -0.05), (-0.022, -0.44, -0.05), (-0.032, -0.44, -0.04), (0.05, -0.43, 0.0),
     (-0.05, -0.43, 0.0), (0.015, -0.40, -0.05), (-0.015, -0.40, -0.05), (0.10, -0.33, 0.0),
@@ -84,7 +84,7 @@ _TEMPLATE = np.array([
     (-0.065, 0.48, 0.0), (0.06, 0.50, 0.02), (-0.06, 0.50, 0.02), (0.08, 0.52, -0.05),
     (-0.08, 0.52, -0.05),
 ], dtype=np.float64)
-assert len(_TEMPLATE) == len(BLAZEPOSE_JOINTS)
+assert len(TEMPLATE) == len(BLAZEPOSE_JOINTS)
 
 # Kinematic chains (BlazePose indices): root, middle, end, and the points carried by the end.
 _ARMS = {"left arm": (11, 13, 15, (17, 19, 21)), "right arm": (12, 14, 16, (18, 20, 22))}
@@ -216,7 +216,7 @@ def _limb_motion(motion: str, phase: np.ndarray, amp: float, is_leg: bool) -> tu
         lift = (1 - np.cos(phase)) / 2
         if is_leg:  # knee raise: the thigh turns towards the camera, the shin hangs below the knee
             flexion = 1.3 * amp * lift
-            thigh = _TEMPLATE[25, 1] - _TEMPLATE[23, 1]
+            thigh = TEMPLATE[25, 1] - TEMPLATE[23, 1]
             shift = np.stack([zero, -thigh * (1 - np.cos(flexion)), -thigh * np.sin(flexion)], axis=1)
             return 0.05 * lift, zero, zero, shift
         return 2.4 * amp * lift, 0.3 * lift, zero, no_shift
@@ -234,7 +234,7 @@ def make_skeleton(cls: SyntheticClass, num_frames: int, rng: np.random.Generator
     phase = 2 * math.pi * freq * t + rng.uniform(0, 2 * math.pi)
     amp = rng.uniform(0.8, 1.1)
 
-    body = np.repeat((_TEMPLATE * rng.uniform(0.95, 1.05, size=3))[None], num_frames, axis=0)
+    body = np.repeat((TEMPLATE * rng.uniform(0.95, 1.05, size=3))[None], num_frames, axis=0)
     # Idle limbs hang with a little individual offset; the moving part then overrides its own chain.
     still = np.zeros(num_frames)
     for name, (root, *chain) in _ARMS.items():
@@ -251,7 +251,7 @@ def make_skeleton(cls: SyntheticClass, num_frames: int, rng: np.random.Generator
     pixels_per_unit = IMAGE_HEIGHT * rng.uniform(0.6, 0.8)
     centre_x = IMAGE_WIDTH * rng.uniform(0.35, 0.65)
     centre_y = IMAGE_HEIGHT * rng.uniform(0.5, 0.56)
-    keypoints = np.empty((num_frames, len(_TEMPLATE), 5), dtype=np.float32)
+    keypoints = np.empty((num_frames, len(TEMPLATE), 5), dtype=np.float32)
     keypoints[..., 0] = (centre_x + body[..., 0] * pixels_per_unit) / IMAGE_WIDTH
     keypoints[..., 1] = (centre_y + body[..., 1] * pixels_per_unit) / IMAGE_HEIGHT
     keypoints[..., 2] = body[..., 2] * pixels_per_unit / IMAGE_WIDTH  # BlazePose z: x's scale, hips ~0

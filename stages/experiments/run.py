@@ -26,7 +26,7 @@ from posebridge.stages.eval.summary import SplitSummary, summarise_partitions, w
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, check_labels, load_pyskl
 from posebridge.stages.train.encoders import resolve_encoder
-from posebridge.stages.train.experiment import train
+from posebridge.stages.experiments.experiment import train
 from posebridge.stages.train.feature_folder import FeatureDataset, load_feature_folder
 from posebridge.stages.train.loop import check_folder_cues
 from posebridge.stages.train.sides import split_sides

@@ -18,7 +18,7 @@ def run_demo(videos: Path, *, cache_dir: Path | None = None, runs_dir: Path | No
              epochs: int = 30) -> list[str]:
     from posebridge.stages.extract.run import extract
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import train_splits
+    from posebridge.stages.experiments.run import train_splits
 
     if not Path(videos).is_dir():
         raise UserError(f"demo videos not found at {videos}; run `make media` (or `make demo`) first")
