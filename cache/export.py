@@ -16,7 +16,7 @@ from urllib.parse import quote
 import h5py
 import numpy as np
 
-from posebridge.cache.schema import BLAZEPOSE_TO_COCO17, KEYPOINT_CHANNELS
+from posebridge.cache.schema import KEYPOINT_CHANNELS, load_layout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.errors import UserError
@@ -24,10 +24,9 @@ from posebridge.pipeline.errors import UserError
 _X, _Y, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "visibility"))
 _PYSKL_REQUIRED = ("frame_dir", "total_frames", "label", "keypoint")
 # Export layouts: "coco17" is what pyskl's and mmaction2's 2D skeleton models are built for
-# (STGCN / ST-GCN++ with the COCO graph: 17 joints x (x, y, score)); "full" keeps every joint.
+# (STGCN / ST-GCN++ with the COCO graph: 17 joints x (x, y, score)); "full" keeps every joint; any
+# other layout (a name or a .json file, docs/layouts.md) whose joints the store has, by joint name.
 PYSKL_LAYOUTS = ("coco17", "full")
-# Store skeleton -> its joint index of each COCO-17 joint (COCO order).
-_TO_COCO17 = {"blazepose33": BLAZEPOSE_TO_COCO17, "coco17": tuple(range(17))}
 
 
 # --- PYSKL -------------------------------------------------------------------------------------
@@ -39,7 +38,8 @@ def export_pyskl(store: CueStore, out_path: str | os.PathLike,
     Per clip: frame_dir (str), total_frames (int), img_shape and original_shape ((H, W) ints),
     label (int), keypoint float32 [M, T, V, 2] in pixels, keypoint_score float32 [M, T, V]
     (visibility; 0 where the person is absent). M = the persons seen in the clip (at least 1),
-    main actor first; V = 17 (COCO order) for layout "coco17", every joint of the store for "full".
+    main actor first; V = 17 (COCO order) for layout "coco17", every joint of the store for "full",
+    the layout's joints (picked by name) for another layout name or .json file.
 
     `split` defaults to {"all": every clip}. Ids the store lacks (failed clips) are left out of
     the split, as PYSKL expects every split id to have an annotation; they are returned by name.
@@ -59,15 +59,17 @@ def export_pyskl(store: CueStore, out_path: str | os.PathLike,
 
 
 def _export_joints(store: CueStore, layout: str) -> tuple[int, ...] | None:
-    """Store joint indices to export (None: all of them)."""
+    """Store joint indices to export, in the layout's joint order (None: all of them)."""
     if layout == "full":
         return None
-    if layout != "coco17":
-        raise UserError(f"--layout {layout!r}: use one of {', '.join(PYSKL_LAYOUTS)}")
-    name = store.layout.skeleton
-    if name not in _TO_COCO17:
-        raise UserError(f"{store.path}: its {name} skeleton has no COCO-17 mapping; export with --layout full")
-    return _TO_COCO17[name]
+    target = load_layout(layout)
+    have = {name: j for j, name in enumerate(store.layout.joint_names)}
+    missing = [name for name in target.joint_names if name not in have]
+    if missing:
+        raise UserError(f"--layout {layout}: the store's {store.layout.skeleton} skeleton has no joint "
+                        f"{missing[0]!r}; export a layout whose joints it has ({', '.join(PYSKL_LAYOUTS)}) "
+                        f"or --layout full")
+    return tuple(have[name] for name in target.joint_names)
 
 
 def _pyskl_annotation(record: ClipRecord, arrays: ClipArrays, joints: tuple[int, ...] | None) -> dict:

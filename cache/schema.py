@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import (  # noqa: F401 (re-exported)
+    REGISTRY, Skeleton, builtin_layouts, load_layout, skeleton)
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
@@ -24,71 +26,12 @@ FEATURE_DTYPES = ("uint8", "float16")
 HEATMAP_KINDS = ("sigmoid", "clipped", "simcc_outer")
 
 
-@dataclass(frozen=True)
-class Skeleton:
-    """One keypoint layout: names, tree, body parts and the joints normalisation needs."""
-
-    name: str
-    joint_names: tuple[str, ...]
-    parents: tuple[int, ...]  # for the bone stream; the root is its own parent (a zero bone)
-    parts: tuple[tuple[int, ...], ...]  # joints of head, hands, torso, legs (text.PART_NAMES order)
-    centre: tuple[int, ...]  # averaged: the body centre (mid-hip)
-    shoulders: tuple[int, ...]  # averaged: top of the torso
-    hips: tuple[int, ...]  # averaged: bottom of the torso
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.joint_names)
-
-    def __post_init__(self):
-        v = len(self.joint_names)
-        assert len(self.parents) == v and all(0 <= p < v for p in self.parents), self.name
-        assert all(0 <= j < v for group in (*self.parts, self.centre, self.shoulders, self.hips) for j in group)
-
-
-BLAZEPOSE33 = Skeleton(
-    "blazepose33",
-    joint_names=(
-        "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-        "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-        "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-        "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
-        "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
-        "right_heel", "left_foot_index", "right_foot_index",
-    ),
-    parents=(0, 0, 1, 2, 0, 4, 5, 3, 6, 0, 0, 0, 0, 11, 12, 13, 14, 15, 16, 15, 16, 15, 16,
-             11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
-    # "hands" is the whole arm below the shoulder: elbows and wrists carry most of what a hand does.
-    parts=(tuple(range(0, 11)), (13, 14, 15, 16, 17, 18, 19, 20, 21, 22), (11, 12, 23, 24), tuple(range(25, 33))),
-    centre=(23, 24), shoulders=(11, 12), hips=(23, 24),
-)
-
-COCO17 = Skeleton(
-    "coco17",
-    joint_names=(
-        "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-        "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-        "right_knee", "left_ankle", "right_ankle",
-    ),
-    parents=(0, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
-    parts=((0, 1, 2, 3, 4), (7, 8, 9, 10), (5, 6, 11, 12), (13, 14, 15, 16)),
-    centre=(11, 12), shoulders=(5, 6), hips=(11, 12),
-)
-
-NTU25 = Skeleton(  # Kinect v2 order, 0-based
-    "ntu25",
-    joint_names=(
-        "spine_base", "spine_mid", "neck", "head", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
-        "right_shoulder", "right_elbow", "right_wrist", "right_hand", "left_hip", "left_knee", "left_ankle",
-        "left_foot", "right_hip", "right_knee", "right_ankle", "right_foot", "spine_shoulder",
-        "left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb",
-    ),
-    parents=(0, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1, 7, 7, 11, 11),
-    parts=((2, 3), (5, 6, 7, 9, 10, 11, 21, 22, 23, 24), (0, 1, 4, 8, 12, 16, 20), (13, 14, 15, 17, 18, 19)),
-    centre=(0,), shoulders=(20,), hips=(0,),  # spine base, spine shoulder
-)
-
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (BLAZEPOSE33, COCO17, NTU25)}
+# Skeletons are data: pipeline/layouts/*.json, loaded and registered by pipeline/layouts.py
+# (docs/layouts.md). Re-exported here for the callers that look them up through the schema.
+BLAZEPOSE33 = skeleton("blazepose33")
+COCO17 = skeleton("coco17")
+NTU25 = skeleton("ntu25")
+SKELETONS: dict[str, Skeleton] = REGISTRY  # the built-ins, plus layout files loaded in this process
 
 # BlazePose-33 index of each COCO-17 joint (COCO order): the PYSKL export's default mapping.
 BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
@@ -99,20 +42,14 @@ assert tuple(BLAZEPOSE33.joint_names[i] for i in BLAZEPOSE_TO_COCO17) == COCO17.
 BODY13 = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 
-def skeleton(name: str) -> Skeleton:
-    if name not in SKELETONS:
-        raise UserError(f"unknown skeleton {name!r}; known: {', '.join(SKELETONS)}")
-    return SKELETONS[name]
-
-
 def skeleton_for_joints(num_joints: int, source: str) -> Skeleton:
     """The registry's skeleton with this many joints, for sources that carry no names (PYSKL pickles
     follow exactly one of these layouts: COCO-17 2D, NTU-25 3D, or our BlazePose-33 export)."""
-    found = [s for s in SKELETONS.values() if s.num_joints == num_joints]
+    found = [s for s in builtin_layouts() if s.num_joints == num_joints]
     if not found:
-        known = ", ".join(f"{s.num_joints} ({s.name})" for s in SKELETONS.values())
-        raise UserError(f"{source} has {num_joints} joints per skeleton; stage 2 knows {known}: "
-                        f"convert the keypoints to one of these layouts")
+        known = ", ".join(f"{s.num_joints} ({s.name})" for s in builtin_layouts())
+        raise UserError(f"{source} has {num_joints} joints per skeleton; stage 2 knows {known} by count: "
+                        f"give its layout file (docs/layouts.md)")
     return found[0]
 
 
@@ -123,7 +60,7 @@ def skeleton_named_by(joint_names, source: str) -> Skeleton:
         if s.joint_names == names:
             return s
     raise UserError(f"{source}: its {len(names)} joint names match no registered skeleton "
-                    f"({', '.join(SKELETONS)}); add it to cache/schema.py")
+                    f"({', '.join(SKELETONS)}); describe it in a layout file (docs/layouts.md)")
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,8 @@ def export(
     format: str = typer.Option("pyskl", "--format", help="pyskl (pickle) or hdf5."),
     out: Path = typer.Option(..., "--out", help="Output file."),
     layout: str = typer.Option("coco17", "--layout", help="pyskl: coco17 (17 COCO joints, what pyskl's and "
-                               "mmaction2's 2D GCNs take) or full (every joint of the store)."),
+                               "mmaction2's 2D GCNs take), full (every joint of the store), or another "
+                               "layout name / .json file whose joints the store has (docs/layouts.md)."),
     cache_dir: Optional[Path] = CacheDir,
 ) -> None:
     """Export a cache to the PYSKL pickle format (keypoint [M, T, V, 2] pixels) or to HDF5."""
@@ -311,7 +312,11 @@ def train(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
-                                         "COCO-17 2D or NTU-25 3D, up to 2 persons, read without running code."),
+                                         "COCO-17 2D or NTU-25 3D (any other skeleton: --layout), up to 2 persons, "
+                                         "read without running code."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name "
+                                         "(coco17, ntu25, blazepose33) or a layout .json file (docs/layouts.md); "
+                                         "default: the built-in with the pickle's joint count."),
     features: Optional[Path] = typer.Option(None, "--features", help="Train on a SynSE/PURLS feature folder "
                                             "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; the folder "
                                             "must be the split's own). --cues none, or --cues all when it also holds "
@@ -357,7 +362,7 @@ def train(
                        symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
-                           guess_kinetics200=guess_kinetics200, resume=resume, features=features)
+                           guess_kinetics200=guess_kinetics200, resume=resume, features=features, layout=layout)
     for result in results:
         typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
 
@@ -392,6 +397,8 @@ def eval_run(
     store: Optional[Path] = typer.Option(None, "--store", help="The cue store the run was trained on, if its "
                                          "dataset has several."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="The PYSKL pickle the run was trained on."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton (name or .json); "
+                                         "default: the layout the run recorded."),
     features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
@@ -401,7 +408,7 @@ def eval_run(
 
     from posebridge.stages.train.run import evaluate_run
 
-    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features,
+    metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
                            kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 

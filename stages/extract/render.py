@@ -57,10 +57,10 @@ def clip_cues(store: CueStore, clip_id: str) -> ClipCues:
 
 
 def skeleton_parents(name: str) -> tuple[int, ...]:
-    """Parent of each joint, from the skeleton registry (cache/schema.py)."""
-    from posebridge.cache.schema import skeleton
+    """Parent of each joint of a layout: a registered name (a store's skeleton) or a .json layout file."""
+    from posebridge.pipeline.layouts import load_layout
 
-    return skeleton(name).parents
+    return load_layout(name).parents
 
 
 def _colour(value: float) -> tuple[int, int, int]:

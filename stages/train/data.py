@@ -52,7 +52,10 @@ class CueDataset:
     meta: list[dict]
     cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
     source_fingerprint: str  # data_fingerprint() of a store's clips, or the sha256 of a PYSKL file
-    skeleton: str = ""  # registry name (cache/schema.py); "" = found by the joint count
+    skeleton: str = ""  # registry name (pipeline/layouts.py); "" = found by the joint count
+    # The layout's Skeleton.to_dict(): model args and checkpoints keep it, so a layout read from a
+    # file is rebuilt in later processes (eval, predict) without the file. None = by `skeleton`.
+    skeleton_layout: dict | None = None
     layout: dict | None = None  # the store's layout (joint names, cue joints, levels, ...); None for PYSKL
 
     def __len__(self) -> int:
@@ -254,28 +257,36 @@ def load_store(path_or_store: str | Path | CueStore, num_frames: int = 64,
         features=torch.from_numpy(features), heatmaps=torch.from_numpy(heatmaps), labels=torch.from_numpy(labels),
         clip_ids=clip_ids, meta=meta, cue_joints=cue_joints,
         source_fingerprint=data_fingerprint(store, records, num_frames),
-        skeleton=skeleton(layout.skeleton).name, layout=layout.to_attrs())
+        skeleton=skeleton(layout.skeleton).name, skeleton_layout=skeleton(layout.skeleton).to_dict(),
+        layout=layout.to_attrs())
 
 
-def _persons_main_first(keypoint: np.ndarray, score: np.ndarray | None) -> np.ndarray:
+def _persons_main_first(confidence: np.ndarray, scored: bool) -> np.ndarray:
     """Person order of one PYSKL annotation: highest summed score first (how long and how confidently
-    each is seen, as stage 1 orders its slots); without scores (3D), most frames present first
-    (PYSKL pads absent people with zeros)."""
-    if score is not None:
-        total = score.reshape(len(score), -1).sum(axis=1)
+    each is seen, as stage 1 orders its slots); without scores (3D; confidence = 1 per non-zero
+    joint), most frames present first (PYSKL pads absent people with zeros)."""
+    if scored:
+        total = confidence.reshape(len(confidence), -1).sum(axis=1)
     else:
-        total = (np.abs(keypoint).reshape(*keypoint.shape[:2], -1).sum(axis=-1) > 0).sum(axis=1)  # [M]
+        total = confidence.reshape(*confidence.shape[:2], -1).any(axis=-1).sum(axis=1)  # [M]
     return np.argsort(-total, kind="stable")
 
 
-def load_pyskl(path: str | Path, num_frames: int = 64) -> CueDataset:
+def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None = None) -> CueDataset:
     """A PYSKL pickle as a skeleton-only CueDataset (features and heatmaps None).
 
+    `layout` (pipeline/layouts.py: a built-in or a layout file's) says which skeleton the keypoints
+    follow; every clip's V must be its joint count. None: the built-in with the file's joint count
+    (COCO-17 2D as pyskl and mmaction2 publish, NTU-25 3D, or BlazePose-33 from `export --layout full`).
+
+    Per clip `keypoint` [M, T, V, C]: C = 2 (x, y pixels; z = 0) with `keypoint_score` as confidence,
+    or C = 3: x, y, z with confidence 1 where a joint is non-zero, except for a 2D layout (dims 2),
+    where the third value is the confidence (x, y, score) unless keypoint_score is given. NaN
+    coordinates or scores are missing joints (0, confidence 0). Clips with no frames or no finite,
+    non-zero joint are skipped and counted on stdout; clips of 1 or 2 frames are stretched like any other.
+
     Up to PYSKL_MAX_PERSONS persons per clip, main actor first (M = the most any clip holds, within
-    that cap; fewer are zero-padded). The skeleton comes from the registry by joint count (COCO-17
-    2D as pyskl and mmaction2 publish, NTU-25 3D, or BlazePose-33 from `export --layout`). 2D
-    keypoints (pixels) get z = 0 and their keypoint_score as confidence; 3D keypoints are used as
-    they are, with confidence 1. meta["pyskl_split"] lists the names of the pickle's split lists
+    that cap; fewer are zero-padded). meta["pyskl_split"] lists the names of the pickle's split lists
     that hold the clip (e.g. ["xsub_train", "xview_val"]).
     """
     path = Path(path)
@@ -288,36 +299,84 @@ def load_pyskl(path: str | Path, num_frames: int = 64) -> CueDataset:
         for clip_id in ids:
             splits_of.setdefault(clip_id, []).append(split_name)
 
-    n = len(annotations)
     num_joints = np.shape(annotations[0]["keypoint"])[2]
-    skel = skeleton_for_joints(num_joints, str(path))
-    m = max(1, min(PYSKL_MAX_PERSONS, max(np.shape(a["keypoint"])[0] for a in annotations)))
-    keypoints = np.zeros((n, m, num_frames, num_joints, 3), np.float32)
-    confidence = np.zeros((n, m, num_frames, num_joints), np.float32)
+    by_count = _builtin_for_joints(num_joints)
+    skel = layout if layout is not None else by_count or skeleton_for_joints(num_joints, str(path))
+    # Two passes: the first only finds the empty clips (a list of every clip's arrays would double
+    # an NTU-size pickle in memory), the second fills the rows.
+    empty = {i for i, ann in enumerate(annotations) if _pyskl_clip(path, ann, skel, layout is not None) is None}
+    if empty:
+        names = [str(annotations[i]["frame_dir"]) for i in sorted(empty)]
+        shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10 else "")
+        print(f"skipped {len(names)} empty clips of {path.name}: {shown}")
+    kept = [ann for i, ann in enumerate(annotations) if i not in empty]
+    if not kept:
+        raise UserError(f"{path}: all {len(annotations)} clips are empty (no frames, or every keypoint zero or "
+                        f"NaN); check the file")
+
+    n, v = len(kept), skel.num_joints
+    m = max(1, min(PYSKL_MAX_PERSONS, max(np.shape(ann["keypoint"])[0] for ann in kept)))
+    keypoints = np.zeros((n, m, num_frames, v, 3), np.float32)
+    confidence = np.zeros((n, m, num_frames, v), np.float32)
     labels, clip_ids, meta = np.empty(n, np.int64), [], []
-    for i, ann in enumerate(annotations):
-        kp = np.asarray(ann["keypoint"], np.float32)
-        if kp.shape[2] != num_joints:
-            raise UserError(f"{path}: {ann['frame_dir']} has {kp.shape[2]} joints, the first clip {num_joints}; "
-                            f"one file must use one skeleton layout")
-        if kp.shape[-1] not in (2, 3):
-            raise UserError(f"{path}: {ann['frame_dir']} has {kp.shape[-1]} values per joint; expected 2 (x, y) or 3")
-        score = np.asarray(ann["keypoint_score"], np.float32) if "keypoint_score" in ann else None
-        persons = _persons_main_first(kp, score)[:m]
-        kp = kp[persons]
-        xyz = np.concatenate([kp, np.zeros_like(kp[..., :1])], axis=-1) if kp.shape[-1] == 2 else kp
-        conf = score[persons] if score is not None else (np.abs(kp).sum(axis=-1) > 0).astype(np.float32)
-        k = len(persons)
+    for i, ann in enumerate(kept):
+        xyz, conf, scored = _pyskl_clip(path, ann, skel, layout is not None)
+        persons = _persons_main_first(conf, scored)[:m]
+        xyz, conf, k = xyz[persons], conf[persons], len(persons)
         normalised = normalise_persons(xyz, conf, skel)
         keypoints[i, :k] = resample(normalised.swapaxes(0, 1), num_frames).swapaxes(0, 1)
         confidence[i, :k] = resample(absent_if_unseen(normalised, conf).swapaxes(0, 1), num_frames).swapaxes(0, 1)
-        labels[i] = int(ann["label"])
+        labels[i] = _pyskl_label(path, ann)
         clip_ids.append(str(ann["frame_dir"]))
         meta.append({"pyskl_split": splits_of.get(ann["frame_dir"], []), "total_frames": int(ann["total_frames"])})
+    source = file_sha256(path)
+    if skel != by_count:  # another layout reads the same file into other tensors
+        source = fingerprint({"file": source, "layout": skel.fingerprint})
     return CueDataset(
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence), features=None,
         heatmaps=None, labels=torch.from_numpy(labels), clip_ids=clip_ids, meta=meta, cue_joints=(),
-        source_fingerprint=file_sha256(path), skeleton=skel.name)
+        source_fingerprint=source, skeleton=skel.name, skeleton_layout=skel.to_dict())
+
+
+def _builtin_for_joints(num_joints: int) -> Skeleton | None:
+    try:
+        return skeleton_for_joints(num_joints, "")
+    except UserError:
+        return None
+
+
+def _pyskl_clip(path: Path, ann: dict, skel: Skeleton, given: bool) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """One annotation's persons as (xyz [M, T, V, 3], confidence [M, T, V], whether it had scores)
+    with missing joints at 0 and confidence 0; None for an empty clip."""
+    clip = ann["frame_dir"]
+    kp = np.asarray(ann["keypoint"], np.float32)
+    if kp.shape[2] != skel.num_joints:
+        if given:
+            raise UserError(f"{path}: clip {clip} has {kp.shape[2]} joints per skeleton, but {skel.where()} "
+                            f"declares {skel.num_joints}; give the layout this file was made with")
+        raise UserError(f"{path}: {clip} has {kp.shape[2]} joints, the first clip {skel.num_joints}; "
+                        f"one file must use one skeleton layout")
+    if kp.shape[-1] not in (2, 3):
+        raise UserError(f"{path}: {clip} has {kp.shape[-1]} values per joint; expected 2 (x, y) or 3")
+    score = np.asarray(ann["keypoint_score"], np.float32) if "keypoint_score" in ann else None
+    if kp.shape[-1] == 3 and skel.dims == 2:  # a 2D layout's third value is a confidence, not z
+        score = kp[..., 2] if score is None else score
+        kp = kp[..., :2]
+    finite = np.isfinite(kp).all(axis=-1)  # [M, T, V]: a NaN coordinate is a missing joint
+    kp = np.where(finite[..., None], kp, np.float32(0))
+    present = finite & (np.abs(kp).sum(axis=-1) > 0)
+    if kp.shape[0] == 0 or kp.shape[1] == 0 or not present.any():
+        return None
+    conf = present.astype(np.float32) if score is None else np.where(finite & np.isfinite(score), score, np.float32(0))
+    xyz = np.concatenate([kp, np.zeros_like(kp[..., :1])], axis=-1) if kp.shape[-1] == 2 else kp
+    return xyz, conf.astype(np.float32), score is not None
+
+
+def _pyskl_label(path: Path, ann: dict) -> int:
+    try:
+        return int(ann["label"])
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: clip {ann['frame_dir']} has label {ann['label']!r}, not a class index") from None
 
 
 # --- partition --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from torch import nn
 
 from posebridge.cache.schema import skeleton, skeleton_for_joints
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import Skeleton, check_joint_count, layout_from_dict
 from posebridge.stages.train.encoders.small_gcn import SmallGCN
 from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
 from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
@@ -30,19 +31,33 @@ from posebridge.stages.train.text import PART_NAMES  # the order of the part tex
 NUM_SEGMENTS = 3  # start / middle / end thirds
 LOG_SCALE_CAP = math.log(100.0)  # logit scales are capped at 100, as CLIP's
 
-def skeleton_layout(num_joints: int, name: str = "") -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
-    """(body-part joint groups, parents) of the registry's skeleton (cache/schema.py): by name, or by
-    joint count where no name is known (checkpoints written before names were stored)."""
-    skel = skeleton(name) if name else skeleton_for_joints(num_joints, "the model's data")
-    if skel.num_joints != num_joints:
-        raise UserError(f"skeleton {name} has {skel.num_joints} joints, the data {num_joints}")
+def model_skeleton(num_joints: int, name: str = "", layout: dict | None = None) -> Skeleton:
+    """The model's skeleton: its layout dict (ModelArgs.skeleton_layout, so a layout read from a file
+    needs no file later), else the registry's by name, else by joint count (checkpoints written
+    before names were stored)."""
+    if layout is not None:
+        skel = layout_from_dict(layout, f"the model's layout {layout.get('name', '?')!r}")
+    else:
+        skel = skeleton(name) if name else skeleton_for_joints(num_joints, "the model's data")
+    check_joint_count(skel, num_joints, "the model's data")
+    return skel
+
+
+def skeleton_layout(num_joints: int, name: str = "",
+                    layout: dict | None = None) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """(body-part joint groups, parents) of the model's skeleton (model_skeleton)."""
+    skel = model_skeleton(num_joints, name, layout)
     return skel.parts, skel.parents
 
 
-def cue_joint_parts(num_joints: int, cue_joint_ids: tuple[int, ...], name: str = "") -> tuple[int, ...]:
+def cue_joint_parts(num_joints: int, cue_joint_ids: tuple[int, ...], name: str = "",
+                    layout: dict | None = None) -> tuple[int, ...]:
     """The body part (index into PART_NAMES) of each cue joint, from the skeleton's part table."""
-    groups, _ = skeleton_layout(num_joints, name)
-    part_of = {j: p for p, joints in enumerate(groups) for j in joints}
+    skel = model_skeleton(num_joints, name, layout)
+    part_of = {j: p for p, joints in enumerate(skel.parts) for j in joints}
+    lost = [skel.joint_names[j] for j in cue_joint_ids if j not in part_of]
+    if lost:
+        raise UserError(f"cue joint {lost[0]} is in no body part of {skel.where()}; add it to one of its parts")
     return tuple(part_of[j] for j in cue_joint_ids)
 
 
@@ -68,9 +83,10 @@ class SkeletonTokens(nn.Module):
     parts [B,4,d] (body parts of the skeleton's table), segments [B,3,d] (start / middle / end
     thirds) and, when asked, joint x time tokens [B, ADAPTIVE_STEPS * V, d] (else None)."""
 
-    def __init__(self, channels: int, dim: int, num_joints: int, joint_tokens: bool = False, skeleton_name: str = ""):
+    def __init__(self, channels: int, dim: int, num_joints: int, joint_tokens: bool = False, skeleton_name: str = "",
+                 layout: dict | None = None):
         super().__init__()
-        groups, _ = skeleton_layout(num_joints, skeleton_name)
+        groups, _ = skeleton_layout(num_joints, skeleton_name, layout)
         part_of = torch.zeros(len(groups), num_joints)
         for p, joints in enumerate(groups):
             part_of[p, list(joints)] = 1.0 / len(joints)
@@ -99,11 +115,11 @@ class SkeletonEncoder(nn.Module):
     global [B,d], parts [B,4,d], segments [B,3,d]."""
 
     def __init__(self, num_joints: int, dim: int, joint_dim: int = 32, layers: int = 2, motion_bone: bool = True,
-                 frame_pool: int = 2, skeleton_name: str = ""):
+                 frame_pool: int = 2, skeleton_name: str = "", layout: dict | None = None):
         super().__init__()
-        _, parents = skeleton_layout(num_joints, skeleton_name)
+        _, parents = skeleton_layout(num_joints, skeleton_name, layout)
         self.backbone = SmallGCN(parents, joint_dim, layers, motion_bone, frame_pool)
-        self.tokens = SkeletonTokens(joint_dim, dim, num_joints, skeleton_name=skeleton_name)
+        self.tokens = SkeletonTokens(joint_dim, dim, num_joints, skeleton_name=skeleton_name, layout=layout)
 
     def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor):
         return self.tokens(self.backbone(keypoints, confidence))[:3]
@@ -283,6 +299,9 @@ class ModelArgs:
     adaptive_parts: bool = False  # PURLS adaptive partitioning instead of fixed joint groups / thirds
     symmetric_loss: bool = False  # learnable temperature per representation (losses.symmetric_contrastive)
     skeleton: str = ""  # registry name; "" = by num_joints
+    # The layout's Skeleton.to_dict() (pipeline/layouts.py), so a layout read from a file rebuilds
+    # without it; None (older checkpoints) = the registry's `skeleton`.
+    skeleton_layout: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -312,7 +331,7 @@ class PoseBridge(nn.Module):
         super().__init__()
         self.args = args
         if args.skeleton_input == "keypoints":
-            _, parents = skeleton_layout(args.num_joints, args.skeleton)
+            _, parents = skeleton_layout(args.num_joints, args.skeleton, args.skeleton_layout)
             self.backbone = SmallGCN(parents, args.joint_dim, args.layers, args.motion_bone, args.skeleton_pool)
             channels = args.joint_dim
         elif args.skeleton_input == "features":
@@ -321,10 +340,11 @@ class PoseBridge(nn.Module):
         else:
             raise UserError(f"skeleton_input '{args.skeleton_input}' is unknown; use keypoints or features")
         self.skeleton = SkeletonTokens(channels, args.dim, args.num_joints, joint_tokens=args.adaptive_parts,
-                                       skeleton_name=args.skeleton)
+                                       skeleton_name=args.skeleton, layout=args.skeleton_layout)
         self.token_type = nn.Parameter(torch.randn(1 + len(PART_NAMES) + NUM_SEGMENTS, args.dim) * 0.02)
         if args.cues != "none":
-            joint_parts = (cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids), args.skeleton)
+            joint_parts = (cue_joint_parts(args.num_joints, tuple(args.cue_joint_ids), args.skeleton,
+                                           args.skeleton_layout)
                            if args.cue_joint_ids else ())
             if args.cue_input == "tokens":
                 self.cue_encoder = CueTokenProjection(args.cue_token_dim, args.dim, args.cue_steps)

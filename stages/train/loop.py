@@ -149,7 +149,7 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         cue_joints=ds.features.shape[-2] if ds.features is not None else len(ds.cue_joints),
         feature_channels=ds.features.shape[-1] if ds.features is not None else 0,
         heatmap_size=ds.heatmaps.shape[-1] if ds.heatmaps is not None else 0,
-        skeleton=ds.skeleton,
+        skeleton=ds.skeleton, skeleton_layout=getattr(ds, "skeleton_layout", None),
         text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
         cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
         cue_steps=cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),

@@ -14,6 +14,7 @@ import numpy as np
 from posebridge.cache.store import list_stores
 from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import Skeleton, layout_from_dict, load_layout
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
 from posebridge.stages.eval.evaluate import evaluate
@@ -107,15 +108,18 @@ def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
 
 
 def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
-                    pyskl: Path | None, loaded: dict, features: Path | None = None) -> CueDataset:
+                    pyskl: Path | None, loaded: dict, features: Path | None = None,
+                    layout: Skeleton | None = None) -> CueDataset:
+    """`layout`: the skeleton a PYSKL pickle follows (None: the built-in with its joint count)."""
     if features is not None:  # a feature folder serves the one split its encoder was trained for
         key = ("features", str(features), split.name)
         if key not in loaded:
             loaded[key] = load_feature_folder(features, num_classes=len(split.class_names))
         return loaded[key]
-    key = ("pyskl", str(pyskl)) if pyskl else ("store", str(find_store(split, cache_dir, store)))
+    key = (("pyskl", str(pyskl), layout and layout.fingerprint) if pyskl
+           else ("store", str(find_store(split, cache_dir, store))))
     if key not in loaded:  # a store is read through its training view: written once, then reused
-        loaded[key] = load_pyskl(pyskl, num_frames) if pyskl else load_view(key[1], num_frames)
+        loaded[key] = load_pyskl(pyskl, num_frames, layout) if pyskl else load_view(key[1], num_frames)
     return align_labels(loaded[key], split)
 
 
@@ -139,9 +143,12 @@ def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
                  store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
                  kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
-                 resume: bool = False, features: Path | None = None, loaded: dict | None = None) -> list[SplitResult]:
+                 resume: bool = False, features: Path | None = None, loaded: dict | None = None,
+                 layout: str | Path | None = None) -> list[SplitResult]:
     """Train and evaluate every split x seed; `loaded` (data already loaded, by source) may be shared
-    between calls so that one process loads a cache once."""
+    between calls so that one process loads a cache once. `layout` (a layout name or .json file,
+    docs/layouts.md) is the skeleton of the --pyskl pickle."""
+    skel = pyskl_layout(layout, pyskl)
     if pyskl is not None and base.cues != "none":
         raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
     if features is not None and (pyskl is not None or store is not None):
@@ -158,7 +165,7 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     loaded = {} if loaded is None else loaded
     results = []
     for split in splits:
-        dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded, features)
+        dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded, features, skel)
         if isinstance(dataset, FeatureDataset):  # before any run folder is made
             check_folder_cues(dataset, base.cues)
         bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
@@ -179,13 +186,25 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     return results
 
 
+def pyskl_layout(layout: str | Path | None, pyskl: Path | None) -> Skeleton | None:
+    """The --layout of a --pyskl pickle, loaded (and checked) before any data is read."""
+    if layout is None:
+        return None
+    if pyskl is None:
+        raise UserError(f"--layout {layout} names the skeleton of a --pyskl pickle; stores and feature "
+                        f"folders carry their own")
+    return load_layout(layout)
+
+
 def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
                  pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                 guess_kinetics200: bool = False, features: Path | None = None) -> dict:
-    """Re-evaluate a finished run folder's checkpoint on its split."""
+                 guess_kinetics200: bool = False, features: Path | None = None,
+                 layout: str | Path | None = None) -> dict:
+    """Re-evaluate a finished run folder's checkpoint on its split. A --pyskl pickle is read with
+    `layout`, else with the layout the checkpoint recorded (a layout file is not needed again)."""
     import json
 
-    from posebridge.stages.train.checkpoint import CHECKPOINT
+    from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
 
     config_path = Path(run_dir) / "config.json"
     if not Path(run_dir).exists():
@@ -195,7 +214,11 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
     cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
     split = get_split(cfg.split, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
-    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features)
+    skel = pyskl_layout(layout, pyskl)
+    if skel is None and pyskl is not None:
+        recorded = load_checkpoint(Path(run_dir) / CHECKPOINT)["model_args"].get("skeleton_layout")
+        skel = layout_from_dict(recorded, f"{run_dir}'s layout") if recorded else None
+    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features, skel)
     bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank, encoder_cache=paths.cache_root(cache_dir))
 

@@ -191,7 +191,8 @@ def open_view(folder: Path) -> CueDataset:
         keypoints=arrays["keypoints"], confidence=arrays["confidence"], features=arrays.get("features"),
         heatmaps=arrays.get("heatmaps"), labels=torch.from_numpy(np.load(folder / "labels.npy")),
         clip_ids=index["clip_ids"], meta=index["meta"], cue_joints=tuple(index["cue_joints"]),
-        source_fingerprint=index["source_fingerprint"], skeleton=index["skeleton"], layout=index.get("layout"))
+        source_fingerprint=index["source_fingerprint"], skeleton=index["skeleton"],
+        skeleton_layout=skeleton(index["skeleton"]).to_dict(), layout=index.get("layout"))
 
 
 def view_dir(store: CueStore, num_frames: int, records: list) -> tuple[Path, dict]:
