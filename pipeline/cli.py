@@ -308,7 +308,10 @@ GuessOpt = typer.Option(False, "--guess-kinetics200", help="ASSUMPTION: use the 
 
 @app.command()
 def train(
-    split: list[str] = typer.Option(..., "--split", help="Split name (repeat for several splits off one cache)."),
+    split: Optional[list[str]] = typer.Option(None, "--split", help="Split name (repeat for several splits off one cache)."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="Your split as a JSON file (classes, train/test "
+                                              "sides, one or more seen/unseen partitions; docs/own-data.md): every "
+                                              "partition x seed is trained, then one mean +- std row is printed."),
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Train on this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
@@ -353,13 +356,22 @@ def train(
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
     from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.run import train_splits
+    from posebridge.stages.train.run import train_split_file, train_splits
 
-    base = TrainConfig(split=split[0], cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+    if bool(split) == (split_file is not None):
+        raise UserError("give either --split NAME or --split-file FILE.json (not both, not neither)")
+    base = TrainConfig(split=split[0] if split else split_file.stem, cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
                        text_encoder=text_encoder, gzsl_calibration=gzsl_calibration, ttr=ttr, device=device,
                        skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,
                        adaptive_parts=adaptive_parts,
                        symmetric_loss=symmetric_loss, cue_steps=cue_steps).validate()
+    if split_file is not None:
+        done = train_split_file(split_file, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
+                                features=features, runs_dir=runs_dir, resume=resume, layout=layout)
+        for result in done.results:
+            typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
+        typer.echo(f"\n{done.summary.table}\nsummary: {done.summary.path}")
+        return
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
                            runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
                            guess_kinetics200=guess_kinetics200, resume=resume, features=features, layout=layout)
@@ -400,6 +412,7 @@ def eval_run(
     layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton (name or .json); "
                                          "default: the layout the run recorded."),
     features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="The split file the run was trained with."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
@@ -409,6 +422,7 @@ def eval_run(
     from posebridge.stages.train.run import evaluate_run
 
     metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
+                           split_file=split_file,
                            kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 

@@ -77,7 +77,9 @@ def test_context_never_reaches_the_skeleton():
 def test_split_recombines_seen_attribute_values():
     split = synthetic.synthetic_split()
     classes = synthetic.synthetic_classes()
-    assert split.name == "synthetic_zsl" and split.dataset == "synthetic" and split.protocol == "synthetic"
+    assert split.name == "synthetic_zsl" and split.dataset == "synthetic"
+    # an ordinary split file: its sides are the store's meta["split"] values
+    assert split.protocol == "sides" and split.train_side.values == ("train",) and split.test_side.values == ("test",)
     assert set(split.seen).isdisjoint(split.unseen)
     assert sorted(split.seen + split.unseen) == list(range(len(classes)))
     assert 24 <= len(classes) <= 36 and len(split.unseen) == round(0.25 * len(classes))

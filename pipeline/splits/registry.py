@@ -8,7 +8,7 @@ upstream sources agree on which list.
 from __future__ import annotations
 
 import difflib
-import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,24 +20,15 @@ from posebridge.pipeline.splits.data_files import (
     NTU120_CLASSES,
     PKUMMD_CLASSES,
     PURLS_SPLITS,
+    data_path,
     read_code_splits,
     read_index_array,
     read_lines,
 )
+from posebridge.pipeline.splits.spec import ClassInfo, Split, SplitSpec, build_spec
+from posebridge.pipeline.splits.split_file import parse_split
 
-
-@dataclass(frozen=True)
-class Split:
-    name: str                       # canonical, e.g. "ntu60_55_5"
-    dataset: str                    # ntu60 | ntu120 | pkummd | kinetics200 | kinetics400 | synthetic
-    class_names: tuple[str, ...]    # all classes, dataset label order
-    seen: tuple[int, ...]           # sorted, 0-based into class_names
-    unseen: tuple[int, ...]
-    # ntu_xsub / pku_xsub: train on the seen classes of the cross-subject train set, test on the
-    # unseen classes of its test set; kinetics: the Kinetics train/val sets; synthetic: test data.
-    protocol: str
-    source: str                     # file(s) it comes from
-    assumption: str | None = None   # what is believed but not confirmed upstream
+__all__ = ["SPLIT_NAMES", "SYNTHETIC", "Split", "get_split", "get_split_spec", "list_splits"]
 
 
 # Published as PURLS ru<unseen>.npy / rs<seen>.npy files: name -> (dataset, number unseen).
@@ -74,7 +65,9 @@ _CODE = (
     "pkummd_46_5_star_ablation3",
 )
 SYNTHETIC = "synthetic_zsl"
-_SYNTHETIC_MODULE = "posebridge.stages.train.synthetic"
+# The synthetic benchmark's split file, written by stages/train/synthetic.py (synthetic_split_file())
+# and shipped, so the registry reads it like any user's split file.
+SYNTHETIC_FILE = "synthetic_zsl.json"
 SPLIT_NAMES: tuple[str, ...] = (*_PURLS, *_CODE, SYNTHETIC)
 
 _N_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd": 51, "kinetics200": 200, "kinetics400": 400}
@@ -129,18 +122,24 @@ def _canonical_name(name: str) -> str:
     raise UserError(f"unknown split '{name}'; `posebridge splits` lists the known names")
 
 
-def _synthetic_split() -> Split:
-    # Provided by the training stage's synthetic-data module; imported lazily so the registry
-    # does not depend on it.
-    return importlib.import_module(_SYNTHETIC_MODULE).synthetic_split()
+def _synthetic_spec() -> SplitSpec:
+    path = data_path(SYNTHETIC_FILE)
+    return parse_split(json.loads(path.read_text(encoding="utf-8")), where=str(path), base_dir=path.parent,
+                       source=f"{SYNTHETIC_FILE} (posebridge.stages.train.synthetic, generated)")
 
 
 def get_split(name: str, *, kinetics200_classes: Path | str | None = None,
               guess_kinetics200: bool = False) -> Split:
     """The split called `name`. Kinetics-200 needs the user's class-list file (or the opt-in guess)."""
+    return get_split_spec(name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200).split(0)
+
+
+def get_split_spec(name: str, *, kinetics200_classes: Path | str | None = None,
+                   guess_kinetics200: bool = False) -> SplitSpec:
+    """The published split `name` as a one-partition SplitSpec (what a split file also becomes)."""
     name = _canonical_name(name)
     if name == SYNTHETIC:
-        return _synthetic_split()
+        return _synthetic_spec()
     idx = _indices(name)
     source, assumption = idx.source, None
     if idx.dataset == "kinetics200":
@@ -161,9 +160,10 @@ def get_split(name: str, *, kinetics200_classes: Path | str | None = None,
         source = f"{source}; class names: {_CLASS_FILES[idx.dataset]}"
         if idx.dataset == "kinetics400":
             assumption = K400_ASSUMPTION
-    return Split(name=name, dataset=idx.dataset, class_names=class_names, seen=idx.seen,
-                 unseen=idx.unseen, protocol=_PROTOCOL[idx.dataset], source=source,
-                 assumption=assumption)
+    if set(idx.seen) | set(idx.unseen) != set(range(len(class_names))):
+        raise ValueError(f"packaged split files for {name} do not cover its {len(class_names)} classes; reinstall posebridge")
+    return build_spec(name=name, dataset=idx.dataset, classes=[ClassInfo(n) for n in class_names],
+                      partitions=[idx.unseen], protocol=_PROTOCOL[idx.dataset], source=source, assumption=assumption)
 
 
 def list_splits() -> list[dict]:
@@ -181,12 +181,6 @@ def list_splits() -> list[dict]:
 
 
 def _synthetic_row() -> dict:
-    try:
-        split = _synthetic_split()
-    except ModuleNotFoundError as err:
-        if err.name != _SYNTHETIC_MODULE:
-            raise
-        return {"name": SYNTHETIC, "dataset": "synthetic", "n_seen": None, "n_unseen": None,
-                "source": _SYNTHETIC_MODULE, "status": f"unavailable ({_SYNTHETIC_MODULE} not installed)"}
+    split = _synthetic_spec().split(0)
     return {"name": SYNTHETIC, "dataset": split.dataset, "n_seen": len(split.seen),
             "n_unseen": len(split.unseen), "source": split.source, "status": "ready"}

@@ -33,7 +33,8 @@ from posebridge.cache.store import ClipRecord, CueStore, decode_clip
 from posebridge.pipeline.datasets.ntu import is_train_sample
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256, fingerprint
-from posebridge.pipeline.splits.registry import Split
+from posebridge.pipeline.splits.spec import Split
+from posebridge.stages.train.sides import split_sides
 
 MIN_CONFIDENCE = 0.3  # below it a joint does not enter the centre / scale statistics
 KINETICS_FALLBACK_TRAIN_PERCENT = 80
@@ -455,21 +456,32 @@ def _stratified_val(train_pool: np.ndarray, labels: np.ndarray, val_fraction: fl
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
 
 
+def check_labels(ds: CueDataset, split: Split) -> None:
+    """Every label must name one of the split's classes (label i = class_names[i])."""
+    labels = ds.labels.numpy()
+    if len(labels) and labels.max() >= len(split.class_names):
+        raise UserError(f"{split.source}: the data has label {labels.max()}, but field 'classes' lists "
+                        f"{len(split.class_names)} classes; list every class of the data (label i = classes[i]) "
+                        f"or pick a split of the data's dataset")
+
+
 def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
     """Sorted index arrays into `ds`:
 
     train      seen classes, protocol's training side, minus val
     val        held-out seen-class samples of the training side (stratified per class), or the
                source's own validation rows where it has them (meta["side"] == "val")
-    test_zsl   unseen classes, test side
+    test_zsl   unseen classes, test side (the protocol's other side, or a split file's "test")
     test_gzsl  seen and unseen classes, test side
     Samples with an unknown label (-1) are in none of them.
     """
     labels = ds.labels.numpy()
-    if len(labels) and labels.max() >= len(split.class_names):
-        raise UserError(f"the data has label {labels.max()}, but split {split.name} has {len(split.class_names)} "
-                        f"classes: pick a split of the data's dataset")
-    is_train = train_side(ds, split.protocol)
+    check_labels(ds, split)
+    if split.train_side is not None:  # a split file's own sides
+        is_train, is_test = split_sides(ds.meta, ds.clip_ids, split)
+    else:
+        is_train = train_side(ds, split.protocol)
+        is_test = ~is_train
     seen, unseen = np.isin(labels, split.seen), np.isin(labels, split.unseen)
     given_val = np.array([m.get("side") == "val" for m in ds.meta], dtype=bool)
     if given_val.any():  # the source's own validation rows (a feature folder's val file)
@@ -481,8 +493,8 @@ def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int
     parts = {
         "train": np.setdiff1d(train_pool, val),
         "val": val,
-        "test_zsl": np.flatnonzero(~is_train & unseen),
-        "test_gzsl": np.flatnonzero(~is_train & (seen | unseen)),
+        "test_zsl": np.flatnonzero(is_test & unseen),
+        "test_gzsl": np.flatnonzero(is_test & (seen | unseen)),
     }
     for name in ("train", "test_zsl"):
         if len(parts[name]) == 0:

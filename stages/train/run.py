@@ -16,15 +16,20 @@ from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.layouts import Skeleton, layout_from_dict, load_layout
 from posebridge.pipeline.fingerprint import fingerprint
-from posebridge.pipeline.splits.registry import SPLIT_NAMES, Split, get_split
+from posebridge.pipeline.splits.registry import SPLIT_NAMES, get_split, get_split_spec
+from posebridge.pipeline.splits.spec import Split, SplitSpec
+from posebridge.pipeline.splits.split_file import read_split_file
 from posebridge.stages.eval.evaluate import evaluate
 from posebridge.stages.eval.report import summarise_runs
+from posebridge.stages.eval.summary import SplitSummary, summarise_partitions, write_summary
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.data import CueDataset, load_pyskl
+from posebridge.stages.train.data import CueDataset, check_labels, load_pyskl
 from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.stages.train.experiment import train
 from posebridge.stages.train.feature_folder import FeatureDataset, load_feature_folder
 from posebridge.stages.train.loop import check_folder_cues
+from posebridge.stages.train.sides import split_sides
+from posebridge.stages.train.skeletons import check_split_skeleton, split_layout
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
@@ -39,6 +44,14 @@ class SplitResult:
     group_dir: Path  # holds seed-*/ run folders and the seed-averaged results.md
     run_dirs: list[Path]
     table: str
+
+
+@dataclass
+class SplitFileResult:
+    """Every partition x seed of one split file, and their summary (numbers and markdown)."""
+    name: str
+    results: list[SplitResult]  # one per partition
+    summary: SplitSummary
 
 
 # A Kinetics-200 cache is a Kinetics(-400) extraction: its clips carry K400 labels and names.
@@ -112,7 +125,7 @@ def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store
                     layout: Skeleton | None = None) -> CueDataset:
     """`layout`: the skeleton a PYSKL pickle follows (None: the built-in with its joint count)."""
     if features is not None:  # a feature folder serves the one split its encoder was trained for
-        key = ("features", str(features), split.name)
+        key = ("features", str(features), len(split.class_names))
         if key not in loaded:
             loaded[key] = load_feature_folder(features, num_classes=len(split.class_names))
         return loaded[key]
@@ -140,35 +153,82 @@ def run_name(cfg: TrainConfig, data_fingerprint: str) -> str:
     return f"cues-{cfg.cues}-{fingerprint([settings, data_fingerprint])[:8]}"
 
 
+def _check_sources(base: TrainConfig, store: Path | None, pyskl: Path | None, features: Path | None) -> None:
+    if pyskl is not None and base.cues != "none":
+        raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
+    if features is not None and (pyskl is not None or store is not None):
+        raise UserError("give one data source: --features, --pyskl or --store")
+
+
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
                  store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
                  kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
                  resume: bool = False, features: Path | None = None, loaded: dict | None = None,
                  layout: str | Path | None = None) -> list[SplitResult]:
-    """Train and evaluate every split x seed; `loaded` (data already loaded, by source) may be shared
-    between calls so that one process loads a cache once. `layout` (a layout name or .json file,
-    docs/layouts.md) is the skeleton of the --pyskl pickle."""
+    """Train and evaluate every published split x seed; `loaded` (data already loaded, by source) may
+    be shared between calls so that one process loads a cache once. `layout` (a layout name or .json
+    file, docs/layouts.md) is the skeleton of the --pyskl pickle."""
+    _check_sources(base, store, pyskl, features)
     skel = pyskl_layout(layout, pyskl)
-    if pyskl is not None and base.cues != "none":
-        raise UserError(f"a PYSKL pickle has skeletons only; add --cues none to train from {pyskl}")
-    if features is not None and (pyskl is not None or store is not None):
-        raise UserError("give one data source: --features, --pyskl or --store")
     known = {n.lower() for n in SPLIT_NAMES}
     for name in split_names:
         if name.lower() not in known:
             get_split(name)  # raises the unknown-name error with close matches
         if store is None and pyskl is None and features is None:
             check_cache_exists(name, cache_dir)
-    splits = [get_split(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
-              for n in split_names]  # resolve all first: a typo fails before any training
+    specs = [get_split_spec(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+             for n in split_names]  # resolve all first: a typo fails before any training
     encoder = make_text_encoder(base.text_encoder)
     loaded = {} if loaded is None else loaded
+    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
+    return [result for spec in specs for result in _train_spec(spec, base, seeds, runs_dir, resume, encoder,
+                                                                loaded, sources)]
+
+
+def train_split_file(split_file: Path | str | SplitSpec, *, base: TrainConfig, seeds: int = 1,
+                     cache_dir: Path | None = None, store: Path | None = None, pyskl: Path | None = None,
+                     features: Path | None = None, runs_dir: Path | None = None, resume: bool = False,
+                     loaded: dict | None = None, layout: str | Path | None = None) -> SplitFileResult:
+    """Train and evaluate every partition x seed of a split file (or an already read SplitSpec);
+    one run folder each, <runs>/<name>[/p<k>-<digest>]/<settings>/seed-<n>, and one summary row
+    (mean ± std over partitions x seeds), returned and written to <runs>/<name>/summary-<settings>.md."""
+    _check_sources(base, store, pyskl, features)
+    spec = split_file if isinstance(split_file, SplitSpec) else read_split_file(split_file)
+    skel = pyskl_layout(layout, pyskl)
+    if skel is None and pyskl is not None and spec.skeleton is not None:  # the split file names the pickle's layout
+        skel = split_layout(spec.skeleton, str(split_file))
+    loaded = {} if loaded is None else loaded
+    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
+    results = _train_spec(spec, base, seeds, runs_dir, resume, make_text_encoder(base.text_encoder), loaded, sources)
+    run_dirs = [d for r in results for d in r.run_dirs]
+    summary = summarise_partitions(spec.name, run_dirs, partitions=len(spec.partitions), seeds=seeds)
+    settings = run_name(dataclasses.replace(base, split=spec.name), fingerprint([r.group_dir.name for r in results]))
+    write_summary(summary, paths.runs_root(runs_dir) / spec.name / f"summary-{settings}.md")
+    return SplitFileResult(spec.name, results, summary)
+
+
+def _check_before_training(spec: SplitSpec, dataset: CueDataset) -> None:
+    """What a split asks of the data, checked before any run folder is made."""
+    first = spec.split(0)
+    check_labels(dataset, first)
+    check_split_skeleton(dataset, first)
+    if first.train_side is not None:
+        split_sides(dataset.meta, dataset.clip_ids, first)
+
+
+def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path | None, resume: bool, encoder,
+                loaded: dict, sources: dict) -> list[SplitResult]:
+    """Every partition x seed of one spec (a published split has one partition)."""
+    cache_dir = sources["cache_dir"]
+    splits = spec.splits()
+    dataset = load_split_data(splits[0], base.num_frames, cache_dir, sources["store"], sources["pyskl"], loaded,
+                              sources["features"], sources.get("layout"))
+    if isinstance(dataset, FeatureDataset):  # before any run folder is made
+        check_folder_cues(dataset, base.cues)
+    _check_before_training(spec, dataset)
+    bank = build_text_bank(class_texts(splits[0]), encoder, paths.cache_root(cache_dir))  # same classes in each
     results = []
     for split in splits:
-        dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, loaded, features, skel)
-        if isinstance(dataset, FeatureDataset):  # before any run folder is made
-            check_folder_cues(dataset, base.cues)
-        bank = build_text_bank(class_texts(split), encoder, paths.cache_root(cache_dir))
         cfg0 = for_features(dataclasses.replace(base, split=split.name, skeleton_encoder=resolve_encoder(
             base.skeleton_encoder, split.dataset)), dataset)
         group = paths.runs_root(runs_dir) / split.name / run_name(cfg0, dataset.source_fingerprint)
@@ -196,12 +256,24 @@ def pyskl_layout(layout: str | Path | None, pyskl: Path | None) -> Skeleton | No
     return load_layout(layout)
 
 
+def _split_for_run(name: str, split_file: Path | None, kinetics200_classes, guess_kinetics200) -> Split:
+    if split_file is None:
+        return get_split(name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    spec = read_split_file(split_file)
+    for split in spec.splits():
+        if split.name == name:
+            return split
+    raise UserError(f"{split_file} has no partition {name!r} (the run was trained on it); pass the split file "
+                    f"the run was trained with")
+
+
 def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
                  pyskl: Path | None = None, kinetics200_classes: Path | None = None,
                  guess_kinetics200: bool = False, features: Path | None = None,
-                 layout: str | Path | None = None) -> dict:
-    """Re-evaluate a finished run folder's checkpoint on its split. A --pyskl pickle is read with
-    `layout`, else with the layout the checkpoint recorded (a layout file is not needed again)."""
+                 layout: str | Path | None = None, split_file: Path | None = None) -> dict:
+    """Re-evaluate a finished run folder's checkpoint on its split (from `split_file` if it was trained on
+    one). A --pyskl pickle is read with `layout`, else with the layout the checkpoint recorded (a layout
+    file is not needed again)."""
     import json
 
     from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
@@ -213,7 +285,7 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     if not config_path.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
     cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
-    split = get_split(cfg.split, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    split = _split_for_run(cfg.split, split_file, kinetics200_classes, guess_kinetics200)
     skel = pyskl_layout(layout, pyskl)
     if skel is None and pyskl is not None:
         recorded = load_checkpoint(Path(run_dir) / CHECKPOINT)["model_args"].get("skeleton_layout")

@@ -13,6 +13,7 @@ include pairs that differ only in context.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,12 @@ import numpy as np
 from posebridge.cache.schema import BLAZEPOSE33, CacheLayout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
+from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
 from posebridge.pipeline.fingerprint import file_sha256, fingerprint
-from posebridge.pipeline.splits.registry import Split
-from posebridge.stages.train.text import ClassTexts, prompts
+from posebridge.pipeline.splits.spec import Split
+from posebridge.pipeline.splits.split_file import parse_split
+from posebridge.stages.train.text import ClassTexts, class_texts
 
 # Bump when what the generator produces changes: the fingerprint, and so the store, changes with it.
 GENERATOR_VERSION = 1
@@ -108,14 +111,25 @@ def synthetic_classes() -> list[SyntheticClass]:
     return [SyntheticClass(*combo) for combo in itertools.product(PARTS, MOTIONS, TEMPOS, CONTEXTS)]
 
 
-def synthetic_split() -> Split:
-    """The "synthetic_zsl" split: 27 seen, 9 unseen classes (fixed, see UNSEEN)."""
+def synthetic_split_file() -> dict:
+    """The "synthetic_zsl" split as a split file: 27 seen, 9 unseen classes (fixed, see UNSEEN),
+    with each class's texts; sides are the store's meta["split"] values. The package ships this
+    dict as pipeline/splits/data/synthetic_zsl.json (tests check that the two agree) and
+    write_synthetic_store() writes it next to the store."""
     classes = synthetic_classes()
-    unseen = tuple(i for i, c in enumerate(classes) if (c.part, c.motion, c.tempo, c.context) in UNSEEN)
-    seen = tuple(i for i in range(len(classes)) if i not in unseen)
-    return Split(name=SPLIT_NAME, dataset=DATASET, class_names=tuple(c.name for c in classes), seen=seen,
-                 unseen=unseen, protocol="synthetic", source="posebridge.stages.train.synthetic (generated)",
-                 assumption="SYNTHETIC benchmark: checks the mechanics of stage 2, not recognition of real actions")
+    return {
+        "name": SPLIT_NAME, "dataset": DATASET, "skeleton": BLAZEPOSE33.name,
+        "assumption": "SYNTHETIC benchmark: checks the mechanics of stage 2, not recognition of real actions",
+        "classes": [_class_entry(c) for c in classes],
+        "train": "train", "test": "test",
+        "unseen": [c.name for c in classes if (c.part, c.motion, c.tempo, c.context) in UNSEEN],
+    }
+
+
+def synthetic_split() -> Split:
+    """The "synthetic_zsl" split, read through the split-file path like any other."""
+    return parse_split(synthetic_split_file(), where=f"{__name__}.synthetic_split_file()", base_dir=Path("."),
+                       source=f"{SPLIT_NAME}.json (posebridge.stages.train.synthetic, generated)").split(0)
 
 
 # --- texts ------------------------------------------------------------------------------------
@@ -139,33 +153,32 @@ def _object(context: str) -> str:
     return context.removeprefix("holding ")
 
 
+def _class_entry(c: SyntheticClass) -> dict:
+    """A class's split-file entry: texts composed from the same attributes as the class."""
+    hand = _HOLDING_HAND[c.part]
+    thing = _object(c.context)
+    moves = f"{_MOTION_PHRASES[c.motion]} {c.tempo}"
+    holds = f"the {hand} hand holds {thing}"
+    if c.part == "left leg":
+        hands = f"{holds}; the other hand rests at the side"
+        legs = f"the left leg {moves} while the right leg stands"
+    else:
+        hands = f"{holds}; the {c.part} carrying it {moves}"
+        legs = "both legs stand still, feet on the ground"
+    tempo = "slow, smooth" if c.tempo == "slowly" else "fast, brisk"
+    return {
+        "name": c.name,
+        "descriptions": [f"a standing person {c.context}, whose {c.part} {moves}, with {tempo} repetitions."],
+        "parts": {"head": "the head stays upright, facing forward", "hands": hands,
+                  "torso": "the torso stays upright and still", "legs": legs},
+        "temporal": dict(zip(("start", "middle", "end"),
+                             (p.format(part=c.part) + f", {c.context}" for p in _PHASES[c.motion]))),
+    }
+
+
 def synthetic_texts() -> list[ClassTexts]:
-    """Texts composed from the same attributes as the classes, in label order."""
-    texts = []
-    for c in synthetic_classes():
-        hand = _HOLDING_HAND[c.part]
-        thing = _object(c.context)
-        moves = f"{_MOTION_PHRASES[c.motion]} {c.tempo}"
-        holds = f"the {hand} hand holds {thing}"
-        if c.part == "left leg":
-            hands = f"{holds}; the other hand rests at the side"
-            legs = f"the left leg {moves} while the right leg stands"
-        else:
-            hands = f"{holds}; the {c.part} carrying it {moves}"
-            legs = "both legs stand still, feet on the ground"
-        tempo = "slow, smooth" if c.tempo == "slowly" else "fast, brisk"
-        texts.append(ClassTexts(
-            name=c.name,
-            templates=prompts(c.name),
-            description=f"a standing person {c.context}, whose {c.part} {moves}, with {tempo} repetitions.",
-            parts={"head": "the head stays upright, facing forward",
-                   "hands": hands,
-                   "torso": "the torso stays upright and still",
-                   "legs": legs},
-            temporal=dict(zip(("start", "middle", "end"),
-                              (p.format(part=c.part) + f", {c.context}" for p in _PHASES[c.motion]))),
-        ))
-    return texts
+    """Texts of every class, in label order (from the split file, as training reads them)."""
+    return class_texts(synthetic_split())
 
 
 # --- skeleton ---------------------------------------------------------------------------------
@@ -374,4 +387,16 @@ def write_synthetic_store(cache_root: Path, clips_per_class: int = 30, seed: int
                 one_person = ClipArrays(keypoints=keypoints[:, None], score=score[:, None], features=features[:, None],
                                         heatmaps=heatmaps[:, None])  # [T, M=1, ...]
                 writer.add(record, one_person)
+    write_split_file(Path(path) / SPLIT_FILE)
+    return path
+
+
+SPLIT_FILE = "split.json"  # next to the store's data: `train --store <store> --split-file <store>/split.json`
+
+
+def write_split_file(path: Path) -> Path:
+    """The synthetic_zsl split file (what the package ships), so the store is an ordinary data set
+    with its split file beside it."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(synthetic_split_file(), indent=1) + "\n")
     return path

@@ -6,12 +6,11 @@ description file feeds which dataset is decided in one table (DESCRIPTION_SOURCE
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits import descriptions
-from posebridge.pipeline.splits.registry import Split
+from posebridge.pipeline.splits.spec import ClassInfo, Split
 
 PART_NAMES = ("head", "hands", "torso", "legs")
 TEMPORAL_NAMES = ("start", "middle", "end")
@@ -58,10 +57,14 @@ def _source_for(dataset: str, requested: str) -> str:
 
 
 def class_texts(split: Split, descriptions_from: str = "auto") -> list[ClassTexts]:
-    """Texts for every class of split.class_names, in label order."""
-    if split.dataset == "synthetic":
-        return importlib.import_module("posebridge.stages.train.synthetic").synthetic_texts()
+    """Texts for every class of split.class_names, in label order: the split's own (a split file's
+    descriptions, parts, phases) where it gives any, else the dataset's shipped descriptions, else
+    the prompts alone."""
+    if split.classes:
+        return [given_texts(c) for c in split.classes]
     names = split.class_names
+    if not any(split.dataset in covered for covered in DESCRIPTION_SOURCES.values()):
+        return [ClassTexts(name=n, templates=prompts(n), description=None) for n in names]
     source = _source_for(split.dataset, descriptions_from)
     if source == "purls":
         rows = descriptions.purls_rows(split.dataset, names)
@@ -70,3 +73,10 @@ def class_texts(split: Split, descriptions_from: str = "auto") -> list[ClassText
     files = descriptions.SMIE_FILES if source == "smie" else descriptions.PGFA_FILES
     lines = descriptions.line_descriptions(files, split.dataset, len(names))
     return [ClassTexts(name=n, templates=prompts(n), description=d) for n, d in zip(names, lines)]
+
+
+def given_texts(info: ClassInfo) -> ClassTexts:
+    """A split file's class: prompts with its name; several descriptions are joined into one text."""
+    description = " ".join(info.descriptions) if info.descriptions else None
+    return ClassTexts(name=info.name, templates=prompts(info.name), description=description,
+                      parts=dict(info.parts), temporal=dict(info.temporal))
