@@ -43,7 +43,11 @@ def clip_features(keypoint: np.ndarray, layout: dict) -> np.ndarray:
     centre = xyz[:, _index(names, layout["center"])].mean(axis=1)      # [T, C]
     top, bottom = (xyz[:, _index(names, end)].mean(axis=1) for end in layout["torso"])
     scale = float(np.linalg.norm(top - bottom, axis=-1).mean()) or 1.0
-    x = (xyz - centre.mean(axis=0)) / scale
+    return pooled((xyz - centre.mean(axis=0)) / scale)
+
+
+def pooled(x: np.ndarray) -> np.ndarray:
+    """[T, V, C] normalised joints -> FRAMES frames (linear) -> mean, std, mean |change| per coordinate."""
     t = len(x)
     pos = np.linspace(0, t - 1, FRAMES)
     lo = np.floor(pos).astype(int)
@@ -87,6 +91,7 @@ class PartitionResult:
     gzsl_s: float
     gzsl_u: float
     gzsl_h: float
+    gzsl_h_uncal: float = math.nan
 
 
 def evaluate_partition(train_x, train_y, test_x, test_y, text: np.ndarray, unseen: np.ndarray,
@@ -101,8 +106,9 @@ def evaluate_partition(train_x, train_y, test_x, test_y, text: np.ndarray, unsee
     zsl_scores = model.scores(test_x[test_unseen], text[unseen])
     zsl = M.zsl_topk(zsl_scores, np.searchsorted(unseen, test_y[test_unseen]), ks=(1,))["top1"]
     gamma = _pseudo_unseen_gamma(train_x, train_y, text, seen, len(unseen), seed)
-    g = M.gzsl(model.scores(test_x, text), test_y, ~np.isin(np.arange(k), unseen), gamma)
-    return PartitionResult(zsl, g["seen"], g["unseen"], g["h"])
+    scores, seen_mask = model.scores(test_x, text), ~np.isin(np.arange(k), unseen)
+    g = M.gzsl(scores, test_y, seen_mask, gamma)
+    return PartitionResult(zsl, g["seen"], g["unseen"], g["h"], M.gzsl(scores, test_y, seen_mask, 0.0)["h"])
 
 
 def _pseudo_unseen_gamma(x, y, text, seen, n_unseen, seed) -> float:
@@ -125,7 +131,7 @@ def _pseudo_unseen_gamma(x, y, text, seen, n_unseen, seed) -> float:
 def chance(num_classes: int, num_unseen: int) -> PartitionResult:
     """Expected accuracies of a uniform random guess: ZSL over the unseen classes, GZSL over all."""
     p = 1.0 / num_classes
-    return PartitionResult(1.0 / num_unseen, p, p, p)
+    return PartitionResult(1.0 / num_unseen, p, p, p, p)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
