@@ -242,6 +242,8 @@ def export_features(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name or .json "
+                                         "file (docs/layouts.md); default: the built-in with its joint count."),
     shiftgcn_epochs: int = typer.Option(140, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder."),
     shiftgcn_width: int = typer.Option(64, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
@@ -266,7 +268,7 @@ def export_features(
                        shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width).validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
-                          with_cues=cue_tokens)
+                          with_cues=cue_tokens, layout=layout)
     typer.echo(f"wrote {out}: " + ", ".join(f"{side} {n}" for side, n in counts.items()) + " rows")
 
 
@@ -285,10 +287,17 @@ def splits(
     name: Optional[str] = typer.Argument(None, help="Show one split's seen and unseen class names."),
     kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
                                                        help="Your Kinetics-200 class list (one K400 name per line)."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="Check a split file and show its partitions."),
 ) -> None:
     """List the published zero-shot splits (seen/unseen counts, source), or show one in full."""
     from posebridge.pipeline.splits.registry import get_split, list_splits
+    from posebridge.pipeline.splits.split_file import read_split_file
 
+    if split_file is not None:
+        for part in read_split_file(split_file).splits():
+            typer.echo(f"{part.name}: unseen ({len(part.unseen)}): "
+                       + "; ".join(f"{i} {part.class_names[i]}" for i in part.unseen))
+        return
     if name is None:
         typer.echo(f"{'split':34} {'dataset':12} {'seen':>5} {'unseen':>6}  status")
         for row in list_splits():

@@ -425,5 +425,7 @@ def test_train_on_a_custom_layout_pickle_and_evaluate_without_the_file(tmp_path)
     run_dir = result.run_dirs[0]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["samples"]["test_zsl"] == 4
+    recorded = json.loads((run_dir / "fingerprints.json").read_text())["skeleton_layout"]
+    assert recorded == load_layout(layout_file).fingerprint  # the run says which layout read its data
     layout_file.unlink()
     assert evaluate_run(run_dir, pyskl=pickle_path)["zsl"] == metrics["zsl"]

@@ -298,3 +298,41 @@ def test_train_needs_exactly_one_of_split_and_split_file(args, capsys):
     with pytest.raises(SystemExit) as done:
         main(["train", *args])
     assert done.value.code == 1 and "either --split NAME or --split-file FILE.json" in capsys.readouterr().err
+
+
+def test_splits_command_shows_a_split_files_partitions(tmp_path, capsys):
+    from posebridge.pipeline.cli import main
+
+    path = write_json(tmp_path / "s.json", split_obj(unseen=None, random_partitions={"unseen": 2, "count": 3}))
+    with pytest.raises(SystemExit) as done:
+        main(["splits", "--split-file", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert done.value.code == 0 and len(lines) == 3
+    assert all(re.match(r"myset_4_2/p\d-[0-9a-f]{8}: unseen \(2\): \d+ \w+; \d+ \w+$", line) for line in lines)
+
+
+def test_sides_by_a_feature_folders_own_files(tmp_path):
+    # load_feature_folder tags each row with the file it came from: meta["side"] train / val / test
+    sides = ["train", "train", "val", "test", "test", "test"]
+    ds = _tiny([{"side": s} for s in sides], [0, 1, 0, 2, 5, 3])
+    parts = partition(ds, _split(tmp_path, train="train", test="test"))
+    assert parts["train"].tolist() == [0, 1] and parts["val"].tolist() == [2]
+    assert parts["test_zsl"].tolist() == [3, 4] and parts["test_gzsl"].tolist() == [3, 4, 5]
+
+
+def test_skeleton_field_takes_a_layout_file_relative_to_the_split_file(tmp_path):
+    import posebridge.pipeline.layouts as layouts
+    from posebridge.stages.train.skeletons import check_split_skeleton, split_layout
+
+    layout = json.loads((Path(layouts.__file__).parent / "layouts" / "coco17.json").read_text())
+    layout["name"] = "my17"
+    (tmp_path / "layouts").mkdir()
+    write_json(tmp_path / "layouts" / "my17.json", layout)
+    split = _split(tmp_path, skeleton="layouts/my17.json")
+    assert split.skeleton == str(tmp_path / "layouts" / "my17.json")
+    assert split_layout(split.skeleton, split.source).name == "my17"
+    with pytest.raises(UserError, match=r"field 'skeleton' is .*my17.json', but the data's skeleton is 'coco17'"):
+        check_split_skeleton(_tiny([{}], [0]), split)
+    check_split_skeleton(_tiny([{}], [0]), _split(tmp_path, skeleton="coco17"))
+    with pytest.raises(UserError, match="field 'skeleton'"):
+        split_layout(_split(tmp_path, skeleton="coco18").skeleton, "s.json")

@@ -171,3 +171,17 @@ def test_only_the_cues_separate_context_only_pairs(store_path):
     assert _context_pair_accuracy(skeleton, labels, is_train) < 0.65
     assert _context_pair_accuracy(wrist_features, labels, is_train) > 0.75
     assert _context_pair_accuracy(wrist_heatmaps, labels, is_train) > 0.8
+
+
+def test_store_comes_with_its_split_file(store_path):
+    from posebridge.pipeline.splits.split_file import read_split_file
+    from posebridge.stages.train.data import partition
+
+    split = read_split_file(Path(store_path) / synthetic.SPLIT_FILE).split(0)
+    assert (split.class_names, split.seen, split.unseen) == (lambda s: (s.class_names, s.seen, s.unseen))(
+        get_split("synthetic_zsl"))
+    ds = load_store(store_path, num_frames=8)
+    from_file, published = partition(ds, split), partition(ds, get_split("synthetic_zsl"))
+    assert from_file.keys() == published.keys()
+    for key in from_file:
+        np.testing.assert_array_equal(from_file[key], published[key])

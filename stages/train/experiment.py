@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import layout_from_dict
 from posebridge.pipeline.splits.registry import Split
 from posebridge.stages.eval.calibration import calibrate_gamma
 from posebridge.stages.eval.evaluate import compute_metrics
@@ -42,7 +43,14 @@ def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig
     # data_layout: what `posebridge predict` checks a new video's extractor against.
     return {"data": ds.source_fingerprint, "text_bank": bank.fingerprint, "text_encoder": cfg.text_encoder,
             "split": split.name, "split_source": split.source, "split_assumption": split.assumption,
-            "data_layout": ds.layout, "feature_folder": isinstance(ds, FeatureDataset)}
+            "data_layout": ds.layout, "feature_folder": isinstance(ds, FeatureDataset),
+            # which skeleton layout read the data (pipeline/layouts.py Skeleton.fingerprint); None: by joint count
+            "skeleton_layout": _layout_fingerprint(ds)}
+
+
+def _layout_fingerprint(ds: CueDataset) -> str | None:
+    layout = getattr(ds, "skeleton_layout", None)
+    return layout_from_dict(layout).fingerprint if layout else None
 
 
 def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:

@@ -168,8 +168,8 @@ def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, c
     """Train and evaluate every published split x seed; `loaded` (data already loaded, by source) may
     be shared between calls so that one process loads a cache once. `layout` (a layout name or .json
     file, docs/layouts.md) is the skeleton of the --pyskl pickle."""
-    _check_sources(base, store, pyskl, features)
     skel = pyskl_layout(layout, pyskl)
+    _check_sources(base, store, pyskl, features)
     known = {n.lower() for n in SPLIT_NAMES}
     for name in split_names:
         if name.lower() not in known:
@@ -191,12 +191,13 @@ def train_split_file(split_file: Path | str | SplitSpec, *, base: TrainConfig, s
                      loaded: dict | None = None, layout: str | Path | None = None) -> SplitFileResult:
     """Train and evaluate every partition x seed of a split file (or an already read SplitSpec);
     one run folder each, <runs>/<name>[/p<k>-<digest>]/<settings>/seed-<n>, and one summary row
-    (mean ± std over partitions x seeds), returned and written to <runs>/<name>/summary-<settings>.md."""
+    (mean ± std over partitions x seeds), returned and written to <runs>/<name>/summary-<settings>.md.
+    A --pyskl pickle is read with `layout`, else with the split file's "skeleton"."""
     _check_sources(base, store, pyskl, features)
     spec = split_file if isinstance(split_file, SplitSpec) else read_split_file(split_file)
     skel = pyskl_layout(layout, pyskl)
-    if skel is None and pyskl is not None and spec.skeleton is not None:  # the split file names the pickle's layout
-        skel = split_layout(spec.skeleton, str(split_file))
+    if skel is None and pyskl is not None and spec.skeleton is not None:
+        skel = split_layout(spec.skeleton, spec.source)
     loaded = {} if loaded is None else loaded
     sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
     results = _train_spec(spec, base, seeds, runs_dir, resume, make_text_encoder(base.text_encoder), loaded, sources)
@@ -222,7 +223,7 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     cache_dir = sources["cache_dir"]
     splits = spec.splits()
     dataset = load_split_data(splits[0], base.num_frames, cache_dir, sources["store"], sources["pyskl"], loaded,
-                              sources["features"], sources.get("layout"))
+                              sources["features"], sources["layout"])
     if isinstance(dataset, FeatureDataset):  # before any run folder is made
         check_folder_cues(dataset, base.cues)
     _check_before_training(spec, dataset)
@@ -246,16 +247,6 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     return results
 
 
-def pyskl_layout(layout: str | Path | None, pyskl: Path | None) -> Skeleton | None:
-    """The --layout of a --pyskl pickle, loaded (and checked) before any data is read."""
-    if layout is None:
-        return None
-    if pyskl is None:
-        raise UserError(f"--layout {layout} names the skeleton of a --pyskl pickle; stores and feature "
-                        f"folders carry their own")
-    return load_layout(layout)
-
-
 def _split_for_run(name: str, split_file: Path | None, kinetics200_classes, guess_kinetics200) -> Split:
     if split_file is None:
         return get_split(name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
@@ -267,13 +258,23 @@ def _split_for_run(name: str, split_file: Path | None, kinetics200_classes, gues
                     f"the run was trained with")
 
 
+def pyskl_layout(layout: str | Path | None, pyskl: Path | None) -> Skeleton | None:
+    """The --layout of a --pyskl pickle, loaded (and checked) before any data is read."""
+    if layout is None:
+        return None
+    if pyskl is None:
+        raise UserError(f"--layout {layout} names the skeleton of a --pyskl pickle; stores and feature "
+                        f"folders carry their own")
+    return load_layout(layout)
+
+
 def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
                  pyskl: Path | None = None, kinetics200_classes: Path | None = None,
                  guess_kinetics200: bool = False, features: Path | None = None,
                  layout: str | Path | None = None, split_file: Path | None = None) -> dict:
-    """Re-evaluate a finished run folder's checkpoint on its split (from `split_file` if it was trained on
-    one). A --pyskl pickle is read with `layout`, else with the layout the checkpoint recorded (a layout
-    file is not needed again)."""
+    """Re-evaluate a finished run folder's checkpoint on its split (from `split_file` if it was trained
+    on one). A --pyskl pickle is read with `layout`, else with the layout the checkpoint recorded (a
+    layout file is not needed again)."""
     import json
 
     from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
@@ -314,17 +315,19 @@ def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir:
 
 def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir: Path | None = None,
                     store: Path | None = None, pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                    guess_kinetics200: bool = False, with_cues: bool = True) -> dict[str, int]:
+                    guess_kinetics200: bool = False, with_cues: bool = True,
+                    layout: str | Path | None = None) -> dict[str, int]:
     """A split's frozen Shift-GCN features as a SynSE/PURLS feature folder at `out` (the encoder is
     the one `train --skeleton-encoder shiftgcn` with the same settings uses: cached, or pretrained now),
-    with its pooled cue tokens when `with_cues` and the data has cues."""
+    with its pooled cue tokens when `with_cues` and the data has cues. `layout`: as for train_splits."""
     from posebridge.stages.train.export_features import export_split_features, refuse_existing
 
     refuse_existing(out)  # before any data is read
+    skel = pyskl_layout(layout, pyskl)
     split = get_split(split_name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     if store is None and pyskl is None:
         check_cache_exists(split.name, cache_dir)
-    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {})
+    dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {}, layout=skel)
     cfg = dataclasses.replace(base, split=split.name, cues="none").validate()
     return export_split_features(cfg, dataset, split, out, encoder_cache=paths.cache_root(cache_dir),
                                  with_cues=with_cues)

@@ -1,14 +1,14 @@
 """A split file's "skeleton" field: a layout name ("coco17") or a layout JSON file, checked against the data."""
 from __future__ import annotations
 
-from posebridge.pipeline.layouts import Skeleton, load_layout
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.layouts import Skeleton, load_layout
 from posebridge.pipeline.splits.spec import Split
 
 
 def split_layout(name_or_path: str, where: str) -> Skeleton:
-    """The layout a split file names: a registered name or a layout .json file (its path is already
-    absolute, resolved against the split file)."""
+    """The layout a split file names: a built-in name or a layout file (the split-file reader made
+    its path absolute, so no base_dir is needed here)."""
     try:
         return load_layout(name_or_path)
     except UserError as err:
