@@ -14,8 +14,8 @@ import numpy as np
 from posebridge.cache.store import list_stores
 from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.layouts import Skeleton, layout_from_dict, load_layout
 from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.pipeline.layouts import Skeleton, layout_from_dict, load_layout
 from posebridge.pipeline.splits.registry import SPLIT_NAMES, get_split, get_split_spec
 from posebridge.pipeline.splits.spec import Split, SplitSpec
 from posebridge.pipeline.splits.split_file import read_split_file
