@@ -198,12 +198,14 @@ def table(real: RealSet, encoder_spec: str, rows: list[Row]) -> str:
 
 
 def protocol_line(args, sets: list[RealSet]) -> str:
+    gzsl = ("of the product rows uncalibrated (--gzsl-calibration none), the baseline's calibrated on seen classes"
+            if "--gzsl-calibration none" in args.train_args
+            else "calibrated by pseudo-unseen seen classes (TTR rows: none)")
     parts = ", ".join(f"{s.name} {len(s.classes) - len(s.partitions[0])}/{len(s.partitions[0])}" for s in sets)
     return (f"Protocol: {len(sets[0].partitions)} fixed random seen/unseen partitions per set (numpy default_rng({SEED}); "
             f"{parts}); every row on the same partitions; mean ± sample std over partitions, in %. "
             f"Product rows: `posebridge train --pyskl --split-file --cues none --epochs {args.epochs} "
-            f"--shiftgcn-epochs {args.shiftgcn_epochs}{' ' + args.train_args if args.train_args else ''}`, GZSL calibrated by pseudo-unseen seen classes "
-            f"(TTR rows: none). Hyperparameters fixed in advance, none chosen on unseen classes. "
+            f"--shiftgcn-epochs {args.shiftgcn_epochs}{' ' + args.train_args if args.train_args else ''}`, GZSL {gzsl}. Hyperparameters fixed in advance, none chosen on unseen classes. "
             f"JHMDB split 1 (train/test lists), MSR Action3D cross-subject (1,3,5,7,9 / 2,4,6,8,10).")
 
 
