@@ -40,7 +40,7 @@ DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
 LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
 P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
 
-.PHONY: help setup models media demo extract train ablate eval predict render test bench-extract bench-train clean-outputs
+.PHONY: help setup models media demo extract train ablate eval predict render test bench-extract bench-train clean-outputs import-ntu bench-real
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -101,6 +101,10 @@ render: $(BIN)/.installed ## draw the cached skeleton + cue strength of VIDEO: m
 	@test -n "$(VIDEO)" -a -n "$(OUT)" || { echo "error: give VIDEO=file OUT=file.mp4|.gif|.png" >&2; exit 1; }
 	$(PB) render "$(VIDEO)" --out "$(OUT)" $(ARGS)
 
+import-ntu: $(BIN)/.installed ## NTU RGB+D .skeleton files -> 3D PYSKL pickle: make import-ntu SKELETONS=nturgb+d_skeletons OUT=ntu.pkl
+	@test -n "$(SKELETONS)" -a -n "$(OUT)" || { echo "error: give SKELETONS=folder of .skeleton files OUT=new.pkl" >&2; exit 1; }
+	$(PB) import-ntu "$(SKELETONS)" --out "$(OUT)" $(ARGS)
+
 demo: setup ## the main job on the embedded default: extract the demo videos, then train+eval the synthetic split
 	$(PB) demo
 
@@ -121,6 +125,9 @@ bench-extract: setup $(BENCH_EXTRACT_VENV)/bin/.installed ## stage-1 benchmark v
 
 bench-train: setup ## stage-2 benchmark: loader, step time, demo split end to end [ARGS="--scale ntu60": training view, "--features-scale ntu60": feature folder, at NTU-60 size]
 	$(BIN)/python bench/bench_train.py $(ARGS)
+
+bench-real: $(BIN)/.installed ## stage 2 on real skeletons (JHMDB, MSR Action3D): chance, linear baseline, product rows [DATA=../shared/real] [ARGS="--quick"]
+	$(BIN)/python bench/bench_real.py $(if $(DATA),--data "$(DATA)") $(ARGS)
 
 # chumpy (an mmpose dependency) must be built without build isolation: its setup.py imports pip.
 

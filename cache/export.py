@@ -117,6 +117,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def restricted_load(file, encoding: str = "ASCII"):
+    """Unpickle `file` admitting only containers and numpy arrays, as read_pyskl does; for other
+    research pickles (encoding="latin1" reads Python 2 pickles of numpy arrays)."""
+    return _RestrictedUnpickler(file, encoding=encoding).load()
+
+
 def read_pyskl(path: str | os.PathLike) -> dict:
     """Load a PYSKL pickle safely (only containers and numpy arrays are admitted) and check its structure."""
     path = Path(path)

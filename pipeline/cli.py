@@ -220,6 +220,19 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+@app.command("import-ntu")
+def import_ntu(
+    src: Path = typer.Argument(..., help="Folder of NTU RGB+D .skeleton files (SsssCcccPpppRrrrAaaa.skeleton)."),
+    out: Path = typer.Option(..., "--out", help="New PYSKL pickle (never overwritten)."),
+) -> None:
+    """Convert NTU RGB+D 60/120 .skeleton files into a 3D PYSKL pickle (keypoint [M, T, 25, 3] metres,
+    label = action - 1, split lists xsub and xview (NTU-60) or xsub and xset (NTU-120)) for `train --pyskl`."""
+    from posebridge.pipeline.datasets.ntu_skeleton import import_ntu_skeletons
+
+    for line in import_ntu_skeletons(src, out).lines():
+        typer.echo(line)
+
+
 @app.command("export-features")
 def export_features(
     split: str = typer.Option(..., "--split", help="Split name; the encoder is pretrained on its seen classes."),
