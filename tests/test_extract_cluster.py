@@ -135,8 +135,8 @@ def test_two_concurrent_runs_split_the_clips(videos, models_dir, reference, tmp_
 
 
 def _readme_sbatch_script() -> str:
-    """The SLURM array script exactly as the README gives it."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    """The SLURM array script exactly as docs/clusters.md gives it."""
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "clusters.md").read_text()
     block = re.search(r"```bash\n(.*?#SBATCH --array.*?)```", readme, re.S).group(1)
     return textwrap.dedent(block)
 
