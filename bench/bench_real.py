@@ -47,8 +47,8 @@ ROWS: list[tuple[str, list[str] | None]] = [
     ("+ adaptive parts + symmetric loss", ["--skeleton-encoder", "shiftgcn", "--adaptive-parts", "--symmetric-loss"]),
     ("+ TTR (TRANSDUCTIVE)", ["--skeleton-encoder", "shiftgcn", "--adaptive-parts", "--symmetric-loss", "--ttr",
                              "--gzsl-calibration", "none"]),
-    # ("preset purls", ["--preset", "purls"]),
-    # ("preset dynapurls (TRANSDUCTIVE)", ["--preset", "dynapurls"]),
+    ("preset purls", ["--preset", "purls"]),
+    ("preset dynapurls (TRANSDUCTIVE)", ["--preset", "dynapurls"]),
 ]
 SETS = {"jhmdb": (real_jhmdb, 4), "msr_action3d": (real_msr, 5)}  # module, unseen classes per partition
 PARTITIONS, SEED = 10, 0
