@@ -3,7 +3,7 @@
 Every module under pipeline/, stages/ and cache/ is parsed with ast; every Import / ImportFrom node
 counts, the lazy ones inside functions too (a function-level import is still a dependency, it only
 runs later). Each module maps to an area (the longest matching prefix in LAYERS) and each area to a
-layer. docs/README-draft.md ("Layers") has the same table in prose.
+layer. README.md ("Layers") has the same table in prose.
 """
 from __future__ import annotations
 
