@@ -28,6 +28,13 @@ DEFAULT_LEVELS = {"embedded": ",".join(CueConfig.levels), "mmpose": "stage2,stag
 
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
+# Options that several stage-2 commands share, written once (as CacheDir).
+PysklLayout = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name (coco17, ntu25, "
+                           "blazepose33) or a layout .json file (docs/layouts.md); default: a split file's "
+                           "`skeleton`, else the built-in with the pickle's joint count.")
+ShiftGCNEpochs = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder (default 140).")
+ShiftGCNWidth = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64).")
+
 
 def _parse_ints(text: str) -> tuple[int, ...]:
     try:
@@ -241,14 +248,11 @@ def export_features(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name or .json "
-                                         "file (docs/layouts.md); default: the built-in with its joint count."),
+    layout: Optional[str] = PysklLayout,
     preset: str = typer.Option("posebridge", "--preset", help="Method preset whose Shift-GCN recipe (and feature "
                                "normalisation) the encoder uses: posebridge, purls or dynapurls (as `train --preset`)."),
-    shiftgcn_epochs: Optional[int] = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN "
-                                                  "encoder (default 140)."),
-    shiftgcn_width: Optional[int] = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features "
-                                                 "are 4x: 256 at 64)."),
+    shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
+    shiftgcn_width: Optional[int] = ShiftGCNWidth,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
     cue_tokens: bool = typer.Option(True, "--cue-tokens/--no-cue-tokens",
                                     help="Also write <side>_cue.npy: the clip's cues pooled to --cue-steps tokens "
@@ -333,9 +337,7 @@ def train(
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Train skeleton-only from a PYSKL pickle (with --cues none): "
                                          "COCO-17 2D or NTU-25 3D (any other skeleton: --layout), up to 2 persons, "
                                          "read without running code."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name "
-                                         "(coco17, ntu25, blazepose33) or a layout .json file (docs/layouts.md); "
-                                         "default: the built-in with the pickle's joint count."),
+    layout: Optional[str] = PysklLayout,
     features: Optional[Path] = typer.Option(None, "--features", help="Train on a SynSE/PURLS feature folder "
                                             "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; the folder "
                                             "must be the split's own). --cues none, or --cues all when it also holds "
@@ -379,10 +381,8 @@ def train(
                                                    help="gcn (small, trained with the heads), shiftgcn (pretrained per "
                                                         "split on the seen classes, frozen, features cached) or auto "
                                                         "(gcn for the synthetic split, shiftgcn otherwise)."),
-    shiftgcn_epochs: Optional[int] = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN "
-                                                  "encoder (default 140)."),
-    shiftgcn_width: Optional[int] = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features "
-                                                 "are 4x: 256 at 64)."),
+    shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
+    shiftgcn_width: Optional[int] = ShiftGCNWidth,
     adaptive_parts: Optional[bool] = typer.Option(None, "--adaptive-parts/--fixed-parts",
                                                   help="PURLS adaptive partitioning: each class's part / phase "
                                                        "descriptions attend over joint x time features (default: "
