@@ -364,6 +364,12 @@ def train(
     projection: Optional[str] = typer.Option(None, "--projection", help="linear (one per kind) or shared_mlp (PURLS)."),
     feature_norm: Optional[str] = typer.Option(None, "--feature-norm", help="Frozen Shift-GCN features: none or cell_l2 "
                                                "(each joint-step cell L2-normalised, as feature folders are read)."),
+    proto_mix: Optional[float] = typer.Option(None, "--proto-mix", help="Class prototype = mix x name prompts + "
+                                              "(1 - mix) x description (posebridge 0.5, purls 0: description only)."),
+    text_adapter: Optional[bool] = typer.Option(None, "--text-adapter/--no-text-adapter",
+                                                help="A shared residual MLP adapts the class prototypes in training "
+                                                     "(posebridge: on; purls: off, the encoded texts as they are)."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Frames every clip is resampled to (default 64)."),
     gzsl_calibration: Optional[str] = typer.Option(None, "--gzsl-calibration", help="pseudo_unseen or none."),
     ttr: Optional[bool] = typer.Option(None, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class "
                                        "texts adapt to the unlabelled test batches (TRANSDUCTIVE, marked in every table; "
@@ -407,7 +413,8 @@ def train(
     # None = not given: the value comes from the preset, else from TrainConfig (defaults live there)
     given = dict(cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  lr_schedule=lr_schedule, selection=selection, text_encoder=text_encoder, temperature=temperature,
-                 projection=projection, feature_norm=feature_norm, gzsl_calibration=gzsl_calibration, ttr=ttr,
+                 projection=projection, feature_norm=feature_norm, proto_mix=proto_mix, text_adapter=text_adapter,
+                 num_frames=num_frames, gzsl_calibration=gzsl_calibration, ttr=ttr,
                  ttr_lr=ttr_lr, ttr_steps=ttr_steps, ttr_memory=ttr_memory, ttr_min_conf=ttr_threshold,
                  ttr_order=ttr_order, ttr_refine=ttr_refine, ttr_schedule=ttr_schedule,
                  skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,

@@ -228,3 +228,18 @@ def test_a_last_batch_of_one_sample_is_skipped_with_the_shared_mlp():
     cfg, data, texts, state = _fit_setup(projection="shared_mlp", batch_size=17, epochs=1)
     losses = fit(state, cfg, data, np.arange(18), np.arange(3), texts, 1)  # batches of 17 and 1
     assert len(losses) == 1 and math.isfinite(losses[0])
+
+
+def test_prototype_and_frame_flags_reach_the_config(monkeypatch):
+    """--proto-mix, --no-text-adapter and --num-frames are how the real-data validation tunes them."""
+    import posebridge.stages.experiments.run as run
+    from posebridge.pipeline import cli
+
+    seen = {}
+    monkeypatch.setattr(run, "train_splits", lambda splits, base, **kw: seen.setdefault("base", base) and [])
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "--split", "synthetic", "--proto-mix", "0.25", "--no-text-adapter", "--num-frames", "32"])
+    assert done.value.code == 0
+    base = seen["base"]
+    assert (base.proto_mix, base.text_adapter, base.num_frames) == (0.25, False, 32)
+    assert base.given == ["num_frames", "proto_mix", "text_adapter"]
