@@ -389,6 +389,9 @@ def train(
                                                         "(gcn for the synthetic split, shiftgcn otherwise)."),
     shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
     shiftgcn_width: Optional[int] = ShiftGCNWidth,
+    shiftgcn_wd: Optional[str] = typer.Option(None, "--shiftgcn-wd", help="Shift-GCN pretraining weight decay: single "
+                                              "(1e-4 on every parameter) or reference (Shift-GCN main.py: 1e-3 on the "
+                                              "linear weights, 0 on the masks, 1e-4 elsewhere; purls preset)."),
     adaptive_parts: Optional[bool] = typer.Option(None, "--adaptive-parts/--fixed-parts",
                                                   help="PURLS adaptive partitioning: each class's part / phase "
                                                        "descriptions attend over joint x time features (default: "
@@ -418,7 +421,7 @@ def train(
                  ttr_lr=ttr_lr, ttr_steps=ttr_steps, ttr_memory=ttr_memory, ttr_min_conf=ttr_threshold,
                  ttr_order=ttr_order, ttr_refine=ttr_refine, ttr_schedule=ttr_schedule,
                  skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,
-                 adaptive_parts=adaptive_parts, symmetric_loss=symmetric_loss, cue_steps=cue_steps, device=device)
+                 shiftgcn_wd=shiftgcn_wd, adaptive_parts=adaptive_parts, symmetric_loss=symmetric_loss, cue_steps=cue_steps, device=device)
     base = resolve(TrainConfig, preset, given, split=split[0] if split else split_file.stem).validate()
     if split_file is not None:
         done = train_split_file(split_file, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,

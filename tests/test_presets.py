@@ -238,8 +238,9 @@ def test_prototype_and_frame_flags_reach_the_config(monkeypatch):
     seen = {}
     monkeypatch.setattr(run, "train_splits", lambda splits, base, **kw: seen.setdefault("base", base) and [])
     with pytest.raises(SystemExit) as done:
-        cli.main(["train", "--split", "synthetic", "--proto-mix", "0.25", "--no-text-adapter", "--num-frames", "32"])
+        cli.main(["train", "--split", "synthetic", "--proto-mix", "0.25", "--no-text-adapter", "--num-frames", "32",
+                  "--shiftgcn-wd", "reference"])
     assert done.value.code == 0
     base = seen["base"]
-    assert (base.proto_mix, base.text_adapter, base.num_frames) == (0.25, False, 32)
-    assert base.given == ["num_frames", "proto_mix", "text_adapter"]
+    assert (base.proto_mix, base.text_adapter, base.num_frames, base.shiftgcn_wd) == (0.25, False, 32, "reference")
+    assert base.given == ["num_frames", "proto_mix", "shiftgcn_wd", "text_adapter"]
