@@ -40,7 +40,7 @@ DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
 LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
 P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
 
-.PHONY: help setup models media demo extract train ablate eval predict render test bench-extract bench-train clean-outputs import-ntu bench-real
+.PHONY: help setup models media demo extract train ablate eval predict render test bench-extract bench-train clean-outputs import-ntu bench-real validate-real bench-shiftgcn
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -128,6 +128,12 @@ bench-train: setup ## stage-2 benchmark: loader, step time, demo split end to en
 
 bench-real: $(BIN)/.installed ## stage 2 on real skeletons (JHMDB, MSR Action3D): chance, linear baseline, product rows [DATA=../shared/real] [ARGS="--quick"]
 	$(BIN)/python bench/bench_real.py $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+validate-real: $(BIN)/.installed ## choose stage-2 defaults on the real sets' seen classes only (validation partitions) [DATA=../shared/real] [ARGS="--candidates adapter"]
+	$(BIN)/python bench/real_validate.py $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+bench-shiftgcn: $(BIN)/.installed ## Shift-GCN pretraining s/epoch: the product's shift vs the gather baseline [ARGS="--width 64 --frames 64"]
+	$(BIN)/python bench/bench_shiftgcn.py $(ARGS)
 
 # chumpy (an mmpose dependency) must be built without build isolation: its setup.py imports pip.
 
