@@ -112,11 +112,6 @@ def _folder_to_device(ds: FeatureDataset, cues: str, device: torch.device) -> De
                       joint_features=joint, features_only=True)
 
 
-def shiftgcn_settings(cfg: TrainConfig) -> ShiftGCNSettings:
-    return ShiftGCNSettings(width=cfg.shiftgcn_width, epochs=cfg.shiftgcn_epochs, lr=cfg.shiftgcn_lr,
-                            steps=cfg.shiftgcn_steps, weight_decay_recipe=cfg.shiftgcn_wd)
-
-
 def normalise_cells(features: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """[N, C, T', V] with each joint-step cell's C-vector at unit length (an all-zero cell stays
     zero), as feature folders are read (feature_folder.py, after DynaPURLS data/ntu_60.py); in
@@ -135,8 +130,8 @@ def with_encoder_features(cfg: TrainConfig, data: DeviceData, train_idx: np.ndar
     if cfg.skeleton_encoder != "shiftgcn" or data.joint_features is not None:
         return data
     frozen = frozen_skeleton_features(data.keypoints, data.confidence, data.labels, train_idx, classes,
-                                      shiftgcn_settings(cfg), data_fingerprint, paths.cache_root(encoder_cache),
-                                      data.keypoints.device)
+                                      ShiftGCNSettings.from_config(cfg), data_fingerprint,
+                                      paths.cache_root(encoder_cache), data.keypoints.device)
     features = normalise_cells(frozen.features) if cfg.feature_norm == "cell_l2" else frozen.features
     return dataclasses.replace(data, joint_features=features.to(data.keypoints.device),
                                encoder_folder=frozen.folder)
@@ -157,19 +152,15 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         skeleton_input, channels = "features", 4 * cfg.shiftgcn_width
     else:
         skeleton_input, channels = "keypoints", 0
-    return ModelArgs(
+    return ModelArgs.from_config(  # the config's fields from cfg; what the data decides here
+        cfg,
         num_joints=ds.keypoints.shape[-2],  # [N, M, T, V, 3] (a feature folder: [N, 1, T', V, C])
         cue_joints=ds.features.shape[-2] if ds.features is not None else len(ds.cue_joints),
         feature_channels=ds.features.shape[-1] if ds.features is not None else 0,
         heatmap_size=ds.heatmaps.shape[-1] if ds.heatmaps is not None else 0,
         skeleton=ds.skeleton, skeleton_layout=getattr(ds, "skeleton_layout", None),
-        text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
-        cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
-        cue_steps=cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
-        skeleton_input=skeleton_input, skeleton_channels=channels,
-        adaptive_parts=cfg.adaptive_parts, symmetric_loss=cfg.symmetric_loss,
-        cue_input=cue_input, cue_token_dim=cue_token_dim,
-        temperature=cfg.temperature, projection=cfg.projection, text_adapter=cfg.text_adapter,
+        text_dim=bank.name.shape[1], cue_steps=cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
+        skeleton_input=skeleton_input, skeleton_channels=channels, cue_input=cue_input, cue_token_dim=cue_token_dim,
     )
 
 
@@ -294,7 +285,7 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
     targets_all = torch.as_tensor(column[data.labels[train_idx]], device=device)
     train_idx_t = torch.as_tensor(train_idx)
     class_texts = texts.rows(classes)
-    weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal, cfg.loss_reduce)
+    weights = LossWeights.from_config(cfg)
     # the validation loss is computed only where it steers something (it costs a pass per epoch)
     has_val = (val_idx is not None and len(val_idx) > 0
                and (cfg.selection == "best_val_loss" or cfg.lr_schedule == "plateau"))
