@@ -68,15 +68,15 @@ class DeviceData:
     # [N, W, T', V] skeleton features the model reads instead of the keypoints: a frozen encoder's
     # (--skeleton-encoder shiftgcn) or a feature folder's (--features DIR)
     joint_features: torch.Tensor | None = None
-    # True for a feature folder: its skeleton features are all there is (`keypoints` holds the same
-    # tensor only so that code asking for the device or the row count works unchanged)
+    # True for a feature folder: its skeleton features are all there is (its `keypoints` have no
+    # channels; they are on the device only so that code asking for the device works unchanged)
     features_only: bool = False
     # the frozen encoder's cache folder (weights.pt, info.json) when joint_features came from one
     encoder_folder: Path | None = None
 
 
 def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
-    if isinstance(ds, FeatureDataset):
+    if ds.joint_features is not None:  # a feature folder
         return _folder_to_device(ds, cues, device)
     need_features, need_heatmaps = cues in ("features", "all"), cues in ("heatmap", "all")
     missing = [name for name, needed, have in (("features", need_features, ds.features is not None),
@@ -106,9 +106,9 @@ def _folder_to_device(ds: FeatureDataset, cues: str, device: torch.device) -> De
     (float16 until a batch is drawn; there are no keypoints to encode); its cue tokens [N, S, D], if
     any, ride in the features slot."""
     check_folder_cues(ds, cues)
-    joint = ds.keypoints[:, 0].permute(0, 3, 1, 2).to(device)
+    joint = ds.joint_features[:, 0].permute(0, 3, 1, 2).to(device)
     tokens = ds.cue_tokens.to(device) if cues == "all" else None
-    return DeviceData(joint, ds.confidence.to(device, torch.float32), tokens, None, ds.labels.cpu().numpy(),
+    return DeviceData(ds.keypoints.to(device), ds.confidence.to(device, torch.float32), tokens, None, ds.labels.cpu().numpy(),
                       joint_features=joint, features_only=True)
 
 
@@ -144,7 +144,7 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
     cue_input, cue_token_dim, cue_steps = "joints", 0, cfg.cue_steps
-    if isinstance(ds, FeatureDataset):  # a feature folder: its channels, whatever the encoder setting
+    if ds.joint_features is not None:  # a feature folder: its channels, whatever the encoder setting
         skeleton_input, channels = "features", ds.skeleton_channels
         if ds.cue_tokens is not None:  # its cue tokens, as many steps as it has
             cue_input, cue_token_dim, cue_steps = "tokens", int(ds.cue_tokens.shape[2]), int(ds.cue_tokens.shape[1])
@@ -154,7 +154,7 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         skeleton_input, channels = "keypoints", 0
     return ModelArgs.from_config(  # the config's fields from cfg; what the data decides here
         cfg,
-        num_joints=ds.keypoints.shape[-2],  # [N, M, T, V, 3] (a feature folder: [N, 1, T', V, C])
+        num_joints=ds.keypoints.shape[-2],  # [N, M, T, V, 3] (a feature folder: [N, 1, T', V, 0])
         cue_joints=ds.features.shape[-2] if ds.features is not None else len(ds.cue_joints),
         feature_channels=ds.features.shape[-1] if ds.features is not None else 0,
         heatmap_size=ds.heatmaps.shape[-1] if ds.heatmaps is not None else 0,
@@ -343,7 +343,7 @@ def check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainCon
     if list(bank.class_names) != list(split.class_names):
         raise UserError(f"text bank classes do not match split {split.name}'s class list; rebuild the text "
                         f"bank for this split (posebridge.stages.train.text.build_text_bank)")
-    if isinstance(ds, FeatureDataset):  # pooled in time already; its T' is checked when read
+    if ds.joint_features is not None:  # a feature folder: pooled in time already; its T' is checked when read
         return
     if ds.keypoints.shape[-3] != cfg.num_frames:
         raise UserError(f"data has T={ds.keypoints.shape[-3]} frames but num_frames={cfg.num_frames}; "
