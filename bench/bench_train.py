@@ -94,7 +94,7 @@ def step_times(cfg: TrainConfig, dataset, split, bank, steps: int) -> tuple[floa
     column[seen] = np.arange(len(seen))
     train_idx = torch.as_tensor(parts["train"])
     class_rows = texts.rows(seen)
-    weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal)
+    weights = LossWeights.from_config(cfg)
     fixed_idx = train_idx[: cfg.batch_size]
     fixed = loop.take_batch(data, fixed_idx, cfg, state.generator)
     fixed_targets = torch.as_tensor(column[data.labels[fixed_idx.numpy()]])

@@ -13,6 +13,8 @@ import typer
 
 from posebridge.pipeline.config import CueConfig, ExtractConfig, RunSettings
 from posebridge.pipeline.errors import UserError
+from posebridge.stages.train.config import TrainConfig, config_default
+from posebridge.stages.train.presets import preset_value
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="PoseBridge: pose-anchored cue caching (stage 1) and zero-shot heads (stage 2).")
@@ -26,14 +28,27 @@ EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished clips are kept, the same c
 # Feature levels per backend when --levels is not given (mmpose: its default model, RTMPose-s).
 DEFAULT_LEVELS = {"embedded": ",".join(CueConfig.levels), "mmpose": "stage2,stage3,stage4"}
 
+
+
+def default_of(name: str, *presets: str) -> str:
+    """A TrainConfig field's default as --help names it, read so the text follows the dataclass:
+    'default 30', or per preset 'posebridge 30, purls 100'."""
+    show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    if not presets:
+        return f"default {show(config_default(name))}"
+    return ", ".join(f"{p} {show(preset_value(TrainConfig, p, name))}" for p in presets)
+
+
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
 # Options that several stage-2 commands share, written once (as CacheDir).
 PysklLayout = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name (coco17, ntu25, "
                            "blazepose33) or a layout .json file (docs/layouts.md); default: a split file's "
                            "`skeleton`, else the built-in with the pickle's joint count.")
-ShiftGCNEpochs = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder (default 140).")
-ShiftGCNWidth = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width (features are 4x: 256 at 64).")
+ShiftGCNEpochs = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder "
+                                                                    f"({default_of('shiftgcn_epochs')}).")
+ShiftGCNWidth = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width; features are 4x "
+                                                                f"as wide ({default_of('shiftgcn_width')}).")
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:
@@ -249,7 +264,7 @@ def export_features(
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     pyskl: Optional[Path] = typer.Option(None, "--pyskl", help="Use a PYSKL pickle's skeletons instead of a cue store."),
     layout: Optional[str] = PysklLayout,
-    preset: str = typer.Option("posebridge", "--preset", help="Method preset whose Shift-GCN recipe (and feature "
+    preset: str = typer.Option(config_default("preset"), "--preset", help="Method preset whose Shift-GCN recipe (and feature "
                                "normalisation) the encoder uses: posebridge, purls or dynapurls (as `train --preset`)."),
     shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
     shiftgcn_width: Optional[int] = ShiftGCNWidth,
@@ -257,8 +272,8 @@ def export_features(
     cue_tokens: bool = typer.Option(True, "--cue-tokens/--no-cue-tokens",
                                     help="Also write <side>_cue.npy: the clip's cues pooled to --cue-steps tokens "
                                          "(for `train --features DIR --cues all`); skipped when the data has no cues."),
-    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help="Temporal cue tokens per clip (default 16)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help=f"Temporal cue tokens per clip ({default_of('cue_steps')})."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"auto, cpu or cuda ({default_of('device')})."),
     kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
                                                        help="Your Kinetics-200 class list (one K400 name per line)."),
     guess_kinetics200: bool = typer.Option(False, "--guess-kinetics200",
@@ -270,7 +285,6 @@ def export_features(
     the clips' cues pooled to cue tokens, for `train --features` or the PURLS / DynaPURLS code. The
     encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the same settings uses,
     or is pretrained now."""
-    from posebridge.stages.train.config import TrainConfig
     from posebridge.stages.experiments.run import export_features as export_split
     from posebridge.stages.train.presets import resolve
 
@@ -342,16 +356,19 @@ def train(
                                             "(train/val/test_feature.npy [N, C, T', V] + *_labels.npy; the folder "
                                             "must be the split's own). --cues none, or --cues all when it also holds "
                                             "train/val/test_cue.npy cue tokens [N, S, D]."),
-    preset: str = typer.Option("posebridge", "--preset", help="Method preset: posebridge (this project's defaults), "
+    preset: str = typer.Option(config_default("preset"), "--preset", help="Method preset: posebridge (this project's defaults), "
                                "purls or dynapurls (every choice the reference code makes; docs/method-presets.md). "
                                "Flags given explicitly win over the preset."),
     cues: Optional[str] = typer.Option(None, "--cues", help="Pose-anchored cues in the bridge: none, heatmap, features, "
                                        "all (default all)."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many seeds; tables report mean +- std."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="First seed (default 0)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of the heads (posebridge 30, purls 100)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per training step (posebridge 64, purls 256)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (posebridge 1e-3 AdamW, purls 1e-4 Adam)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"First seed ({default_of('seed')})."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs of the heads "
+                                          f"({default_of('epochs', 'posebridge', 'purls')})."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Clips per training step "
+                                              f"({default_of('batch_size', 'posebridge', 'purls')})."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate "
+                                     f"({default_of('lr', 'posebridge', 'purls')}; the optimizer: --optimizer)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw or adam."),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="cosine (warmup, then cosine to 10%) or "
                                               "plateau (x0.1 after 25 epochs without a lower validation loss)."),
@@ -369,7 +386,8 @@ def train(
     text_adapter: Optional[bool] = typer.Option(None, "--text-adapter/--no-text-adapter",
                                                 help="A shared residual MLP adapts the class prototypes in training "
                                                      "(posebridge: on; purls: off, the encoded texts as they are)."),
-    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Frames every clip is resampled to (default 64)."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Frames every clip is resampled to "
+                                                f"({default_of('num_frames')})."),
     gzsl_calibration: Optional[str] = typer.Option(None, "--gzsl-calibration", help="pseudo_unseen or none."),
     ttr: Optional[bool] = typer.Option(None, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class "
                                        "texts adapt to the unlabelled test batches (TRANSDUCTIVE, marked in every table; "
@@ -399,15 +417,15 @@ def train(
     symmetric_loss: Optional[bool] = typer.Option(None, "--symmetric-loss/--one-way-loss",
                                                   help="PURLS loss: skeleton<->text contrastive per representation, "
                                                        "learnable temperatures (default: one-way cross-entropy)."),
-    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help="Temporal cue tokens per person (default 16)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
+    cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help="Temporal cue tokens per person "
+                                            f"({default_of('cue_steps')})."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"auto, cpu or cuda ({default_of('device')})."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
-    from posebridge.stages.train.config import TrainConfig
     from posebridge.stages.experiments.run import train_split_file, train_splits
     from posebridge.stages.train.presets import resolve
 
@@ -443,18 +461,20 @@ def ablate(
     cache_dir: Optional[Path] = CacheDir,
     store: Optional[Path] = typer.Option(None, "--store", help="Use this cue store instead of the dataset's only one."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per cue mode; the table reports mean +- std."),
-    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads, per run."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Training epochs of the heads, per run "
+                                         f"({default_of('epochs')})."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"auto, cpu or cuda ({default_of('device')})."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     kinetics200_classes: Optional[Path] = SplitOpt,
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
     """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
     writes ablation.md (one markdown table) and ablation.png next to the run folders."""
-    from posebridge.stages.train.config import TrainConfig
     from posebridge.stages.experiments.run import ablate_cues
+    from posebridge.stages.train.presets import resolve
 
-    base = TrainConfig(split=split, seed=0, epochs=epochs, device=device).validate()
+    # None = not given: TrainConfig's default (the project's preset), as `train` resolves them
+    base = resolve(TrainConfig, config_default("preset"), dict(epochs=epochs, device=device), split=split).validate()
     folder, table = ablate_cues(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, runs_dir=runs_dir,
                                 kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
     typer.echo(f"\n{table}\ntable and plot: {folder / 'ablation.md'}, {folder / 'ablation.png'}")
@@ -575,7 +595,8 @@ def demo(
     cache_dir: Optional[Path] = CacheDir,
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, "
                                             "else the clone's outputs/runs, else ./outputs/runs)."),
-    epochs: int = typer.Option(30, "--epochs", help="Training epochs of the heads, per run."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Training epochs of the heads, per run "
+                                         f"({default_of('epochs')})."),
 ) -> None:
     """The main job on the embedded default: extract the demo videos, then train + evaluate the
     SYNTHETIC zero-shot split with and without cues, and print the results table."""

@@ -42,8 +42,11 @@ def test_loading_drops_all_zero_rows_normalises_cells_and_keeps_the_files_sides(
     sides = write_folder(tmp_path / "f", zero_rows=(0, 5))
     ds = load_feature_folder(tmp_path / "f", num_classes=60)
     n = sum(len(v) for v in sides.values())
-    assert len(ds) == n - 2 and ds.keypoints.shape == (n - 2, 1, TP, V, C) and ds.keypoints.dtype == torch.float16
-    norms = ds.keypoints.float().norm(dim=-1)
+    maps = ds.joint_features
+    assert len(ds) == n - 2 and maps.shape == (n - 2, 1, TP, V, C) and maps.dtype == torch.float16
+    assert ds.keypoints.shape == (n - 2, 1, TP, V, 0)  # no coordinates: the maps are the skeleton
+    assert ds.subset([2, 0]).joint_features.tolist() == maps[[2, 0]].tolist()
+    norms = maps.float().norm(dim=-1)
     assert torch.allclose(norms, torch.ones_like(norms), atol=2e-3)  # float16 of unit vectors
     test_rows = [i for i, m in enumerate(ds.meta) if m["side"] == "test"]
     assert [ds.meta[i]["row"] for i in test_rows[:3]] == [1, 2, 3]
@@ -64,7 +67,7 @@ def test_the_folders_maps_reach_the_model_as_its_skeleton_features(tmp_path):
     for gen in (None, torch.Generator().manual_seed(0)):
         kp, conf, feat, hm, joint = loop.take_batch(data, rows, TrainConfig(split=SPLIT, cues="none"), gen)
         assert kp is None and conf is None and feat is None and hm is None
-        assert torch.equal(joint, ds.keypoints[rows, 0].permute(0, 3, 1, 2).float())  # [B, C, T', V]
+        assert torch.equal(joint, ds.joint_features[rows, 0].permute(0, 3, 1, 2).float())  # [B, C, T', V]
     args = loop.model_args(TrainConfig(split=SPLIT, cues="none", skeleton_encoder="gcn"), ds, tiny_bank_for(60))
     assert args.skeleton_input == "features" and args.skeleton_channels == C and args.num_joints == V
 
@@ -219,5 +222,5 @@ def test_the_folders_fingerprint_is_the_sha256_of_its_files_hashed_while_reading
     # a Fortran-order file takes the other read path: the same rows, its own bytes' fingerprint
     np.save(folder / "test_feature.npy", np.asfortranarray(np.load(folder / "test_feature.npy")))
     fortran = load_feature_folder(folder, num_classes=60)
-    assert torch.equal(plain.keypoints, fortran.keypoints)
+    assert torch.equal(plain.joint_features, fortran.joint_features)
     assert fortran.source_fingerprint == expected() != plain_sha

@@ -144,7 +144,7 @@ def test_cosine_logits_ignore_the_model_scale():
 def test_ttr_flags_reach_the_refinement_settings(monkeypatch, capsys):
     import posebridge.stages.experiments.run as run
     from posebridge.pipeline import cli
-    from posebridge.stages.eval.scoring import refinement_settings
+    from posebridge.stages.eval.refinement import RefinementSettings
 
     seen = {}
     monkeypatch.setattr(run, "train_splits", lambda splits, base, **kw: seen.setdefault("base", base) and [])
@@ -154,10 +154,10 @@ def test_ttr_flags_reach_the_refinement_settings(monkeypatch, capsys):
                   "--ttr-order", "fixed", "--ttr-schedule", "constant", "--seed", "7"])
     except SystemExit as done:
         assert done.code == 0, capsys.readouterr().err
-    settings = refinement_settings(seen["base"])
+    settings = RefinementSettings.from_config(seen["base"])
     assert (settings.lr, settings.steps, settings.memory, settings.min_confidence) == (0.005, 3, 8, 0.2)
     assert (settings.order, settings.schedule, settings.logits, settings.seed) == ("fixed", "constant", "cosine", 7)
-    dyna = refinement_settings(seen["base"].__class__(split="x", ttr=True, gzsl_calibration="none"))
+    dyna = RefinementSettings.from_config(seen["base"].__class__(split="x", ttr=True, gzsl_calibration="none"))
     assert dyna.order == "fixed"  # the posebridge default
 
 

@@ -24,19 +24,27 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from posebridge.stages.train.api import TrainConfig, config_field, view_of
+
 
 @dataclass(frozen=True)
 class RefinementSettings:
-    lr: float = 1e-2
-    weight_decay: float = 1e-3
-    memory: int = 16  # samples kept per class
-    min_confidence: float = 0.1  # softmax confidence a sample needs to enter the memory
-    steps: int = 1  # Adam steps per incoming batch
-    batch: int = 256  # test samples per incoming batch
-    order: str = "fixed"  # fixed: row order | shuffled: a permutation seeded by `seed`
-    schedule: str = "constant"  # constant | cosine (CosineAnnealingLR, T_max = steps, eta_min = 0.1 lr)
-    logits: str = "scaled"  # scaled: logit_scale * scores | cosine: the scores as they are
-    seed: int = 0
+    """Test-time refinement's share of TrainConfig (its ttr_* fields and the run's seed)."""
+
+    lr: float = config_field("ttr_lr")
+    weight_decay: float = config_field("ttr_weight_decay")
+    memory: int = config_field("ttr_memory")  # samples kept per class
+    min_confidence: float = config_field("ttr_min_conf")  # softmax confidence a sample needs to enter the memory
+    steps: int = config_field("ttr_steps")  # Adam steps per incoming batch
+    batch: int = config_field("ttr_batch")  # test samples per incoming batch
+    order: str = config_field("ttr_order")  # fixed: row order | shuffled: a permutation seeded by `seed`
+    schedule: str = config_field("ttr_schedule")  # constant | cosine (CosineAnnealingLR, T_max = steps, eta_min = 0.1 lr)
+    logits: str = config_field("ttr_logits")  # scaled: logit_scale * scores | cosine: the scores as they are
+    seed: int = config_field("seed")
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "RefinementSettings":
+        return view_of(cls, cfg)
 
 
 class ClassMemory:

@@ -21,12 +21,6 @@ def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return np.array([lookup[int(y)] for y in labels], dtype=np.int64)
 
 
-def refinement_settings(cfg: TrainConfig) -> RefinementSettings:
-    return RefinementSettings(lr=cfg.ttr_lr, weight_decay=cfg.ttr_weight_decay, memory=cfg.ttr_memory,
-                              min_confidence=cfg.ttr_min_conf, steps=cfg.ttr_steps, batch=cfg.ttr_batch,
-                              order=cfg.ttr_order, schedule=cfg.ttr_schedule, logits=cfg.ttr_logits, seed=cfg.seed)
-
-
 @torch.no_grad()
 def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: np.ndarray, cfg: TrainConfig,
           refine: np.ndarray | None = None) -> np.ndarray:
@@ -44,7 +38,7 @@ def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: n
             extra = model.class_scores(visual._replace(global_=torch.zeros_like(visual.global_)), protos, rows,
                                        cfg.score_part, cfg.score_temporal)
             scores = refine_scores(visual.global_, extra, protos, columns, float(model.scale()),
-                                   refinement_settings(cfg))
+                                   RefinementSettings.from_config(cfg))
     return scores.float().cpu().numpy()
 
 
@@ -64,7 +58,7 @@ def _refine_all(model: PoseBridge, visual: Visual, protos: torch.Tensor, rows: C
     try:
         return refine_stream(score_fn, len(visual.global_), {"global": protos, "parts": rows.parts,
                                                              "temporal": rows.temporal},
-                             columns, float(model.scale()), refinement_settings(cfg))
+                             columns, float(model.scale()), RefinementSettings.from_config(cfg))
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(frozen[name])

@@ -14,10 +14,18 @@ from posebridge.stages.eval.report import summarise_runs
 DEMO_SPLIT = "synthetic_zsl"
 
 
+def demo_configs(epochs: int | None = None) -> list:
+    """The demo's two runs, with cues and without; epochs None: TrainConfig's default."""
+    from posebridge.stages.train.config import TrainConfig, config_default
+    from posebridge.stages.train.presets import resolve
+
+    return [resolve(TrainConfig, config_default("preset"), dict(epochs=epochs), split=DEMO_SPLIT, cues=cues).validate()
+            for cues in ("all", "none")]
+
+
 def run_demo(videos: Path, *, cache_dir: Path | None = None, runs_dir: Path | None = None,
-             epochs: int = 30) -> list[str]:
+             epochs: int | None = None) -> list[str]:
     from posebridge.stages.extract.run import extract
-    from posebridge.stages.train.config import TrainConfig
     from posebridge.stages.experiments.run import train_splits
 
     if not Path(videos).is_dir():
@@ -27,8 +35,7 @@ def run_demo(videos: Path, *, cache_dir: Path | None = None, runs_dir: Path | No
     lines += summary.lines()
     lines.append(f"\n== stage 2: train + evaluate split {DEMO_SPLIT} (SYNTHETIC data), with cues and without")
     run_dirs, groups = [], []
-    for cues in ("all", "none"):
-        base = TrainConfig(split=DEMO_SPLIT, cues=cues, epochs=epochs)
+    for base in demo_configs(epochs):
         result = train_splits([DEMO_SPLIT], base=base, cache_dir=cache_dir, runs_dir=runs_dir)[0]
         run_dirs += result.run_dirs
         groups.append(result.group_dir)

@@ -25,7 +25,6 @@ from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
 from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.stages.train.encoders.frozen import encoder_record
-from posebridge.stages.train.feature_folder import FeatureDataset
 from posebridge.stages.train.loop import (CPU_THREADS, FitState, check_compatible, class_text_tensors, fit,
                                           model_args, new_fit_state, resolve_device, to_device,
                                           with_encoder_features)
@@ -46,7 +45,7 @@ def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig
     # data_layout: what `posebridge predict` checks a new video's extractor against.
     return {"data": ds.source_fingerprint, "text_bank": bank.fingerprint, "text_encoder": cfg.text_encoder,
             "split": split.name, "split_source": split.source, "split_assumption": split.assumption,
-            "data_layout": ds.layout, "feature_folder": isinstance(ds, FeatureDataset),
+            "data_layout": ds.layout, "feature_folder": ds.joint_features is not None,
             # which skeleton layout read the data (pipeline/layouts.py Skeleton.fingerprint); None: by joint count
             "skeleton_layout": _layout_fingerprint(ds)}
 

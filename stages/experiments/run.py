@@ -27,7 +27,7 @@ from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, check_labels, load_pyskl
 from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.stages.experiments.experiment import train
-from posebridge.stages.train.feature_folder import FeatureDataset, load_feature_folder
+from posebridge.stages.train.feature_folder import load_feature_folder
 from posebridge.stages.train.loop import check_folder_cues
 from posebridge.stages.train.sides import split_sides
 from posebridge.stages.train.skeletons import check_split_skeleton, split_layout
@@ -140,10 +140,10 @@ def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store
 def for_features(cfg: TrainConfig, dataset: CueDataset) -> TrainConfig:
     """Precomputed features are pooled already: T' steps as they are, no crop or scale augmentation;
     cue tokens, if the folder has them, keep its own number of steps."""
-    if not isinstance(dataset, FeatureDataset):
+    if dataset.joint_features is None:
         return cfg
     steps = cfg.cue_steps if dataset.cue_tokens is None else int(dataset.cue_tokens.shape[1])  # the folder's
-    return dataclasses.replace(cfg, num_frames=int(dataset.keypoints.shape[2]), crop_min=1.0, scale_jitter=0.0,
+    return dataclasses.replace(cfg, num_frames=int(dataset.joint_features.shape[2]), crop_min=1.0, scale_jitter=0.0,
                                cue_steps=steps)
 
 
@@ -233,7 +233,7 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     splits = spec.splits()
     dataset = load_split_data(splits[0], base.num_frames, cache_dir, sources["store"], sources["pyskl"], loaded,
                               sources["features"], sources["layout"])
-    if isinstance(dataset, FeatureDataset):  # before any run folder is made
+    if dataset.joint_features is not None:  # a feature folder: checked before any run folder is made
         check_folder_cues(dataset, base.cues)
     _check_before_training(spec, dataset)
     bank = build_text_bank(class_texts(splits[0]), encoder, paths.cache_root(cache_dir))  # same classes in each

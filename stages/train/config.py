@@ -141,3 +141,37 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Views of the config: the concern-sized dataclasses (ModelArgs, LossWeights, ShiftGCNSettings,
+# RefinementSettings) declare their fields that TrainConfig also holds with `config_field(name)`, so
+# each such default lives only in TrainConfig, and their `from_config(cfg)` copies the run's values across.
+CONFIG_FIELD = "train_config_field"  # metadata key: the TrainConfig field a view's field mirrors
+OWN_FIELD = "not_the_config_field"  # metadata key: a same-named field that is another setting
+
+
+def config_default(name: str):
+    """TrainConfig's default for the field `name` (a KeyError names a field TrainConfig lacks)."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}[name]
+
+
+def config_field(name: str):
+    """A view's field that mirrors TrainConfig's `name`: TrainConfig's default, and the link view_of follows."""
+    return dataclasses.field(default=config_default(name), metadata={CONFIG_FIELD: name})
+
+
+def own_field(default, why: str):
+    """A view's field that shares a name with a TrainConfig field but is another setting (`why` says
+    whose), so it keeps its own default; tests/test_config_defaults.py accepts only these."""
+    return dataclasses.field(default=default, metadata={OWN_FIELD: why})
+
+
+def config_links(view: type) -> dict[str, str]:
+    """{view field: TrainConfig field} for the fields of `view` declared with config_field."""
+    return {f.name: f.metadata[CONFIG_FIELD] for f in dataclasses.fields(view) if CONFIG_FIELD in f.metadata}
+
+
+def view_of(view: type, cfg: TrainConfig, **values):
+    """`view` built from the run's config: every linked field copied from cfg, then `values` (the
+    fields the config does not hold, or a value the data decides) on top."""
+    return view(**{**{name: getattr(cfg, source) for name, source in config_links(view).items()}, **values})

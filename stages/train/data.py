@@ -58,6 +58,10 @@ class CueDataset:
     # file is rebuilt in later processes (eval, predict) without the file. None = by `skeleton`.
     skeleton_layout: dict | None = None
     layout: dict | None = None  # the store's layout (joint names, cue joints, levels, ...); None for PYSKL
+    # Precomputed joint x time skeleton features [N, 1, T', V, C] that take the keypoints' place (a
+    # SynSE/PURLS feature folder, feature_folder.py; its `keypoints` then have no channels); None:
+    # the keypoints are the skeleton the model encodes.
+    joint_features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,7 +75,8 @@ class CueDataset:
             self, keypoints=self.keypoints[idx], confidence=self.confidence[idx],
             features=None if self.features is None else self.features[idx],
             heatmaps=None if self.heatmaps is None else self.heatmaps[idx],
-            labels=self.labels[idx], clip_ids=[self.clip_ids[i] for i in rows], meta=[self.meta[i] for i in rows])
+            labels=self.labels[idx], clip_ids=[self.clip_ids[i] for i in rows], meta=[self.meta[i] for i in rows],
+            joint_features=None if self.joint_features is None else self.joint_features[idx])
 
 
 # --- per-clip transforms ----------------------------------------------------------------------

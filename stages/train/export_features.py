@@ -119,10 +119,9 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
     (cfg.cue_steps per clip) when `with_cues` and the data has cues."""
     import torch
 
-    from posebridge.stages.train.feature_folder import FeatureDataset
     from posebridge.stages.train.loop import CPU_THREADS, resolve_device, to_device, with_encoder_features
 
-    if isinstance(dataset, FeatureDataset):
+    if dataset.joint_features is not None:
         raise UserError("the data is a feature folder already; export from a cue cache or a PYSKL pickle")
     if cfg.skeleton_encoder != "shiftgcn":
         raise UserError(f"only the frozen Shift-GCN's features can be exported (got --skeleton-encoder "

@@ -15,8 +15,8 @@ folder trains with `--cues none` only. They are kept in float16.
 
 The maps are kept channels-last [N, 1, T', V, C] (one "person": the features are pooled over
 persons already) in float16 (after normalisation every value is in [-1, 1], where float16 keeps 3
-decimal digits) in the dataset's `keypoints` slot, with confidence 1: the batching and partition
-code run unchanged. The heads take them through the encoders' precomputed-features entry point
+decimal digits) in the dataset's `joint_features`; its `keypoints` are [N, 1, T', V, 0] (no
+coordinates, only the shape) with confidence 1, so the batching and partition code run unchanged. The heads take them through the encoders' precomputed-features entry point
 (stages/train/encoders/__init__.py): loop.to_device hands them over as the model's joint features
 [N, C, T', V], the same layout the frozen Shift-GCN produces.
 """
@@ -40,7 +40,7 @@ _CHUNK = 2048  # rows read and normalised at a time, so a 3 GB float32 file is n
 
 @dataclass
 class FeatureDataset(CueDataset):
-    """A CueDataset whose `keypoints` are precomputed joint x time features [N, 1, T', V, C]."""
+    """A CueDataset of precomputed joint x time features (`joint_features` [N, 1, T', V, C]), no keypoints."""
 
     skeleton_channels: int = 0
     cue_tokens: torch.Tensor | None = None  # [N, S, D] float16, from the folder's *_cue.npy, or None
@@ -190,7 +190,7 @@ def load_feature_folder(folder: str | Path, num_classes: int | None = None) -> F
         print(f"feature folder {folder}: dropped all-zero rows (missing skeletons): "
               + ", ".join(f"{k} {n}" for k, n in dropped.items()))
     return FeatureDataset(
-        keypoints=maps.unsqueeze(1), confidence=torch.ones(pos, 1, t, v),
+        keypoints=torch.zeros(pos, 1, t, v, 0), joint_features=maps.unsqueeze(1), confidence=torch.ones(pos, 1, t, v),
         features=None, heatmaps=None, labels=torch.from_numpy(np.concatenate(labels)), clip_ids=ids, meta=meta,
         cue_joints=(), source_fingerprint=source, skeleton_channels=c,
         cue_tokens=cues[:pos] if with_cues else None)

@@ -24,6 +24,7 @@ from torch import nn
 from posebridge.cache.schema import skeleton, skeleton_for_joints
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.layouts import Skeleton, check_joint_count, layout_from_dict
+from posebridge.stages.train.config import TrainConfig, config_field, view_of
 from posebridge.stages.train.encoders.small_gcn import SmallGCN
 from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
 from posebridge.stages.train.text import PART_NAMES  # the order of the part texts
@@ -303,15 +304,16 @@ class ModelArgs:
     feature_channels: int
     heatmap_size: int
     text_dim: int
-    dim: int = 128
-    joint_dim: int = 32
-    layers: int = 2
-    heads: int = 4
-    cues: str = "all"
-    motion_bone: bool = True
-    proto_mix: float = 0.5
-    skeleton_pool: int = 2
-    cue_steps: int = 16  # temporal cue tokens per person
+    # The fields that mirror TrainConfig take its defaults (config_field); from_config copies a run's.
+    dim: int = config_field("dim")
+    joint_dim: int = config_field("joint_dim")
+    layers: int = config_field("layers")
+    heads: int = config_field("heads")
+    cues: str = config_field("cues")
+    motion_bone: bool = config_field("motion_bone")
+    proto_mix: float = config_field("proto_mix")
+    skeleton_pool: int = config_field("skeleton_pool")
+    cue_steps: int = config_field("cue_steps")  # temporal cue tokens per person (a token folder: its own)
     cue_joint_ids: tuple[int, ...] = ()  # joints (into V) the cues were sampled at: their body parts
     # "keypoints": the small GCN runs inside the model; "features": precomputed joint x time maps
     # [B, skeleton_channels, T', V] come in (a frozen Shift-GCN's, or a SynSE/PURLS feature folder's).
@@ -321,28 +323,42 @@ class ModelArgs:
     # precomputed cue tokens [B, cue_steps, cue_token_dim] come in the features slot (a feature folder's)
     cue_input: str = "joints"
     cue_token_dim: int = 0
-    adaptive_parts: bool = False  # PURLS adaptive partitioning instead of fixed joint groups / thirds
-    symmetric_loss: bool = False  # learnable temperature per representation (losses.symmetric_contrastive)
+    adaptive_parts: bool = config_field("adaptive_parts")  # PURLS adaptive partitioning instead of fixed joint groups / thirds
+    symmetric_loss: bool = config_field("symmetric_loss")  # learnable temperature per representation (losses.symmetric_contrastive)
     skeleton: str = ""  # registry name; "" = by num_joints
     # The layout's Skeleton.to_dict() (pipeline/layouts.py), so a layout read from a file rebuilds
     # without it; None (older checkpoints) = the registry's `skeleton`.
     skeleton_layout: dict | None = None
     # "exp": logits = exp(s) * cos (CLIP), capped at 100; "direct": logits = s * cos (PURLS losses.py
     # contrastive_loss multiplies by tmps, initialised to log(1/0.07) = 2.66, never exponentiated)
-    temperature: str = "exp"
+    temperature: str = config_field("temperature")
     # "linear": one Linear per kind (global / part / phase); "shared_mlp": one MLP for every representation
-    projection: str = "linear"
-    text_adapter: bool = True  # the shared residual MLP on the prototypes (False: texts as encoded)
+    projection: str = config_field("projection")
+    text_adapter: bool = config_field("text_adapter")  # the shared residual MLP on the prototypes (False: texts as encoded)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_config(cls, cfg: TrainConfig, **data_decided) -> "ModelArgs":
+        """The run's args: the fields TrainConfig holds from cfg, the ones the data decides given."""
+        return view_of(cls, cfg, **data_decided)
+
+    @classmethod
     def from_dict(cls, saved: dict) -> "ModelArgs":
         """The args of a checkpoint. Fields this version no longer has (cue_pool, from before the
-        16-step cue tokens) are dropped; if they shaped a weight, load_state_dict then says which."""
+        16-step cue tokens) are dropped; if they shaped a weight, load_state_dict then says which.
+        Fields it lacks take what the model did before they existed (BEFORE_FIELD), not today's
+        TrainConfig default, which may have moved since."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in saved.items() if k in known})
+        return cls(**{**BEFORE_FIELD, **{k: v for k, v in saved.items() if k in known}})
+
+
+# What a checkpoint written before one of these switches existed was built with (its model ran
+# this way), pinned here because TrainConfig's default for a switch may change later.
+# (The other config fields are in every checkpoint's model_args.)
+BEFORE_FIELD = {"cue_steps": 16, "adaptive_parts": False, "symmetric_loss": False, "temperature": "exp",
+                "projection": "linear", "text_adapter": True}
 
 
 REPRESENTATIONS = ("global",) + tuple(f"part:{p}" for p in PART_NAMES) + tuple(

@@ -68,15 +68,15 @@ class DeviceData:
     # [N, W, T', V] skeleton features the model reads instead of the keypoints: a frozen encoder's
     # (--skeleton-encoder shiftgcn) or a feature folder's (--features DIR)
     joint_features: torch.Tensor | None = None
-    # True for a feature folder: its skeleton features are all there is (`keypoints` holds the same
-    # tensor only so that code asking for the device or the row count works unchanged)
+    # True for a feature folder: its skeleton features are all there is (its `keypoints` have no
+    # channels; they are on the device only so that code asking for the device works unchanged)
     features_only: bool = False
     # the frozen encoder's cache folder (weights.pt, info.json) when joint_features came from one
     encoder_folder: Path | None = None
 
 
 def to_device(ds: CueDataset, cues: str, device: torch.device) -> DeviceData:
-    if isinstance(ds, FeatureDataset):
+    if ds.joint_features is not None:  # a feature folder
         return _folder_to_device(ds, cues, device)
     need_features, need_heatmaps = cues in ("features", "all"), cues in ("heatmap", "all")
     missing = [name for name, needed, have in (("features", need_features, ds.features is not None),
@@ -106,15 +106,10 @@ def _folder_to_device(ds: FeatureDataset, cues: str, device: torch.device) -> De
     (float16 until a batch is drawn; there are no keypoints to encode); its cue tokens [N, S, D], if
     any, ride in the features slot."""
     check_folder_cues(ds, cues)
-    joint = ds.keypoints[:, 0].permute(0, 3, 1, 2).to(device)
+    joint = ds.joint_features[:, 0].permute(0, 3, 1, 2).to(device)
     tokens = ds.cue_tokens.to(device) if cues == "all" else None
-    return DeviceData(joint, ds.confidence.to(device, torch.float32), tokens, None, ds.labels.cpu().numpy(),
+    return DeviceData(ds.keypoints.to(device), ds.confidence.to(device, torch.float32), tokens, None, ds.labels.cpu().numpy(),
                       joint_features=joint, features_only=True)
-
-
-def shiftgcn_settings(cfg: TrainConfig) -> ShiftGCNSettings:
-    return ShiftGCNSettings(width=cfg.shiftgcn_width, epochs=cfg.shiftgcn_epochs, lr=cfg.shiftgcn_lr,
-                            steps=cfg.shiftgcn_steps, weight_decay_recipe=cfg.shiftgcn_wd)
 
 
 def normalise_cells(features: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -135,8 +130,8 @@ def with_encoder_features(cfg: TrainConfig, data: DeviceData, train_idx: np.ndar
     if cfg.skeleton_encoder != "shiftgcn" or data.joint_features is not None:
         return data
     frozen = frozen_skeleton_features(data.keypoints, data.confidence, data.labels, train_idx, classes,
-                                      shiftgcn_settings(cfg), data_fingerprint, paths.cache_root(encoder_cache),
-                                      data.keypoints.device)
+                                      ShiftGCNSettings.from_config(cfg), data_fingerprint,
+                                      paths.cache_root(encoder_cache), data.keypoints.device)
     features = normalise_cells(frozen.features) if cfg.feature_norm == "cell_l2" else frozen.features
     return dataclasses.replace(data, joint_features=features.to(data.keypoints.device),
                                encoder_folder=frozen.folder)
@@ -149,7 +144,7 @@ def class_text_tensors(bank: TextBank, device: torch.device) -> ClassTextTensors
 
 def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
     cue_input, cue_token_dim, cue_steps = "joints", 0, cfg.cue_steps
-    if isinstance(ds, FeatureDataset):  # a feature folder: its channels, whatever the encoder setting
+    if ds.joint_features is not None:  # a feature folder: its channels, whatever the encoder setting
         skeleton_input, channels = "features", ds.skeleton_channels
         if ds.cue_tokens is not None:  # its cue tokens, as many steps as it has
             cue_input, cue_token_dim, cue_steps = "tokens", int(ds.cue_tokens.shape[2]), int(ds.cue_tokens.shape[1])
@@ -157,19 +152,15 @@ def model_args(cfg: TrainConfig, ds: CueDataset, bank: TextBank) -> ModelArgs:
         skeleton_input, channels = "features", 4 * cfg.shiftgcn_width
     else:
         skeleton_input, channels = "keypoints", 0
-    return ModelArgs(
-        num_joints=ds.keypoints.shape[-2],  # [N, M, T, V, 3] (a feature folder: [N, 1, T', V, C])
+    return ModelArgs.from_config(  # the config's fields from cfg; what the data decides here
+        cfg,
+        num_joints=ds.keypoints.shape[-2],  # [N, M, T, V, 3] (a feature folder: [N, 1, T', V, 0])
         cue_joints=ds.features.shape[-2] if ds.features is not None else len(ds.cue_joints),
         feature_channels=ds.features.shape[-1] if ds.features is not None else 0,
         heatmap_size=ds.heatmaps.shape[-1] if ds.heatmaps is not None else 0,
         skeleton=ds.skeleton, skeleton_layout=getattr(ds, "skeleton_layout", None),
-        text_dim=bank.name.shape[1], dim=cfg.dim, joint_dim=cfg.joint_dim, layers=cfg.layers, heads=cfg.heads,
-        cues=cfg.cues, motion_bone=cfg.motion_bone, proto_mix=cfg.proto_mix, skeleton_pool=cfg.skeleton_pool,
-        cue_steps=cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
-        skeleton_input=skeleton_input, skeleton_channels=channels,
-        adaptive_parts=cfg.adaptive_parts, symmetric_loss=cfg.symmetric_loss,
-        cue_input=cue_input, cue_token_dim=cue_token_dim,
-        temperature=cfg.temperature, projection=cfg.projection, text_adapter=cfg.text_adapter,
+        text_dim=bank.name.shape[1], cue_steps=cue_steps, cue_joint_ids=tuple(int(j) for j in ds.cue_joints),
+        skeleton_input=skeleton_input, skeleton_channels=channels, cue_input=cue_input, cue_token_dim=cue_token_dim,
     )
 
 
@@ -294,7 +285,7 @@ def fit(state: FitState, cfg: TrainConfig, data: DeviceData, train_idx: np.ndarr
     targets_all = torch.as_tensor(column[data.labels[train_idx]], device=device)
     train_idx_t = torch.as_tensor(train_idx)
     class_texts = texts.rows(classes)
-    weights = LossWeights(cfg.w_global, cfg.w_part, cfg.w_temporal, cfg.loss_reduce)
+    weights = LossWeights.from_config(cfg)
     # the validation loss is computed only where it steers something (it costs a pass per epoch)
     has_val = (val_idx is not None and len(val_idx) > 0
                and (cfg.selection == "best_val_loss" or cfg.lr_schedule == "plateau"))
@@ -352,7 +343,7 @@ def check_compatible(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainCon
     if list(bank.class_names) != list(split.class_names):
         raise UserError(f"text bank classes do not match split {split.name}'s class list; rebuild the text "
                         f"bank for this split (posebridge.stages.train.text.build_text_bank)")
-    if isinstance(ds, FeatureDataset):  # pooled in time already; its T' is checked when read
+    if ds.joint_features is not None:  # a feature folder: pooled in time already; its T' is checked when read
         return
     if ds.keypoints.shape[-3] != cfg.num_frames:
         raise UserError(f"data has T={ds.keypoints.shape[-3]} frames but num_frames={cfg.num_frames}; "

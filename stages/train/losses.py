@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from posebridge.stages.train.config import TrainConfig, config_field, view_of
 from posebridge.stages.train.heads import (
     ClassTextTensors, Similarity, Visual, masked_mean, masked_part_similarity,
 )
@@ -24,12 +25,18 @@ from posebridge.stages.train.heads import (
 
 @dataclass(frozen=True)
 class LossWeights:
-    global_: float = 1.0
-    part: float = 0.5
-    temporal: float = 0.5
+    """The loss's share of TrainConfig."""
+
+    global_: float = config_field("w_global")
+    part: float = config_field("w_part")
+    temporal: float = config_field("w_temporal")
     # how the 4 part (3 phase) terms of the symmetric loss combine: "mean", or "sum" (PURLS
     # model/purls.py adds all 8 representation losses with weight 1)
-    reduce: str = "mean"
+    reduce: str = config_field("loss_reduce")
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "LossWeights":
+        return view_of(cls, cfg)
 
 
 def info_nce(visual: torch.Tensor, prototypes: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from posebridge.pipeline.atomic import atomic_path
 from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.stages.train.config import TrainConfig, config_field, own_field, view_of
 from posebridge.stages.train.encoders.shift_gcn import IN_CHANNELS, ShiftGCN
 from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
 
@@ -38,15 +39,21 @@ EXTRACT_BATCH = 128
 
 @dataclass(frozen=True)
 class ShiftGCNSettings:
-    width: int = 64  # channels of the first units (then 2x, 4x): 64 -> 256-d features, as published
-    epochs: int = 140
-    lr: float = 0.1
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    steps: int = 3  # time steps the cached features are pooled to (the community's files hold 3)
+    """The encoder's share of TrainConfig (its asdict names a cached encoder: _settings_key)."""
+
+    width: int = config_field("shiftgcn_width")  # first units' channels (then 2x, 4x): 64 -> 256-d features
+    epochs: int = config_field("shiftgcn_epochs")
+    lr: float = config_field("shiftgcn_lr")
+    weight_decay: float = own_field(1e-4, "the reference's pretraining decay; TrainConfig's is the heads'")
+    batch_size: int = own_field(64, "the reference's pretraining batch; TrainConfig's is the heads'")
+    steps: int = config_field("shiftgcn_steps")  # time steps the cached features are pooled to
     # "single": weight_decay on every parameter; "reference": kchengiva/Shift-GCN main.py's
     # per-parameter values (reference_weight_decay)
-    weight_decay_recipe: str = "single"
+    weight_decay_recipe: str = config_field("shiftgcn_wd")
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "ShiftGCNSettings":
+        return view_of(cls, cfg)
 
 
 def reference_weight_decay(name: str, base: float = 1e-4) -> float:
