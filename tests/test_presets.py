@@ -159,7 +159,7 @@ def _fit_setup(**cfg_fields):
 
     class Fake:  # what model_args reads of a dataset
         keypoints = torch.zeros(n, 1, t, v, c)
-        features = heatmaps = cue_tokens = None
+        features = heatmaps = cue_tokens = joint_features = None
         cue_joints, skeleton, skeleton_channels = (), "", c
 
     from posebridge.stages.train import loop
