@@ -52,6 +52,10 @@ CANDIDATES: list[tuple[str, list[str]]] = [
     ("purls recipe on the small GCN, 30 epochs", ["--preset", "purls", "--text-encoder", "minilm", *GCN, "--epochs", "30"]),
     ("Shift-GCN w16 T32, feature-norm none", [*SHIFTGCN, "--feature-norm", "none"]),
     ("Shift-GCN w16 T32, feature-norm cell_l2", [*SHIFTGCN, "--feature-norm", "cell_l2"]),
+    ("Shift-GCN w16 T32, none, no adapter, mix 0, 30 epochs",
+     [*SHIFTGCN, "--feature-norm", "none", "--no-text-adapter", "--proto-mix", "0.0", "--epochs", "30"]),
+    ("Shift-GCN w16 T32, cell_l2, no adapter, mix 0, 30 epochs",
+     [*SHIFTGCN, "--feature-norm", "cell_l2", "--no-text-adapter", "--proto-mix", "0.0", "--epochs", "30"]),
 ]
 
 
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [w.strip().lower() for w in args.candidates.split(",") if w.strip()]
     candidates = [(n, f) for n, f in CANDIDATES if not wanted or any(w in n.lower() for w in wanted)]
     # product_row reads these from the bench's own arguments
-    run_args = argparse.Namespace(epochs=EPOCHS, shiftgcn_epochs=bench_real.SHIFTGCN_EPOCHS,
+    run_args = argparse.Namespace(epochs=EPOCHS, shiftgcn_epochs=bench_real.SHIFTGCN_EPOCHS, calibrate=True,
                                   train_args="--gzsl-calibration none", row_timeout=args.row_timeout)
     start = time.perf_counter()
     sets = [s for s in bench_real.convert(data, args.work, bench_real.PARTITIONS) if s.name in args.sets.split(",")]

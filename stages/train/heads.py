@@ -239,15 +239,19 @@ class AdaptivePartition(nn.Module):
         self.query = nn.Linear(text_dim, heads * key_dim, bias=False)
         self.key = nn.Linear(token_dim, heads * key_dim, bias=False)
 
-    def weights(self, tokens: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    def keys(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] -> [B, L, H, k]: the same for every query, so one forward computes them once."""
+        return self.key(tokens).view(*tokens.shape[:2], self.heads, self.key_dim)
+
+    def weights(self, tokens: torch.Tensor, queries: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, L, d], queries [K, D] -> attention weights [B, K, L]."""
         q = self.query(queries).view(-1, self.heads, self.key_dim)  # [K, H, k]
-        k = self.key(tokens).view(*tokens.shape[:2], self.heads, self.key_dim)  # [B, L, H, k]
+        k = self.keys(tokens) if keys is None else keys  # [B, L, H, k]
         logits = torch.einsum("khc,blhc->bkl", q, k) / (self.heads * self.key_dim ** 0.5)  # mean over heads
         return logits.softmax(dim=-1)
 
-    def forward(self, tokens: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-        return self.weights(tokens, queries) @ tokens
+    def forward(self, tokens: torch.Tensor, queries: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        return self.weights(tokens, queries, keys) @ tokens
 
 
 class SharedMLP(nn.Module):
@@ -486,22 +490,24 @@ class PoseBridge(nn.Module):
     def prototypes(self, name: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
         return self.adapter(name, description)
 
-    def _adaptive(self, joint_tokens: torch.Tensor, text: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+    def _adaptive(self, joint_tokens: torch.Tensor, text: torch.Tensor, proj: nn.Linear,
+                  keys: torch.Tensor | None = None) -> torch.Tensor:
         """[B, K] cosine of each class's description (text [K, D]) with the part of each sample it pools."""
-        pooled = F.normalize(proj(self.partition(joint_tokens, text)), dim=-1)  # [B, K, D]
+        pooled = F.normalize(proj(self.partition(joint_tokens, text, keys)), dim=-1)  # [B, K, D]
         return torch.einsum("bkd,kd->bk", pooled, F.normalize(text, dim=-1))
 
     def similarities(self, visual: Visual, prototypes: torch.Tensor, texts: "ClassTextTensors") -> list[Similarity]:
         """Every representation's [B, K] similarities with the classes of `texts` (no labels used)."""
         out = [Similarity("global", visual.global_ @ prototypes.T,
                           torch.ones(len(prototypes), dtype=torch.bool, device=prototypes.device))]
+        keys = self.partition.keys(visual.joint_tokens) if self.args.adaptive_parts else None  # once, not per part
         for kind, emb, text, mask, proj in (("part", visual.parts, texts.parts, texts.parts_mask, self.part_proj),
                                             ("phase", visual.segments, texts.temporal, texts.temporal_mask,
                                              self.segment_proj)):
             names = [n for n in REPRESENTATIONS if n.startswith(kind + ":")]
             for p, name in enumerate(names):
                 if self.args.adaptive_parts:
-                    sim = self._adaptive(visual.joint_tokens, text[:, p], proj)
+                    sim = self._adaptive(visual.joint_tokens, text[:, p], proj, keys)
                 else:
                     sim = emb[:, p] @ F.normalize(text[:, p], dim=-1).T
                 out.append(Similarity(name, sim * mask[:, p].to(sim.dtype), mask[:, p]))
