@@ -178,7 +178,9 @@ def test_pseudo_unseen_classes_are_seen_classes_chosen_by_seed():
 
 
 def test_one_epoch_with_the_real_loss_changes_the_weights():
-    cfg, ds, bank = tiny_config(), tiny_dataset(), tiny_bank()
+    # the prototype adapter (off by default since the real-data validation) is switched on so the
+    # loss is seen to reach every trained part
+    cfg, ds, bank = dataclasses.replace(tiny_config(), text_adapter=True), tiny_dataset(), tiny_bank()
     args = loop.model_args(cfg, ds, bank)
     state = loop.new_fit_state(cfg, args, torch.device("cpu"), seed=0)
     before = {n: p.detach().clone() for n, p in state.model.named_parameters()}
@@ -278,12 +280,14 @@ def test_gzsl_results_do_not_change_when_the_main_models_logit_scale_is_multipli
     texts = loop.class_text_tensors(bank, torch.device("cpu"))
     assert evaluate.compute_metrics(model, cfg, data, parts, split, texts,
                                     metrics["calibration"]["gamma"])[0]["gzsl"] == metrics["gzsl"]
-    # A gamma in the middle of the test margins (best seen - best unseen score), so that calibration
-    # flips about half the predictions and any dependence on the scale would show.
+    # gamma = twice one sample's margin (best seen - best unseen score): that sample's prediction
+    # flips between scores and 3 x scores whatever the trained model's margins are, so any
+    # dependence on the scale would show.
     both = np.array(sorted(SEEN + UNSEEN))
     seen_mask = np.isin(both, SEEN)
     scores = score(model, embed(model, data, parts["test_gzsl"]), texts, both, cfg)
-    gamma = float(np.median(scores[:, seen_mask].max(1) - scores[:, ~seen_mask].max(1)))
+    margins = scores[:, seen_mask].max(1) - scores[:, ~seen_mask].max(1)
+    gamma = float(2 * margins[np.abs(margins).argmax()])
     # In logit units the same gamma would give other predictions:
     assert not np.array_equal(M.calibrated_predictions(3.0 * scores, seen_mask, gamma),
                               M.calibrated_predictions(scores, seen_mask, gamma))
