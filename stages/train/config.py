@@ -69,7 +69,9 @@ class TrainConfig:
     loss_reduce: str = "mean"  # part / phase terms: mean over parts (phases) | sum (PURLS: 8 losses, weight 1)
     # In-process frozen Shift-GCN features: as they come (none) or each joint-step cell's C-vector
     # L2-normalised (cell_l2), as the community's feature folders are read (feature_folder.py).
-    feature_norm: str = "none"
+    # cell_l2 since 2026-12-02: chosen on the real sets' seen classes (validation ZSL 40.4 vs 40.2
+    # with 10 head epochs, 38.2 vs 37.3 with 30; docs/real-data-benchmark.md).
+    feature_norm: str = "cell_l2"
     shiftgcn_wd: str = "single"  # single: 1e-4 on everything | reference: 1e-3 linear weights, 0 masks, 1e-4 rest
     # Prototype: mix * name + (1 - mix) * description (a class without a description: its name),
     # optionally through a shared residual adapter trained on the seen classes. Chosen on the real
