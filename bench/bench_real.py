@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "(cell_l2, reference weight decay, direct temperature).")
     parser.add_argument("--calibrate", action="store_true", help="Calibrated GZSL for the product rows too (the "
                                                                  "pseudo-unseen model doubles their training time).")
+    parser.add_argument("--reuse", action="store_true", help="Read back a row whose run folders hold every "
+                                                              "partition from the same command (only when stage 2 "
+                                                              "has not changed since: the command does not name the code).")
     parser.add_argument("--train-args", default="", help="Extra flags for every product row, e.g. '--gzsl-calibration none'.")
     parser.add_argument("--out", type=Path, default=None, help="Results file (default <work>/results.md).")
     args = parser.parse_args(argv)
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, flags in rows:
                 if flags is not None:
                     print(f"{real.name} / {spec}: {name} ...", flush=True)
-                    results.append(product_row(real, name, flags, args, spec, args.work))
+                    results.append(product_row(real, name, flags, args, spec, args.work, reuse=args.reuse))
                     partial = results[-1].parts
                     if baseline and partial and len(partial) < len(real.partitions):
                         results.append(baseline.on(partial))
