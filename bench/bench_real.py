@@ -159,7 +159,10 @@ def product_row(real: RealSet, name: str, flags: list[str], args, encoder_spec: 
            "--shiftgcn-epochs", str(args.shiftgcn_epochs), "--text-encoder", encoder_spec,
            "--runs-dir", str(runs), *([] if args.calibrate else ["--gzsl-calibration", "none"]), *flags,
            *shlex.split(args.train_args)]
-    if reuse and (runs / "command.txt").exists() and (runs / "command.txt").read_text() == shlex.join(cmd):
+    same = (runs / "command.txt").exists() and (runs / "command.txt").read_text() == shlex.join(cmd)
+    if getattr(args, "report_only", False):  # what an earlier (maybe interrupted) run left, nothing trained
+        return _read_back(runs, name, len(real.partitions), same)
+    if reuse and same:
         done = collect(runs, name, 0.0)
         if len(done.zsl) == len(real.partitions):
             done.note = "read back from an earlier run"
@@ -193,6 +196,17 @@ def product_row(real: RealSet, name: str, flags: list[str], args, encoder_spec: 
     if done_parts != len(real.partitions):
         note = "; ".join(filter(None, [note, f"{done_parts} of {len(real.partitions)} partitions"]))
     row.note = note
+    return row
+
+
+def _read_back(runs: Path, name: str, partitions: int, same_command: bool) -> Row:
+    """A row from the run folders alone; seconds = from the command's start to its last metrics file."""
+    if not same_command:
+        return Row(name, [], [], 0.0, "no earlier run of this command")
+    metrics = sorted(runs.rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
+    seconds = metrics[-1].stat().st_mtime - (runs / "command.txt").stat().st_mtime if metrics else 0.0
+    row = collect(runs, name, seconds)
+    row.note = "read back" + (f"; {len(row.zsl)} of {partitions} partitions" if len(row.zsl) < partitions else "")
     return row
 
 
@@ -294,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "(cell_l2, reference weight decay, direct temperature).")
     parser.add_argument("--calibrate", action="store_true", help="Calibrated GZSL for the product rows too (the "
                                                                  "pseudo-unseen model doubles their training time).")
+    parser.add_argument("--report-only", action="store_true", help="Train nothing: print the table from the run "
+                                                                    "folders an earlier (maybe interrupted) run left.")
     parser.add_argument("--reuse", action="store_true", help="Read back a row whose run folders hold every "
                                                               "partition from the same command (only when stage 2 "
                                                               "has not changed since: the command does not name the code).")
