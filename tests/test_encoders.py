@@ -91,3 +91,13 @@ def test_shiftgcn_needs_twelve_frames(tmp_path):
                                 features=ds.features[:, :, :8], heatmaps=ds.heatmaps[:, :, :8])
     with pytest.raises(UserError, match="num_frames >= 12"):
         experiment.train(tiny_config(**SHIFT, num_frames=8), short, tiny_split(), tiny_bank(), tmp_path)
+
+
+def test_halve_time_equals_ceil_mode_average_pooling():
+    import torch.nn.functional as F
+
+    from posebridge.stages.train.encoders.small_gcn import halve_time
+
+    for frames in (16, 15, 1):
+        x = torch.randn(3, 4, frames, 5)
+        assert torch.equal(halve_time(x), F.avg_pool2d(x, (2, 1), ceil_mode=True))
