@@ -38,8 +38,10 @@ from real_common import RealSet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Shift-GCN rows at the bench's fixed size (width 16: 64-d features), so that the 40
-# encoders the bench pretrains (2 sets x 10 partitions x 2 weight-decay recipes) fit its time budget.
+# Shift-GCN rows at the bench's fixed size (width 16: 64-d features), to cut the cost of the 40
+# encoders the bench pretrains (2 sets x 10 partitions x 2 weight-decay recipes): an epoch of 609
+# JHMDB clips takes 7.2 s at width 16 / 32 frames against 58 s at width 64 / 64 frames. Even so the
+# whole bench does not fit 30 minutes on a 2-core machine (docs/real-data-benchmark.md).
 # Every product row resamples clips to 32 frames (product default 64): validation ZSL was the same
 # or better (48.4 vs 47.0, bench/real_validate.py) at half the cost.
 FRAMES = ["--num-frames", "32"]
