@@ -23,6 +23,8 @@ use them (and other code can read them as 16 tokens per video, the authors' layo
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -130,7 +132,10 @@ def export_split_features(cfg: TrainConfig, dataset: CueDataset, split: Split, o
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
     device = resolve_device(cfg.device)
     torch.set_num_threads(CPU_THREADS)
-    data = with_encoder_features(cfg, to_device(dataset, "none", device), parts["train"], np.array(split.seen),
+    # The folder holds the encoder's features as they come, as the community's files do: readers
+    # (train --features, DynaPURLS) normalise each cell themselves, whatever this run's feature_norm.
+    raw = dataclasses.replace(cfg, feature_norm="none")
+    data = with_encoder_features(raw, to_device(dataset, "none", device), parts["train"], np.array(split.seen),
                                  dataset.source_fingerprint, encoder_cache)
     features = data.joint_features.cpu().numpy()  # float16 as cached; each side becomes float32 when written
     info = {"split": split.name, "data": dataset.source_fingerprint, "encoder": "shiftgcn",
