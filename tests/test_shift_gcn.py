@@ -70,3 +70,24 @@ def test_shift_gcn_shapes_and_a_few_steps_fit_two_classes():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.5 * first
+
+
+def test_temporal_shift_far_offsets_take_the_gather_path_with_the_same_values():
+    """Offsets past MAX_CONV_PAD frames are read by index (the convolution's kernel would grow with
+    them); both paths are the same function."""
+    from posebridge.stages.train.encoders import shift_gcn
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 40, 4, dtype=torch.float64)
+    near = torch.tensor([0.3, -1.7, 2.5], dtype=torch.float64)
+    far = near + torch.tensor([0.0, 0.0, 20.0], dtype=torch.float64)  # one channel 22.5 frames away
+    for shift in (near, far):
+        for stride in (1, 2):
+            low = torch.floor(shift + (0.5 if stride > 1 else 0.0))
+            pad = int(low.abs().max().item()) + 2
+            s = shift + (0.5 if stride > 1 else 0.0)
+            conv = shift_gcn._conv_shift(x, s, low, pad, stride)
+            gather = shift_gcn._gather_shift(x, s, low, pad, stride)
+            assert torch.allclose(conv, gather, atol=1e-12)
+            assert torch.allclose(temporal_shift(x, shift, stride), gather, atol=1e-12)
+    assert int(torch.floor(far).abs().max()) + 2 > shift_gcn.MAX_CONV_PAD  # the far case really takes the gather path

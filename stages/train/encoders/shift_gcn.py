@@ -38,24 +38,46 @@ def spatial_shift_index(num_joints: int, channels: int, direction: int) -> torch
     return (source * channels + channel).flatten()
 
 
+# Above this many frames of learned offset the two-tap convolution's kernel (2 * pad + 1 taps per
+# output) costs more than reading the two frames by index, whose cost does not grow with the offset.
+MAX_CONV_PAD = 6
+
+
 def temporal_shift(x: torch.Tensor, shift: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """x [B, C, T, V], shift [C] (frames, real) -> [B, C, ceil(T/stride), V]:
     out[:, c, t] = x[:, c, t*stride + shift_c] with linear interpolation, zero outside [0, T).
 
-    Written as a depthwise convolution whose per-channel kernel has two non-zero taps, 1 - frac at
-    floor(shift) and frac at floor(shift) + 1: the same function as indexing the two frames, and
-    its gradient reaches the offset through frac, but 1.2-3.7x faster on CPU than gather + scatter
-    (bench: a [64, 64, 64, 15] map, forward + backward)."""
-    c = x.shape[1]
+    Two implementations of the same function (float64 gradients equal to 4e-16): a depthwise
+    convolution whose per-channel kernel has two non-zero taps (1.2-3.7x faster on CPU than gather +
+    scatter while the offsets are small, as they start), and the gather of the two frames, whose cost
+    does not grow when training pushes an offset far (plain autograd steps can)."""
     if stride > 1:
         shift = shift + 0.5  # the reference samples between frames when it strides
     low = torch.floor(shift)
+    pad = int(low.abs().max().item()) + 2  # every channel's two taps lie within pad frames
+    if pad <= MAX_CONV_PAD:
+        return _conv_shift(x, shift, low, pad, stride)
+    return _gather_shift(x, shift, low, pad, stride)
+
+
+def _conv_shift(x, shift, low, pad, stride):
+    c = x.shape[1]
     frac = (shift - low).view(-1, 1)
-    pad = int(low.abs().max().item()) + 2  # kernel 2 * pad + 1 covers every channel's two taps
     taps = torch.arange(2 * pad + 1, device=x.device).view(1, -1)
     first = low.long().view(-1, 1) + pad
-    weight = (1 - frac) * (taps == first) + frac * (taps == first + 1)  # [C, K]
+    weight = (1 - frac) * (taps == first) + frac * (taps == first + 1)  # [C, 2 pad + 1]
     return F.conv2d(x, weight.to(x.dtype).view(c, 1, -1, 1), stride=(stride, 1), padding=(pad, 0), groups=c)
+
+
+def _gather_shift(x, shift, low, pad, stride):
+    b, c, t, v = x.shape
+    frac = (shift - low).view(1, c, 1, 1)
+    out_t = math.ceil(t / stride)
+    padded = F.pad(x, (0, 0, pad, pad))  # zeros before and after in time
+    base = torch.arange(out_t, device=x.device) * stride + pad  # [T']
+    first = (base.view(1, -1) + low.long().view(-1, 1)).clamp(0, t + 2 * pad - 2)  # [C, T']
+    index = first.view(1, c, out_t, 1).expand(b, c, out_t, v)
+    return padded.gather(2, index) * (1 - frac) + padded.gather(2, index + 1) * frac
 
 
 class TemporalShift(nn.Module):
