@@ -1,6 +1,6 @@
 """Shift-GCN pretraining speed on CPU (a benchmark script, not a test): seconds per epoch of the
-product's Shift-GCN against the same network with the temporal shift written as two gathers (the
-first implementation, kept here as the baseline), measured in the same run on the same clips.
+product's Shift-GCN (two-tap depthwise-conv shift while offsets are small) against the same network
+forced onto its gather path (the first implementation, the baseline), in the same run on the same clips.
 
 Clips: the synthetic skeletons of stages/train/synthetic.py (NTU-25-sized, 3D) unless --pyskl gives a
 real PYSKL file (e.g. outputs/bench-real/data/jhmdb.pkl after `make bench-real`). Run alone.
@@ -10,7 +10,6 @@ real PYSKL file (e.g. outputs/bench-real/data/jhmdb.pkl after `make bench-real`)
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import resource
 import sys
@@ -19,26 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from posebridge.stages.train.encoders import shift_gcn
 from posebridge.stages.train.encoders.frozen import ShiftGCNSettings, pretrain
-
-
-def gather_temporal_shift(x: torch.Tensor, shift: torch.Tensor, stride: int = 1) -> torch.Tensor:
-    """The baseline: the two frames around t*stride + shift read by index, blended by frac."""
-    b, c, t, v = x.shape
-    if stride > 1:
-        shift = shift + 0.5
-    low = torch.floor(shift)
-    frac = (shift - low).view(1, c, 1, 1)
-    out_t = math.ceil(t / stride)
-    pad = int(low.abs().max().item()) + 2
-    padded = F.pad(x, (0, 0, pad, pad))
-    base = torch.arange(out_t, device=x.device) * stride + pad
-    first = (base.view(1, -1) + low.long().view(-1, 1)).clamp(0, t + 2 * pad - 2)
-    index = first.view(1, c, out_t, 1).expand(b, c, out_t, v)
-    return padded.gather(2, index) * (1 - frac) + padded.gather(2, index + 1) * frac
 
 
 def clips(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,15 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keypoints, confidence, targets = clips(args)
     settings = ShiftGCNSettings(width=args.width, epochs=args.epochs)
-    product = shift_gcn.temporal_shift
+    product_pad = shift_gcn.MAX_CONV_PAD
     times: dict[str, list[float]] = {"gather (baseline)": [], "depthwise conv (product)": []}
     for _ in range(args.repeats):
-        for name, fn in zip(times, (gather_temporal_shift, product)):
-            shift_gcn.temporal_shift = fn  # TemporalShift.forward looks the function up at call time
+        # the product's own two paths: MAX_CONV_PAD -1 sends every shift to the gather
+        for name, pad in zip(times, (-1, product_pad)):
+            shift_gcn.MAX_CONV_PAD = pad  # temporal_shift reads it at call time
             start = time.perf_counter()
             pretrain(keypoints, confidence, targets, int(targets.max()) + 1, settings, torch.device("cpu"))
             times[name].append((time.perf_counter() - start) / args.epochs)
-    shift_gcn.temporal_shift = product
+    shift_gcn.MAX_CONV_PAD = product_pad
     base = float(np.median(times["gather (baseline)"]))
     print(f"Shift-GCN pretraining, {len(targets)} clips x {args.frames} frames x {keypoints.shape[-2]} joints, "
           f"width {args.width}, batch {settings.batch_size}; {platform.machine()}, {torch.get_num_threads()} threads, "
