@@ -91,3 +91,35 @@ def test_temporal_shift_far_offsets_take_the_gather_path_with_the_same_values():
             assert torch.allclose(conv, gather, atol=1e-12)
             assert torch.allclose(temporal_shift(x, shift, stride), gather, atol=1e-12)
     assert int(torch.floor(far).abs().max()) + 2 > shift_gcn.MAX_CONV_PAD  # the far case really takes the gather path
+
+
+def test_strided_residual_is_the_reference_strided_conv():
+    """The stride-2 unit's residual reads every second frame then a 1x1 conv: Conv2d(stride=(2, 1))'s values."""
+    from posebridge.stages.train.encoders.shift_gcn import ShiftUnit
+
+    torch.manual_seed(0)
+    unit = ShiftUnit(4, 8, 5, stride=2).eval()
+    x = torch.randn(2, 4, 9, 5)
+    conv, bn = unit.residual
+    expected = bn(torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride=(2, 1)))
+    assert torch.allclose(unit.residual(x[:, :, ::2]), expected, atol=1e-6)
+
+
+def test_narrow_network_backward_finishes_in_a_fresh_process():
+    """Width 4 (fewer than 8 channels) on a batch of 64 x 64 frames: oneDNN's strided 1x1 convolution hung or
+    crashed in this backward on the channels-last input the network carries (torch 2.13 CPU); in a child
+    process so that a regression fails this test instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    code = ("import torch\n"
+            "from posebridge.stages.train.encoders.shift_gcn import ShiftGCN\n"
+            "for seed in range(3):\n"
+            "    torch.manual_seed(seed)\n"
+            "    ShiftGCN(33, 27, 4)(torch.randn(64, 64, 33, 3)).sum().backward()\n"
+            "print('done')\n")
+    try:
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a width-4 Shift-GCN backward did not finish in 120 s") from None
+    assert child.returncode == 0 and child.stdout.strip() == "done", child.stderr[-2000:]
