@@ -404,7 +404,8 @@ def train(
     skeleton_encoder: Optional[str] = typer.Option(None, "--skeleton-encoder",
                                                    help="gcn (small, trained with the heads), shiftgcn (pretrained per "
                                                         "split on the seen classes, frozen, features cached) or auto "
-                                                        "(gcn for the synthetic split, shiftgcn otherwise)."),
+                                                        "(gcn for the synthetic split and data sets under 5000 "
+                                                        "clips, shiftgcn otherwise)."),
     shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
     shiftgcn_width: Optional[int] = ShiftGCNWidth,
     shiftgcn_wd: Optional[str] = typer.Option(None, "--shiftgcn-wd", help="Shift-GCN pretraining weight decay: single "

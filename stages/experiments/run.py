@@ -240,7 +240,7 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     results = []
     for split in splits:
         cfg0 = for_features(dataclasses.replace(base, split=split.name, skeleton_encoder=resolve_encoder(
-            base.skeleton_encoder, split.dataset)), dataset)
+            base.skeleton_encoder, split.dataset, len(dataset.labels))), dataset)
         group = paths.runs_root(runs_dir) / split.name / run_name(cfg0, dataset.source_fingerprint)
         run_dirs = []
         for seed in range(seeds):
