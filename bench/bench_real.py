@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Stop a product row after this many seconds and report the partitions it finished.")
     parser.add_argument("--fixes", action="store_true", help="Add the before/after rows of issue 16's fixes "
                                                                  "(cell_l2, reference weight decay, direct temperature).")
+    parser.add_argument("--presets", action="store_true", help="Add the --preset purls / dynapurls rows (100 head "
+                                                                "epochs each: about 2.5 min per partition here).")
     parser.add_argument("--calibrate", action="store_true", help="Calibrated GZSL for the product rows too (the "
                                                                  "pseudo-unseen model doubles their training time).")
     parser.add_argument("--report-only", action="store_true", help="Train nothing: print the table from the run "
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     encoders = args.text_encoder or ["minilm"]
     wanted = [w.strip().lower() for w in args.rows.split(",") if w.strip()]
     rows = [(n, f) for n, f in ROWS if (not wanted or any(w in n.lower() for w in wanted))
-            and (args.fixes or not n.startswith("fix:"))]
+            and (args.fixes or bool(wanted) or not n.startswith("fix:"))  # --rows naming a row includes it
+            and (args.presets or bool(wanted) or not n.startswith("preset"))]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
