@@ -58,6 +58,9 @@ CANDIDATES: list[tuple[str, list[str]]] = [
      [*SHIFTGCN, "--feature-norm", "none", "--no-text-adapter", "--proto-mix", "0.0", "--epochs", "30"]),
     ("Shift-GCN w16 T32, cell_l2, no adapter, mix 0, 30 epochs",
      [*SHIFTGCN, "--feature-norm", "cell_l2", "--no-text-adapter", "--proto-mix", "0.0", "--epochs", "30"]),
+    # the Shift-GCN pretraining weight decay (issue 16's fix), each named so `--candidates wd` runs the pair
+    ("Shift-GCN w16 T32, defaults, single wd", [*SHIFTGCN, "--shiftgcn-wd", "single", "--epochs", "30"]),
+    ("Shift-GCN w16 T32, defaults, reference wd", [*SHIFTGCN, "--shiftgcn-wd", "reference", "--epochs", "30"]),
 ]
 
 
