@@ -81,9 +81,9 @@ def test_auto_picks_gcn_for_synthetic_and_shiftgcn_otherwise():
     assert resolve_encoder("auto", "synthetic") == "gcn"
     assert resolve_encoder("auto", "ntu60") == "shiftgcn"
     # small data sets (the real sets measured: under 1000 clips) get the small GCN, large ones Shift-GCN
-    assert resolve_encoder("auto", "jhmdb_10_4", clips=928) == "gcn"
+    assert resolve_encoder("auto", "jhmdb_10_4", clips=609) == "gcn"
     assert resolve_encoder("auto", "ntu60", clips=56578) == "shiftgcn"
-    assert resolve_encoder("shiftgcn", "jhmdb_10_4", clips=928) == "shiftgcn"  # explicit wins
+    assert resolve_encoder("shiftgcn", "jhmdb_10_4", clips=609) == "shiftgcn"  # explicit wins
     assert resolve_encoder("gcn", "ntu60") == "gcn"
     with pytest.raises(UserError, match="--skeleton-encoder"):
         TrainConfig(split="x", skeleton_encoder="stgcn").validate()

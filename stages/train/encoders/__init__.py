@@ -12,7 +12,7 @@ before an encoder runs and averaged (over the persons present) after it (stages/
   cached under a fingerprint of (data, split's training rows and classes, encoder settings) and
   reused by every later experiment. The default for data sets the size of the published ones.
 - "auto": "gcn" for the synthetic split and for data sets under AUTO_SHIFTGCN_MIN_CLIPS clips,
-  "shiftgcn" for every other. On the two small real sets (JHMDB 928 clips, MSR Action3D 557) a
+  "shiftgcn" for every other. On the two small real sets (JHMDB 609 clips, MSR Action3D 557) a
   Shift-GCN pretrained from scratch on the seen classes did not transfer: the small GCN scored
   higher on the seen classes' validation side (bench/real_validate.py, 47.0 vs 40.4 mean ZSL) and
   on the unseen test classes (docs/real-data-benchmark.md); the published sets (NTU 56k-114k,
