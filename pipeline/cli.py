@@ -14,6 +14,7 @@ import typer
 from posebridge.pipeline.config import CueConfig, ExtractConfig, RunSettings
 from posebridge.pipeline.errors import UserError
 from posebridge.stages.train.config import TrainConfig, config_default
+from posebridge.stages.train.encoders import AUTO_SHIFTGCN_MIN_CLIPS
 from posebridge.stages.train.presets import preset_value
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -404,8 +405,8 @@ def train(
     skeleton_encoder: Optional[str] = typer.Option(None, "--skeleton-encoder",
                                                    help="gcn (small, trained with the heads), shiftgcn (pretrained per "
                                                         "split on the seen classes, frozen, features cached) or auto "
-                                                        "(gcn for the synthetic split and data sets under 5000 "
-                                                        "clips, shiftgcn otherwise)."),
+                                                        f"(gcn for the synthetic split and data sets under "
+                                                        f"{AUTO_SHIFTGCN_MIN_CLIPS} clips, shiftgcn otherwise)."),
     shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
     shiftgcn_width: Optional[int] = ShiftGCNWidth,
     shiftgcn_wd: Optional[str] = typer.Option(None, "--shiftgcn-wd", help="Shift-GCN pretraining weight decay: single "

@@ -14,7 +14,7 @@ from posebridge.stages.eval.evaluate import evaluate
 from posebridge.stages.experiments import experiment
 from posebridge.stages.train.checkpoint import CHECKPOINT
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.encoders import frozen, resolve_encoder
+from posebridge.stages.train.encoders import AUTO_SHIFTGCN_MIN_CLIPS, frozen, resolve_encoder
 from test_loop import SEEN, UNSEEN, tiny_bank, tiny_config, tiny_dataset, tiny_split
 
 SHIFT = dict(skeleton_encoder="shiftgcn", shiftgcn_width=4, shiftgcn_epochs=1, epochs=1)
@@ -77,12 +77,13 @@ def test_frozen_features_are_averaged_over_present_persons_only():
     assert alone.shape == (2, 16, 3, 33) and torch.equal(alone, padded)
 
 
-def test_auto_picks_gcn_for_synthetic_and_shiftgcn_otherwise():
+def test_auto_picks_gcn_for_synthetic_and_small_sets_and_shiftgcn_otherwise():
     assert resolve_encoder("auto", "synthetic") == "gcn"
-    assert resolve_encoder("auto", "ntu60") == "shiftgcn"
+    assert resolve_encoder("auto", "ntu60") == "shiftgcn"  # size unknown: counted as large
     # small data sets (the real sets measured: under 1000 clips) get the small GCN, large ones Shift-GCN
-    assert resolve_encoder("auto", "jhmdb_10_4", clips=609) == "gcn"
-    assert resolve_encoder("auto", "ntu60", clips=56578) == "shiftgcn"
+    assert resolve_encoder("auto", "jhmdb_10_4", clips=AUTO_SHIFTGCN_MIN_CLIPS - 1) == "gcn"
+    assert resolve_encoder("auto", "ntu60", clips=AUTO_SHIFTGCN_MIN_CLIPS) == "shiftgcn"
+    assert resolve_encoder("auto", "synthetic", clips=10 * AUTO_SHIFTGCN_MIN_CLIPS) == "gcn"
     assert resolve_encoder("shiftgcn", "jhmdb_10_4", clips=609) == "shiftgcn"  # explicit wins
     assert resolve_encoder("gcn", "ntu60") == "gcn"
     with pytest.raises(UserError, match="--skeleton-encoder"):

@@ -53,7 +53,7 @@ class TrainConfig:
     motion_bone: bool = True  # add motion (x[t+1]-x[t]) and bone (child-parent) input channels
     # Skeleton encoder (stages/train/encoders): gcn (small, trained with the heads), shiftgcn
     # (pretrained per split on the seen classes, frozen, features cached), auto (gcn for the
-    # synthetic split and data sets under 5000 clips, shiftgcn otherwise: encoders/__init__.py).
+    # synthetic split and small data sets, shiftgcn otherwise: encoders.resolve_encoder).
     skeleton_encoder: str = "auto"
     shiftgcn_width: int = 64  # first units' channels; features are 4x wider (256, as published)
     shiftgcn_epochs: int = 140  # the reference's NTU schedule (lr / 10 at 60, 80, 100 of 140)
