@@ -251,3 +251,24 @@ def test_precomputed_features_entry_point_takes_no_keypoints():
     assert visual.global_.shape == (B, D) and visual.joint_tokens.shape == (B, 3 * V, 32)
     with pytest.raises(UserError, match="at least 3"):
         model(None, None, joint_features=torch.randn(B, 12, 2, V))
+
+
+def test_mask_dropout_is_dropout():
+    """MaskDropout (the shared MLP's faster dropout) keeps nn.Dropout's function: identity in eval,
+    and in training each element zeroed with probability p, the rest scaled by 1/(1-p)."""
+    from posebridge.stages.train.heads import MaskDropout
+
+    x = torch.full((200, 500), 3.0, requires_grad=True)
+    layer = MaskDropout(0.5)
+    layer.eval()
+    assert torch.equal(layer(x), x)
+    layer.train()
+    torch.manual_seed(0)
+    y = layer(x)
+    assert set(torch.unique(y).tolist()) <= {0.0, 6.0}
+    zeroed = (y == 0).float().mean().item()
+    assert 0.47 < zeroed < 0.53  # 100,000 draws: 0.5 +- 0.005 (std 0.0016)
+    y.sum().backward()
+    assert torch.equal(x.grad, (y != 0).float() * 2.0)  # the gradient flows through the kept elements only
+    with pytest.raises(ValueError):
+        MaskDropout(1.0)

@@ -254,6 +254,28 @@ class AdaptivePartition(nn.Module):
         return self.weights(tokens, queries, keys) @ tokens
 
 
+class MaskDropout(nn.Module):
+    """nn.Dropout's function (zero each element with probability p, scale the rest by 1/(1-p)),
+    with the mask drawn by torch.rand: on CPU, torch's fused dropout kernel is about 2x slower
+    (torch 2.13, measured on the shared MLP's [B*K, 1024] activations), and the presets' shared
+    MLP spends most of its step there. Same distribution, another random stream."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class SharedMLP(nn.Module):
     """PURLS's skeleton->text projection (azzh1/PURLS model/purls.py skel_encoder: BN, dropout .5,
     Linear to 1024, SiLU, BN, dropout .5, Linear, Tanh), one module for all 8 representations.
@@ -263,8 +285,8 @@ class SharedMLP(nn.Module):
 
     def __init__(self, dim: int, text_dim: int, hidden: int = 1024):
         super().__init__()
-        self.net = nn.Sequential(nn.BatchNorm1d(dim), nn.Dropout(0.5), nn.Linear(dim, hidden), nn.SiLU(),
-                                 nn.BatchNorm1d(hidden), nn.Dropout(0.5), nn.Linear(hidden, text_dim), nn.Tanh())
+        self.net = nn.Sequential(nn.BatchNorm1d(dim), MaskDropout(0.5), nn.Linear(dim, hidden), nn.SiLU(),
+                                 nn.BatchNorm1d(hidden), MaskDropout(0.5), nn.Linear(hidden, text_dim), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
