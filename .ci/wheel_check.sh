@@ -2,7 +2,7 @@
 # The wheel as a user gets it: build it (pip wheel --no-deps), check it holds every package and data
 # folder, install it NOT editable into a fresh venv (dependencies from the same pins, pip's cache
 # reused), then run the CLI from a folder outside the clone: --help, splits, setup (models into a
-# per-user folder), a tiny extract of one demo clip, and a one-epoch train on the synthetic split.
+# per-user folder), a tiny extract of one demo clip, the synthetic store and a one-epoch train on its split.
 # Needs `make setup` first (the models' source wheel and the demo videos); .ci/run calls it after
 # `make test`. Usage: .ci/wheel_check.sh [WORKDIR] (default: a fresh temporary folder, removed after).
 set -euo pipefail
@@ -94,7 +94,11 @@ step "tiny extract (one demo clip, 4 frames; models, cache found without options
 ls -d outputs/cache/democlip/*/store.zarr >/dev/null
 "$PB" cache info democlip >/dev/null
 
-step "one-epoch train on the synthetic demo split"
+step "the synthetic data set (its store, as extract writes a video set's), then a one-epoch train on its split"
+missing="$("$PB" train --split synthetic_zsl --epochs 1 2>&1 || true)"  # no store yet: the error names the command
+grep -q "make it first: posebridge synthetic" <<< "$missing"
+"$PB" synthetic --clips-per-class 4
+ls -d outputs/cache/synthetic/*/store.zarr >/dev/null
 "$PB" train --split synthetic_zsl --epochs 1 --shiftgcn-epochs 1
 ls -d outputs/runs/synthetic_zsl/*/seed-0 >/dev/null
 

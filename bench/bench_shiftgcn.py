@@ -2,7 +2,7 @@
 product's Shift-GCN (two-tap depthwise-conv shift while offsets are small) against the same network
 forced onto its gather path (the first implementation, the baseline), in the same run on the same clips.
 
-Clips: the synthetic skeletons of stages/train/synthetic.py (NTU-25-sized, 3D) unless --pyskl gives a
+Clips: the synthetic skeletons of stages/extract/synthetic.py (NTU-25-sized, 3D) unless --pyskl gives a
 real PYSKL file (e.g. outputs/bench-real/data/jhmdb.pkl after `make bench-real`). Run alone.
 
   .venv/bin/python bench/bench_shiftgcn.py [--pyskl FILE --layout FILE] [--width 16] [--frames 32]

@@ -50,7 +50,7 @@ from posebridge.stages.train.data import load_store, normalise_persons, partitio
 from posebridge.stages.train import loop
 from posebridge.stages.train.losses import LossWeights, posebridge_loss
 from posebridge.stages.experiments.run import train_splits
-from posebridge.stages.train.synthetic import write_synthetic_store
+from posebridge.stages.extract.synthetic import write_synthetic_store
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder

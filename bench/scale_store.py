@@ -20,7 +20,7 @@ from posebridge.cache.writer import ShardWriter
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.splits.data_files import NTU60_CLASSES, read_lines
-from posebridge.stages.train.synthetic import TEMPLATE, store_layout
+from posebridge.stages.extract.synthetic import TEMPLATE, store_layout
 
 GENERATOR_VERSION = 2  # 2: cache schema v2 ([F, M, ...] with M = 1, as the synthetic demo store)
 SCALES = {"ntu60": 56_880}

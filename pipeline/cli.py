@@ -405,8 +405,8 @@ def train(
     skeleton_encoder: Optional[str] = typer.Option(None, "--skeleton-encoder",
                                                    help="gcn (small, trained with the heads), shiftgcn (pretrained per "
                                                         "split on the seen classes, frozen, features cached) or auto "
-                                                        f"(gcn for the synthetic split and data sets under "
-                                                        f"{AUTO_SHIFTGCN_MIN_CLIPS} clips, shiftgcn otherwise)."),
+                                                        f"(gcn for data sets under {AUTO_SHIFTGCN_MIN_CLIPS} clips, "
+                                                        f"the synthetic demo's included; shiftgcn otherwise)."),
     shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
     shiftgcn_width: Optional[int] = ShiftGCNWidth,
     shiftgcn_wd: Optional[str] = typer.Option(None, "--shiftgcn-wd", help="Shift-GCN pretraining weight decay: single "
@@ -609,6 +609,29 @@ def demo(
         videos = (paths.source_checkout() or Path(".")) / "assets" / "videos" / "demo"
     for line in run_demo(videos, cache_dir=cache_dir, runs_dir=runs_dir, epochs=epochs):
         typer.echo(line)
+
+
+@app.command()
+def synthetic(
+    cache_dir: Optional[Path] = CacheDir,
+    clips_per_class: int = typer.Option(None, "--clips-per-class", min=1, show_default=False,
+                                        help="Clips per class, 36 classes (default: the demo's)."),
+    seed: int = typer.Option(None, "--seed", show_default=False, help="Generator seed (default: the demo's)."),
+) -> None:
+    """Write the SYNTHETIC benchmark's cue store (procedural skeletons and cues, no video; checks the
+    mechanics of stage 2, not the science) into the cache, as `extract` writes a video set's. Only
+    missing clips are generated; then `posebridge train --split synthetic_zsl` finds it."""
+    from posebridge.cache.store import CueStore
+    from posebridge.pipeline import paths
+    from posebridge.stages.extract import synthetic as generator
+
+    store = generator.write_synthetic_store(
+        paths.cache_root(cache_dir), generator.CLIPS_PER_CLASS if clips_per_class is None else clips_per_class,
+        generator.SEED if seed is None else seed)
+    typer.echo(f"synthetic store: {store} ({len(CueStore.open(store).clips())} clips)")
+    where = f" --cache-dir {cache_dir}" if cache_dir is not None else ""
+    typer.echo(f"train on it: posebridge train --split {generator.SPLIT_NAME}{where}  "
+               f"(or --store {store} --split-file {store / generator.SPLIT_FILE})")
 
 
 @app.command()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from posebridge.stages.experiments import run as run_module
 from posebridge.stages.train.config import TrainConfig
-from posebridge.stages.train.synthetic import write_synthetic_store
+from posebridge.stages.extract.synthetic import write_synthetic_store
 
 
 def test_ablation_trains_every_cue_mode_off_one_load_and_writes_one_table_and_a_plot(tmp_path, monkeypatch):

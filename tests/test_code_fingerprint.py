@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 from posebridge.pipeline.fingerprint import code_sha256, file_code_sha256
+from posebridge.stages.extract import synthetic
 from posebridge.stages.train import data as data_module
-from posebridge.stages.train import synthetic, view
+from posebridge.stages.train import view
 
 
 def _edited(tmp_path: Path, module, old: str, new: str, count: int = 1) -> Path:

@@ -117,7 +117,7 @@ def test_cli_export_then_train_on_the_folder(tmp_path, capsys):
     """The two commands a user runs: export-features from a cue cache, train --features --cues all on it (the
     demo's SYNTHETIC store at 4 clips per class; Shift-GCN width 4, 1 epoch: mechanics only)."""
     from posebridge.pipeline.cli import main
-    from posebridge.stages.train.synthetic import write_synthetic_store
+    from posebridge.stages.extract.synthetic import write_synthetic_store
 
     def run(*args) -> int:
         with pytest.raises(SystemExit) as exit_info:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import Split
+from posebridge.pipeline.splits.spec import SIDES_PROTOCOL, SideRule
 from posebridge.stages.eval import calibration, evaluate
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
@@ -48,8 +49,9 @@ def tiny_dataset(seed: int = 0) -> CueDataset:
 
 
 def tiny_split() -> Split:
-    return Split(name="tiny_test_split", dataset="synthetic", class_names=tuple(f"class {k}" for k in range(K)),
-                 seen=SEEN, unseen=UNSEEN, protocol="synthetic", source="tests/test_loop.py (random)")
+    return Split(name="tiny_test_split", dataset="tiny", class_names=tuple(f"class {k}" for k in range(K)),
+                 seen=SEEN, unseen=UNSEEN, protocol=SIDES_PROTOCOL, source="tests/test_loop.py (random)",
+                 train_side=SideRule("names", ("train",), "train"), test_side=SideRule("names", ("test",), "test"))
 
 
 def tiny_bank(seed: int = 0) -> TextBank:

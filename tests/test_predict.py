@@ -24,7 +24,7 @@ FRAMES = 8  # --max-frames: short clips keep the test fast
 def demo_run(tmp_path_factory):
     """A finished run of the demo's split, on a smaller copy of the demo's synthetic store (same
     generator, same layout; 1 epoch: the mechanics, not accuracy)."""
-    from posebridge.stages.train.synthetic import write_synthetic_store
+    from posebridge.stages.extract.synthetic import write_synthetic_store
 
     root = tmp_path_factory.mktemp("predict")
     store = write_synthetic_store(root / "cache", clips_per_class=4)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from posebridge.pipeline.errors import UserError
+from posebridge.pipeline.splits import registry
 from posebridge.pipeline.splits.registry import SPLIT_NAMES, get_split, get_split_spec
 from posebridge.pipeline.splits.spec import draw_partitions
 from posebridge.pipeline.splits.split_file import read_split_file
@@ -237,9 +238,9 @@ def test_published_splits_resolve_as_before_through_a_split_spec(name):
 
 def test_synthetic_split_is_an_ordinary_split_file(tmp_path):
     from posebridge.pipeline.splits.data_files import data_path
-    from posebridge.stages.train import synthetic
+    from posebridge.stages.extract import synthetic
 
-    shipped = json.loads(data_path("synthetic_zsl.json").read_text())
+    shipped = json.loads(data_path("split_files/synthetic_zsl.json").read_text())
     assert shipped == synthetic.synthetic_split_file()  # regenerate with synthetic.write_split_file()
     from_file = read_split_file(synthetic.write_split_file(tmp_path / "split.json")).split(0)
     registry = get_split("synthetic_zsl")
@@ -339,3 +340,16 @@ def test_skeleton_field_takes_a_layout_file_relative_to_the_split_file(tmp_path)
     check_split_skeleton(_tiny([{}], [0]), _split(tmp_path, skeleton="coco17"))
     with pytest.raises(UserError, match="field 'skeleton'"):
         split_layout(_split(tmp_path, skeleton="coco18").skeleton, "s.json")
+
+
+@pytest.mark.parametrize("name", registry.SHIPPED_SPLIT_FILES)
+def test_a_shipped_split_file_is_named_as_its_file_and_reads_as_a_users(name, tmp_path):
+    from posebridge.pipeline.splits.data_files import data_path
+
+    path = data_path(f"{registry.SPLIT_FILES_DIR}/{name}.json")
+    assert json.loads(path.read_text())["name"] == name
+    copy = tmp_path / path.name
+    copy.write_text(path.read_text())
+    spec = read_split_file(copy)
+    assert (spec.classes, spec.partitions, spec.get_data) == (
+        get_split_spec(name).classes, get_split_spec(name).partitions, get_split_spec(name).get_data)

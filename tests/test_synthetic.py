@@ -10,8 +10,10 @@ import pytest
 
 from posebridge.cache.store import CueStore
 from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
+from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.splits.registry import get_split
-from posebridge.stages.train import synthetic
+from posebridge.pipeline.splits.split_file import read_split_file
+from posebridge.stages.extract import synthetic
 from posebridge.stages.train.data import load_store
 from posebridge.stages.train.text import PART_NAMES, TEMPORAL_NAMES, class_texts
 
@@ -93,7 +95,8 @@ def test_split_recombines_seen_attribute_values():
     context_only_pairs = {s for s in unseen_skeletons if unseen_skeletons.count(s) == 2}
     assert len(context_only_pairs) >= 2
     assert list(split.class_names) == [c.name for c in classes]
-    assert get_split("synthetic_zsl") == split
+    shipped = get_split("synthetic_zsl")  # the generator's split = the shipped file's, but for where it came from
+    assert dataclasses.replace(shipped, source=split.source) == split and "shipped" in shipped.source
 
 
 def test_texts_are_composed_from_the_attributes():
@@ -185,3 +188,24 @@ def test_store_comes_with_its_split_file(store_path):
     assert from_file.keys() == published.keys()
     for key in from_file:
         np.testing.assert_array_equal(from_file[key], published[key])
+
+
+def test_the_synthetic_set_is_made_by_its_command_then_found_like_any_store(tmp_path, capsys):
+    """No special case in the run driver: without a store, training names the command that makes
+    it (the split file's get_data); `posebridge synthetic` writes it; then the split finds it by
+    its dataset name, as an extracted store is found."""
+    from posebridge.pipeline import cli
+    from posebridge.stages.experiments.run import find_store
+
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match=rf"make it first: posebridge synthetic --cache-dir {cache}"):
+        find_store(get_split("synthetic_zsl"), cache)
+    assert not cache.exists() or not any(cache.rglob("*.json"))  # the error wrote nothing
+    with pytest.raises(SystemExit) as done:
+        cli.main(["synthetic", "--cache-dir", str(cache), "--clips-per-class", "1"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    path = find_store(get_split("synthetic_zsl"), cache)
+    assert f"synthetic store: {path} (36 clips)" in out and "posebridge train --split synthetic_zsl" in out
+    assert path == synthetic.write_synthetic_store(cache, clips_per_class=1)
+    assert read_split_file(path / synthetic.SPLIT_FILE).split(0).unseen == get_split("synthetic_zsl").unseen

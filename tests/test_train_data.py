@@ -11,7 +11,7 @@ import torch
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import file_sha256
 from posebridge.pipeline.splits.registry import Split
-from posebridge.stages.train import synthetic
+from posebridge.stages.extract import synthetic
 from posebridge.cache.schema import BLAZEPOSE33, COCO17
 from posebridge.stages.train.data import (
     CueDataset, load_pyskl, load_store, normalise_persons, normalise_skeleton, partition, resample,
@@ -195,7 +195,7 @@ def test_kinetics_falls_back_to_a_hash_split_with_a_warning():
 
 def test_labels_outside_the_split_are_refused():
     with pytest.raises(UserError, match="3 classes"):
-        partition(_tiny_ds([{"split": "train"}, {"split": "test"}], [0, 7]), _split("synthetic"))
+        partition(_tiny_ds([{"split": "train"}, {"split": "test"}], [0, 7]), _split("kinetics"))
 
 
 # --- PYSKL pickles -------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_load_store_rows_follow_clip_ids_not_part_order(tmp_path):
     """Two stores with the same clips written in different part orders load identically."""
     from posebridge.cache.store import CueStore, store_dir
     from posebridge.cache.writer import ShardWriter
-    from posebridge.stages.train.synthetic import generate_clip, store_layout
+    from posebridge.stages.extract.synthetic import generate_clip, store_layout
     from posebridge.cache.store import ClipArrays, ClipRecord
     from posebridge.stages.train.data import load_store
 

@@ -13,7 +13,7 @@ from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
 from posebridge.stages.train import view as view_module
 from posebridge.stages.train.data import load_store
-from posebridge.stages.train.synthetic import generate_clip, store_layout
+from posebridge.stages.extract.synthetic import generate_clip, store_layout
 from posebridge.stages.train.view import INDEX, VIEWS, load_view
 
 T = 24

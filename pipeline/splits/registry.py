@@ -3,7 +3,8 @@
 Each split names its dataset, the class list in the dataset's label order, sorted 0-based seen and
 unseen indices, the evaluation protocol, and the upstream files it was read from. The index
 lists ship with the package under data/; data/SOURCES.md attributes each file and says which
-upstream sources agree on which list.
+upstream sources agree on which list. Splits that are not upstream data (the synthetic benchmark's)
+ship as ordinary split files under data/split_files/, one per name, read like a user's.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from posebridge.pipeline.splits.data_files import (
 from posebridge.pipeline.splits.spec import ClassInfo, Split, SplitSpec, build_spec
 from posebridge.pipeline.splits.split_file import parse_split
 
-__all__ = ["SPLIT_NAMES", "SYNTHETIC", "Split", "get_split", "get_split_spec", "list_splits"]
+__all__ = ["SHIPPED_SPLIT_FILES", "SPLIT_NAMES", "Split", "get_split", "get_split_spec", "list_splits"]
 
 
 # Published as PURLS ru<unseen>.npy / rs<seen>.npy files: name -> (dataset, number unseen).
@@ -64,11 +65,11 @@ _CODE = (
     "pkummd_46_5_smie_split9",
     "pkummd_46_5_star_ablation3",
 )
-SYNTHETIC = "synthetic_zsl"
-# The synthetic benchmark's split file, written by stages/train/synthetic.py (synthetic_split_file())
-# and shipped, so the registry reads it like any user's split file.
-SYNTHETIC_FILE = "synthetic_zsl.json"
-SPLIT_NAMES: tuple[str, ...] = (*_PURLS, *_CODE, SYNTHETIC)
+# Split files shipped with the package (data/split_files/<name>.json): the synthetic benchmark's,
+# written by stages/extract/synthetic.py. A file's "name" field must equal its stem (tested).
+SPLIT_FILES_DIR = "split_files"
+SHIPPED_SPLIT_FILES: tuple[str, ...] = ("synthetic_zsl",)
+SPLIT_NAMES: tuple[str, ...] = (*_PURLS, *_CODE, *SHIPPED_SPLIT_FILES)
 
 _N_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd": 51, "kinetics200": 200, "kinetics400": 400}
 _PROTOCOL = {"ntu60": "ntu_xsub", "ntu120": "ntu_xsub", "pkummd": "pku_xsub",
@@ -122,10 +123,11 @@ def _canonical_name(name: str) -> str:
     raise UserError(f"unknown split '{name}'; `posebridge splits` lists the known names")
 
 
-def _synthetic_spec() -> SplitSpec:
-    path = data_path(SYNTHETIC_FILE)
+def _shipped_spec(name: str) -> SplitSpec:
+    """A split file shipped with the package, read by the code that reads a user's."""
+    path = data_path(f"{SPLIT_FILES_DIR}/{name}.json")
     return parse_split(json.loads(path.read_text(encoding="utf-8")), where=str(path), base_dir=path.parent,
-                       source=f"{SYNTHETIC_FILE} (posebridge.stages.train.synthetic, generated)")
+                       source=f"{path.name} (shipped split file)")
 
 
 def get_split(name: str, *, kinetics200_classes: Path | str | None = None,
@@ -138,8 +140,8 @@ def get_split_spec(name: str, *, kinetics200_classes: Path | str | None = None,
                    guess_kinetics200: bool = False) -> SplitSpec:
     """The published split `name` as a one-partition SplitSpec (what a split file also becomes)."""
     name = _canonical_name(name)
-    if name == SYNTHETIC:
-        return _synthetic_spec()
+    if name in SHIPPED_SPLIT_FILES:
+        return _shipped_spec(name)
     idx = _indices(name)
     source, assumption = idx.source, None
     if idx.dataset == "kinetics200":
@@ -170,8 +172,8 @@ def list_splits() -> list[dict]:
     """One row per split for `posebridge splits`: name, dataset, n_seen, n_unseen, source, status."""
     rows = []
     for name in SPLIT_NAMES:
-        if name == SYNTHETIC:
-            rows.append(_synthetic_row())
+        if name in SHIPPED_SPLIT_FILES:
+            rows.append(_shipped_row(name))
             continue
         idx = _indices(name)
         status = "needs --kinetics200-classes" if idx.dataset == "kinetics200" else "ready"
@@ -180,7 +182,7 @@ def list_splits() -> list[dict]:
     return rows
 
 
-def _synthetic_row() -> dict:
-    split = _synthetic_spec().split(0)
-    return {"name": SYNTHETIC, "dataset": split.dataset, "n_seen": len(split.seen),
+def _shipped_row(name: str) -> dict:
+    split = _shipped_spec(name).split(0)
+    return {"name": name, "dataset": split.dataset, "n_seen": len(split.seen),
             "n_unseen": len(split.unseen), "source": split.source, "status": "ready"}

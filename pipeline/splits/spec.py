@@ -57,6 +57,7 @@ class Split:
     test_side: SideRule | None = None
     skeleton: str | None = None     # a split file's "skeleton" (layout name or path); None = by joint count
     family: str = ""                # the spec's name (all partitions of one split file share it)
+    get_data: str | None = None     # how to make the data it reads, told when no cache has it
 
 
 SIDES_PROTOCOL = "sides"
@@ -74,6 +75,7 @@ class SplitSpec:
     train_side: SideRule | None = None
     test_side: SideRule | None = None
     skeleton: str | None = None
+    get_data: str | None = None
     # One fixed partition (a published split, a split file's "unseen") keeps the plain name;
     # several get "<name>/p<k>-<digest>" so each has its own run folder.
     single: bool = True
@@ -95,7 +97,8 @@ class SplitSpec:
         return Split(name=self.partition_name(k), dataset=self.dataset, class_names=self.class_names, seen=seen,
                      unseen=unseen, protocol=self.protocol, source=self.source, assumption=self.assumption,
                      classes=self.classes if with_texts else (), train_side=self.train_side,
-                     test_side=self.test_side, skeleton=self.skeleton, family=self.name)
+                     test_side=self.test_side, skeleton=self.skeleton, family=self.name,
+                     get_data=self.get_data)
 
     def splits(self) -> list[Split]:
         return [self.split(k) for k in range(len(self.partitions))]
@@ -104,7 +107,8 @@ class SplitSpec:
 def build_spec(*, name: str, dataset: str, classes: list[ClassInfo] | tuple[ClassInfo, ...],
                partitions: list[tuple[int, ...]], protocol: str, source: str, assumption: str | None = None,
                train_side: SideRule | None = None, test_side: SideRule | None = None,
-               skeleton: str | None = None, single: bool = True, where: str = "") -> SplitSpec:
+               skeleton: str | None = None, single: bool = True, where: str = "",
+               get_data: str | None = None) -> SplitSpec:
     """The one constructor of SplitSpec: checks what every split must satisfy. `where` prefixes
     messages (a split file's path); index errors in shipped data mean a broken install."""
     where = where or source
@@ -125,7 +129,7 @@ def build_spec(*, name: str, dataset: str, classes: list[ClassInfo] | tuple[Clas
         clean.append(unseen)
     return SplitSpec(name=name, dataset=dataset, classes=tuple(classes), partitions=tuple(clean), protocol=protocol,
                      source=source, assumption=assumption, train_side=train_side, test_side=test_side,
-                     skeleton=skeleton, single=single)
+                     skeleton=skeleton, single=single, get_data=get_data)
 
 
 def draw_partitions(num_classes: int, unseen: int, count: int, seed: int, where: str) -> list[tuple[int, ...]]:

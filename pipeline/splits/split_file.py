@@ -19,7 +19,7 @@ from posebridge.pipeline.splits.spec import (SIDES_PROTOCOL, ClassInfo, SideRule
                                              draw_partitions)
 
 REQUIRED = ("name", "classes", "train", "test")
-OPTIONAL = ("skeleton", "dataset", "unseen", "partitions", "random_partitions", "assumption")
+OPTIONAL = ("skeleton", "dataset", "unseen", "partitions", "random_partitions", "assumption", "get_data")
 PARTITION_FIELDS = ("unseen", "partitions", "random_partitions")
 CLASS_FIELDS = ("name", "descriptions", "parts", "temporal")
 PART_SLOTS = ("head", "hands", "torso", "legs")  # as stages/train/text.py PART_NAMES
@@ -89,7 +89,8 @@ def parse_split(obj, *, where: str, base_dir: Path, source: str) -> SplitSpec:
         partitions=partitions, protocol=SIDES_PROTOCOL, source=source,
         assumption=f.string(obj, "assumption") if "assumption" in obj else None,
         train_side=_side(obj["train"], "train", base_dir, f), test_side=_side(obj["test"], "test", base_dir, f),
-        skeleton=skeleton, single=single, where=where)
+        skeleton=skeleton, single=single, where=where,
+        get_data=f.string(obj, "get_data") if "get_data" in obj else None)
 
 
 def _classes(value, f: _Fields) -> list[ClassInfo]:

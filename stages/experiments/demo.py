@@ -25,18 +25,23 @@ def demo_configs(epochs: int | None = None) -> list:
 
 def run_demo(videos: Path, *, cache_dir: Path | None = None, runs_dir: Path | None = None,
              epochs: int | None = None) -> list[str]:
-    from posebridge.stages.extract.run import extract
+    from posebridge.pipeline import paths
     from posebridge.stages.experiments.run import train_splits
+    from posebridge.stages.extract.run import extract
+    from posebridge.stages.extract.synthetic import write_synthetic_store
 
     if not Path(videos).is_dir():
         raise UserError(f"demo videos not found at {videos}; run `make media` (or `make demo`) first")
     lines = ["== stage 1: extract pose-anchored cues from the demo videos"]
     summary = extract(Path(videos), "demo", cache_dir=cache_dir)
     lines += summary.lines()
+    # The SYNTHETIC data set is made like any other (`posebridge synthetic`, as `extract` makes a
+    # video set's): generated once, then reused.
+    store = write_synthetic_store(paths.cache_root(cache_dir))
     lines.append(f"\n== stage 2: train + evaluate split {DEMO_SPLIT} (SYNTHETIC data), with cues and without")
     run_dirs, groups = [], []
     for base in demo_configs(epochs):
-        result = train_splits([DEMO_SPLIT], base=base, cache_dir=cache_dir, runs_dir=runs_dir)[0]
+        result = train_splits([DEMO_SPLIT], base=base, cache_dir=cache_dir, store=store, runs_dir=runs_dir)[0]
         run_dirs += result.run_dirs
         groups.append(result.group_dir)
     lines.append("")
@@ -44,6 +49,7 @@ def run_demo(videos: Path, *, cache_dir: Path | None = None, runs_dir: Path | No
     lines.append("(synthetic benchmark: unseen classes include pairs that differ only in the object held, which "
                  "exists only in the cues; with --cues none those pairs fall to chance)")
     lines.append(f"cue cache: {summary.store}")
+    lines.append(f"synthetic store: {store}")
     lines += [f"run folder: {g}" for g in groups]
     example = sorted(Path(videos).glob("*.mp4"))
     if example:  # the run also scores real clips: the synthetic store has the extractor's layout

@@ -72,7 +72,7 @@ def _load_resume(path: Path, cfg: TrainConfig, fingerprints: dict) -> dict:
 def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBank, run_dir: Path,
           resume: bool = False, encoder_cache: Path | None = None) -> dict:
     """encoder_cache: where frozen encoder features are cached (default: the cue cache root)."""
-    encoder = resolve_encoder(cfg.skeleton_encoder, split.dataset, len(dataset.labels))
+    encoder = resolve_encoder(cfg.skeleton_encoder, len(dataset.labels))
     cfg = dataclasses.replace(cfg.validate(), skeleton_encoder=encoder)
     check_compatible(dataset, split, text_bank, cfg)
     started = time.perf_counter()

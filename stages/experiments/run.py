@@ -36,7 +36,7 @@ from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
 from posebridge.stages.train.view import load_view
 
-SYNTHETIC = "synthetic"
+PUBLISHED_DATASETS = ("ntu60", "ntu120", "pkummd", "kinetics200", "kinetics400")
 
 
 @dataclass
@@ -77,8 +77,8 @@ def dataset_stores(root: Path, dataset: str) -> list[Path]:
 def check_cache_exists(split_name: str, cache_dir: Path | None) -> None:
     """Fail first, with the exact extract command, when a split's dataset has no cache at all."""
     dataset = split_name.lower().split("_")[0]
-    if dataset == SYNTHETIC or dataset not in {"ntu60", "ntu120", "pkummd", "kinetics200", "kinetics400"}:
-        return
+    if dataset not in PUBLISHED_DATASETS:
+        return  # a shipped split file's data set: find_store says how to make it
     root = paths.cache_root(cache_dir)
     if not dataset_stores(root, dataset):
         extra = "; kinetics200 splits also need --kinetics200-classes FILE (the K200 class list is not public)" \
@@ -92,12 +92,12 @@ def find_store(split: Split, cache_dir: Path | None = None, store: Path | None =
     if store is not None:
         return Path(store)
     root = paths.cache_root(cache_dir)
-    if split.dataset == SYNTHETIC:
-        from posebridge.stages.train.synthetic import write_synthetic_store
-
-        return write_synthetic_store(root)  # generated on first use, reused afterwards
     found = dataset_stores(root, split.dataset)
     if not found:
+        if split.get_data:  # the split file names the command that makes its data (the synthetic benchmark's)
+            where = f" --cache-dir {cache_dir}" if cache_dir is not None else ""
+            raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; make it first: "
+                            f"{split.get_data}{where} (or pass --store)")
         raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; extract it first: "
                         f"{_extract_hint(split.dataset, cache_dir)} (or train skeleton-only: --pyskl FILE --cues none)")
     if len(found) > 1:
@@ -240,7 +240,7 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     results = []
     for split in splits:
         cfg0 = for_features(dataclasses.replace(base, split=split.name, skeleton_encoder=resolve_encoder(
-            base.skeleton_encoder, split.dataset, len(dataset.labels))), dataset)
+            base.skeleton_encoder, len(dataset.labels))), dataset)
         group = paths.runs_root(runs_dir) / split.name / run_name(cfg0, dataset.source_fingerprint)
         run_dirs = []
         for seed in range(seeds):

@@ -416,16 +416,10 @@ def _kinetics_side(meta: dict) -> bool | None:
     return False if split in ("val", "validate", "test") else None
 
 
-def _synthetic_side(meta: dict) -> bool | None:
-    return {"train": True, "test": False}.get(meta.get("split"))
-
-
-_SIDES = {"ntu_xsub": _ntu_xsub_side, "pku_xsub": _pku_xsub_side, "kinetics": _kinetics_side,
-          "synthetic": _synthetic_side}
+_SIDES = {"ntu_xsub": _ntu_xsub_side, "pku_xsub": _pku_xsub_side, "kinetics": _kinetics_side}
 _NEEDS = {
     "ntu_xsub": "subject ids (extract from NTU file names, or load a PYSKL pickle with xsub_train/xsub_val lists)",
     "pku_xsub": "meta['split'] train/test or a PYSKL pickle with xsub_train/xsub_val lists",
-    "synthetic": "meta['split'] train/test (write the store with posebridge's synthetic generator)",
 }
 
 

@@ -2,6 +2,9 @@
 
 No labelled action videos can be had offline, so `make demo` trains and evaluates on this
 dataset ("synthetic", split "synthetic_zsl"). It checks the mechanics of stage 2, not the science.
+It is an ordinary data set: `posebridge synthetic` writes its cue store (what `posebridge extract`
+does for videos), and the shipped split file pipeline/splits/data/split_files/synthetic_zsl.json
+(= synthetic_split_file(), also written next to the store) says how to train on it.
 
 A class is a combination of four attributes: body part x motion x tempo x context (an object
 held in one hand). Part, motion and tempo shape the skeleton; the context exists ONLY in the
@@ -28,7 +31,6 @@ from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
 from posebridge.pipeline.fingerprint import file_code_sha256, fingerprint
 from posebridge.pipeline.splits.spec import Split
 from posebridge.pipeline.splits.split_file import parse_split
-from posebridge.stages.train.text import ClassTexts, class_texts
 
 # Bump when what the generator produces changes: the fingerprint, and so the store, changes with it.
 GENERATOR_VERSION = 1
@@ -54,6 +56,8 @@ FPS = 30.0
 IMAGE_HEIGHT, IMAGE_WIDTH = 1080, 1920  # landscape, as NTU RGB+D
 MIN_FRAMES, MAX_FRAMES = 48, 96
 TRAIN_FRACTION = 0.7  # per class; the rest is the "test" subset
+CLIPS_PER_CLASS = 30  # the demo's store: 36 classes x 30 = 1080 clips
+SEED = 0
 SHARD_CLIPS = 128  # clips per written part: few parts, as the whole set is written in one go
 CYCLES_PER_SECOND = {"slowly": 0.5, "quickly": 1.5}
 
@@ -114,12 +118,13 @@ def synthetic_classes() -> list[SyntheticClass]:
 def synthetic_split_file() -> dict:
     """The "synthetic_zsl" split as a split file: 27 seen, 9 unseen classes (fixed, see UNSEEN),
     with each class's texts; sides are the store's meta["split"] values. The package ships this
-    dict as pipeline/splits/data/synthetic_zsl.json (tests check that the two agree) and
-    write_synthetic_store() writes it next to the store."""
+    dict as pipeline/splits/data/split_files/synthetic_zsl.json (tests check that the two agree)
+    and write_synthetic_store() writes it next to the store."""
     classes = synthetic_classes()
     return {
         "name": SPLIT_NAME, "dataset": DATASET, "skeleton": BLAZEPOSE33.name,
         "assumption": "SYNTHETIC benchmark: checks the mechanics of stage 2, not recognition of real actions",
+        "get_data": "posebridge synthetic",
         "classes": [_class_entry(c) for c in classes],
         "train": "train", "test": "test",
         "unseen": [c.name for c in classes if (c.part, c.motion, c.tempo, c.context) in UNSEEN],
@@ -129,7 +134,7 @@ def synthetic_split_file() -> dict:
 def synthetic_split() -> Split:
     """The "synthetic_zsl" split, read through the split-file path like any other."""
     return parse_split(synthetic_split_file(), where=f"{__name__}.synthetic_split_file()", base_dir=Path("."),
-                       source=f"{SPLIT_NAME}.json (posebridge.stages.train.synthetic, generated)").split(0)
+                       source=f"{SPLIT_NAME}.json ({__name__}, generated)").split(0)
 
 
 # --- texts ------------------------------------------------------------------------------------
@@ -174,11 +179,6 @@ def _class_entry(c: SyntheticClass) -> dict:
         "temporal": dict(zip(("start", "middle", "end"),
                              (p.format(part=c.part) + f", {c.context}" for p in _PHASES[c.motion]))),
     }
-
-
-def synthetic_texts() -> list[ClassTexts]:
-    """Texts of every class, in label order (from the split file, as training reads them)."""
-    return class_texts(synthetic_split())
 
 
 # --- skeleton ---------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def store_layout() -> CacheLayout:
                        feature_dtype="uint8", heatmap_kind="sigmoid", max_persons=1)
 
 
-def write_synthetic_store(cache_root: Path, clips_per_class: int = 30, seed: int = 0) -> Path:
+def write_synthetic_store(cache_root: Path, clips_per_class: int = CLIPS_PER_CLASS, seed: int = SEED) -> Path:
     """Write the SYNTHETIC dataset into the cue cache and return the store's path.
 
     Clips of each class are split TRAIN_FRACTION / rest into meta["split"] "train" / "test".
