@@ -444,8 +444,6 @@ class CueStore:
         self._indexed_parts = names
         return self._index
 
-    _refresh = refresh  # the old private name, for callers not yet moved to `refresh`
-
     def part_tables(self) -> dict[str, tuple[tuple[float, str], list[PartEntry]]]:
         """Every complete part's (rank, entries), superseded copies included (for info and compact)."""
         return self.snapshot()[1]
