@@ -132,7 +132,7 @@ bench-extract: setup $(BENCH_EXTRACT_VENV)/bin/.installed ## stage-1 benchmark v
 bench-train: setup ## stage-2 benchmark: loader, step time, demo split end to end [ARGS="--scale ntu60": training view, "--features-scale ntu60": feature folder, at NTU-60 size]
 	$(BIN)/python bench/bench_train.py $(ARGS)
 
-bench-real: $(BIN)/.installed ## stage 2 on real skeletons (JHMDB, MSR Action3D): chance, linear baseline, product rows [DATA=../shared/real] [ARGS="--quick" | "--fixes" | "--rows preset,baseline --row-timeout 600"]
+bench-real: $(BIN)/.installed ## stage 2 on real skeletons (JHMDB, MSR Action3D): chance, linear baseline, product rows [DATA=../shared/real] [ARGS="--quick" | "--fixes" | "--rows preset,baseline" (88 min)]
 	$(BIN)/python bench/bench_real.py $(if $(DATA),--data "$(DATA)") $(ARGS)
 
 validate-real: $(BIN)/.installed ## choose stage-2 defaults on the real sets' seen classes only (validation partitions) [DATA=../shared/real] [ARGS="--candidates adapter"]

@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixes", action="store_true", help="Add the before/after rows of issue 16's fixes "
                                                                  "(cell_l2, reference weight decay, direct temperature).")
     parser.add_argument("--presets", action="store_true", help="Add the --preset purls / dynapurls rows (100 head "
-                                                                "epochs each: about 2.5 min per partition here).")
+                                                                "epochs each: about 2.2 min per partition here).")
     parser.add_argument("--calibrate", action="store_true", help="Calibrated GZSL for the product rows too (the "
                                                                  "pseudo-unseen model doubles their training time).")
     parser.add_argument("--report-only", action="store_true", help="Train nothing: print the table from the run "
