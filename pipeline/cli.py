@@ -621,7 +621,7 @@ def synthetic(
     """Write the SYNTHETIC benchmark's cue store (procedural skeletons and cues, no video; checks the
     mechanics of stage 2, not the science) into the cache, as `extract` writes a video set's. Only
     missing clips are generated; then `posebridge train --split synthetic_zsl` finds it."""
-    from posebridge.cache.store import CueStore
+    from posebridge.cache.store import CueStore, list_stores
     from posebridge.pipeline import paths
     from posebridge.stages.extract import synthetic as generator
 
@@ -629,6 +629,12 @@ def synthetic(
         paths.cache_root(cache_dir), generator.CLIPS_PER_CLASS if clips_per_class is None else clips_per_class,
         generator.SEED if seed is None else seed)
     typer.echo(f"synthetic store: {store} ({len(CueStore.open(store).clips())} clips)")
+    others = [p for p in list_stores(paths.cache_root(cache_dir), generator.DATASET) if p != store]
+    if others:  # other sizes or seeds, or an older generator: training by dataset name would have to choose
+        typer.echo(f"train on it: posebridge train --split {generator.SPLIT_NAME} --store {store}  "
+                   f"({len(others)} other synthetic store(s) beside it: {', '.join(str(p) for p in others)}; "
+                   f"remove those no run needs)")
+        return
     where = f" --cache-dir {cache_dir}" if cache_dir is not None else ""
     typer.echo(f"train on it: posebridge train --split {generator.SPLIT_NAME}{where}  "
                f"(or --store {store} --split-file {store / generator.SPLIT_FILE})")

@@ -208,4 +208,10 @@ def test_the_synthetic_set_is_made_by_its_command_then_found_like_any_store(tmp_
     path = find_store(get_split("synthetic_zsl"), cache)
     assert f"synthetic store: {path} (36 clips)" in out and "posebridge train --split synthetic_zsl" in out
     assert path == synthetic.write_synthetic_store(cache, clips_per_class=1)
+    with pytest.raises(SystemExit):  # a second store (another size) beside it: the command says to pick one
+        cli.main(["synthetic", "--cache-dir", str(cache), "--clips-per-class", "2"])
+    second = synthetic.write_synthetic_store(cache, clips_per_class=2)
+    assert f"--store {second}  (1 other synthetic store(s) beside it: {path}" in capsys.readouterr().out
+    with pytest.raises(UserError, match="2 caches"):
+        find_store(get_split("synthetic_zsl"), cache)
     assert read_split_file(path / synthetic.SPLIT_FILE).split(0).unseen == get_split("synthetic_zsl").unseen
