@@ -256,9 +256,9 @@ class AdaptivePartition(nn.Module):
 
 class MaskDropout(nn.Module):
     """nn.Dropout's function (zero each element with probability p, scale the rest by 1/(1-p)),
-    with the mask drawn by torch.rand: on CPU, torch's fused dropout kernel is about 2x slower
-    (torch 2.13, measured on the shared MLP's [B*K, 1024] activations), and the presets' shared
-    MLP spends most of its step there. Same distribution, another random stream."""
+    with the mask drawn by torch.rand: on CPU, torch's dropout kernel is 1.5-2.8x slower (torch 2.13,
+    on the shared MLP's [B*K, 1024] activations) and took 28% of a preset's step; a preset partition
+    runs 1.19x faster with this (docs/real-data-benchmark.md). Same distribution, another random stream."""
 
     def __init__(self, p: float):
         super().__init__()
