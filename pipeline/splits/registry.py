@@ -29,7 +29,7 @@ from posebridge.pipeline.splits.data_files import (
 from posebridge.pipeline.splits.spec import ClassInfo, Split, SplitSpec, build_spec
 from posebridge.pipeline.splits.split_file import parse_split
 
-__all__ = ["SHIPPED_SPLIT_FILES", "SPLIT_NAMES", "Split", "get_split", "get_split_spec", "list_splits"]
+__all__ = ["PUBLISHED_DATASETS", "SHIPPED_SPLIT_FILES", "SPLIT_NAMES", "Split", "get_split", "get_split_spec", "list_splits"]
 
 
 # Published as PURLS ru<unseen>.npy / rs<seen>.npy files: name -> (dataset, number unseen).
@@ -72,6 +72,7 @@ SHIPPED_SPLIT_FILES: tuple[str, ...] = ("synthetic_zsl",)
 SPLIT_NAMES: tuple[str, ...] = (*_PURLS, *_CODE, *SHIPPED_SPLIT_FILES)
 
 _N_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd": 51, "kinetics200": 200, "kinetics400": 400}
+PUBLISHED_DATASETS: tuple[str, ...] = tuple(_N_CLASSES)  # the data sets of the published splits
 _PROTOCOL = {"ntu60": "ntu_xsub", "ntu120": "ntu_xsub", "pkummd": "pku_xsub",
              "kinetics200": "kinetics", "kinetics400": "kinetics"}
 _PURLS_FOLDER = {"ntu60": "ntu60", "ntu120": "ntu120", "kinetics200": "kinetic200", "kinetics400": "kinetic400"}

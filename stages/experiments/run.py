@@ -17,7 +17,7 @@ from posebridge.pipeline import paths
 from posebridge.pipeline.errors import UserError
 from posebridge.pipeline.fingerprint import fingerprint
 from posebridge.pipeline.layouts import Skeleton, layout_from_dict, load_layout
-from posebridge.pipeline.splits.registry import SPLIT_NAMES, get_split, get_split_spec
+from posebridge.pipeline.splits.registry import PUBLISHED_DATASETS, SPLIT_NAMES, get_split, get_split_spec
 from posebridge.pipeline.splits.spec import Split, SplitSpec
 from posebridge.pipeline.splits.split_file import read_split_file
 from posebridge.stages.eval.evaluate import evaluate
@@ -35,8 +35,6 @@ from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
 from posebridge.stages.train.view import load_view
-
-PUBLISHED_DATASETS = ("ntu60", "ntu120", "pkummd", "kinetics200", "kinetics400")
 
 
 @dataclass
