@@ -51,10 +51,19 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def code_sha256(source: str) -> str:
     """sha256 of what Python code does, not how it is written down: the syntax tree without
-    docstrings, comments, blank lines or formatting. A docstring or comment edit keeps the key, a
-    code change (a statement, a constant, a name, an annotation) changes it."""
+    docstrings, comments, blank lines or formatting, and without the project folder a project name
+    is imported from. A docstring or comment edit, or a module's move, keeps the key; a code change
+    (a statement, a constant, a name, an annotation) changes it."""
     tree = ast.parse(textwrap.dedent(source))
     for node in ast.walk(tree):
+        # Where a project name is imported from is not what the code does: a module moving between
+        # folders keeps every key (the imported names still count).
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "posebridge":
+            node.module = "posebridge"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "posebridge":
+                    alias.name = "posebridge"
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \

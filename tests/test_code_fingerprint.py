@@ -55,3 +55,12 @@ def test_the_view_and_synthetic_generator_keys_follow_code_too(tmp_path):
         copy = tmp_path / f"{module.__name__.rsplit('.', 1)[1]}.py"
         copy.write_text('"""A reworded module docstring."""\n# and a comment\n' + source.split('"""', 2)[2])
         assert file_code_sha256(copy) == file_code_sha256(module.__file__)
+
+
+def test_code_sha256_ignores_which_project_folder_a_name_comes_from():
+    """A module moving between the project's folders keeps every code-keyed cache; the names
+    imported, and imports from other packages, still count."""
+    base = code_sha256("from posebridge.pipeline.errors import UserError\nimport posebridge.cache.store\n")
+    assert code_sha256("from posebridge.cache.errors import UserError\nimport posebridge.stages.store\n") == base
+    assert code_sha256("from posebridge.cache.errors import OtherError\nimport posebridge.stages.store\n") != base
+    assert code_sha256("from numpy import UserError\nimport posebridge.stages.store\n") != base
