@@ -152,7 +152,7 @@ $(MMPOSE_VENV)/bin/.installed: pyproject.toml
 
 .PHONY: test-mmpose
 test-mmpose: models media $(MMPOSE_VENV)/bin/.installed ## build .venv-mmpose (mmpose extra) and test the mmpose backend
-	$(MMPOSE_VENV)/bin/python -m pytest -q tests/test_mmpose_backend.py $(ARGS)
+	$(MMPOSE_VENV)/bin/python -m pytest -q tests/stages/extract/test_mmpose_backend.py $(ARGS)
 
 .PHONY: check-wheel
 check-wheel: setup ## build the wheel, install it (not editable) in a fresh venv, run the CLI from outside the clone

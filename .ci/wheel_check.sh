@@ -58,7 +58,7 @@ rm -rf "$WORK/venv"
 "$WORK/venv/bin/pip" install -q "$WHEEL"
 PB="$WORK/venv/bin/posebridge"
 "$WORK/venv/bin/python" - <<'PY'
-import posebridge.pipeline.paths as p
+import posebridge.stages.paths as p
 assert "site-packages" in p.__file__ and p.source_checkout() is None, p.__file__
 PY
 

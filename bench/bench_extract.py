@@ -27,8 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posebridge.pipeline import paths
-from posebridge.pipeline.config import ExtractConfig, RunSettings
+from posebridge.stages import paths
+from posebridge.stages.extract.config import ExtractConfig, RunSettings
 from posebridge.stages.extract.backends import make_backend
 from posebridge.stages.extract.backends.blazepose_spec import (FEATURE_LEVELS, HEATMAP_TENSOR, LANDMARK_FILE,
                                                                LANDMARK_INPUT_SIZE, LANDMARKS_TENSOR, PRESENCE_TENSOR)

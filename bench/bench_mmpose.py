@@ -43,8 +43,8 @@ def _sync() -> None:
 def bench_mmpose(videos: list[Path], models_dir: Path | None, args) -> None:
     import torch
 
-    from posebridge.pipeline import paths
-    from posebridge.pipeline.config import CueConfig, ExtractConfig
+    from posebridge.stages import paths
+    from posebridge.stages.extract.config import CueConfig, ExtractConfig
     from posebridge.stages.extract.backends import make_backend
     from posebridge.stages.extract.backends import mmpose_model as mm
 

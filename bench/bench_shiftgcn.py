@@ -25,7 +25,7 @@ from posebridge.stages.train.encoders.frozen import ShiftGCNSettings, pretrain
 
 def clips(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if args.pyskl:
-        from posebridge.pipeline.layouts import load_layout
+        from posebridge.cache.layouts import load_layout
         from posebridge.stages.train.data import load_pyskl
 
         layout = load_layout(args.layout, Path.cwd()) if args.layout else None

@@ -43,13 +43,13 @@ import numpy as np
 import torch
 
 from posebridge.cache.store import CueStore, dir_bytes
-from posebridge.pipeline.splits.registry import get_split
+from posebridge.stages.splits.registry import get_split
 from posebridge.stages.train.config import TrainConfig
 from posebridge.cache.schema import skeleton
 from posebridge.stages.train.data import load_store, normalise_persons, partition, resample
 from posebridge.stages.train import loop
 from posebridge.stages.train.losses import LossWeights, posebridge_loss
-from posebridge.stages.experiments.run import train_splits
+from posebridge.pipeline.run import train_splits
 from posebridge.stages.extract.synthetic import write_synthetic_store
 from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
@@ -152,7 +152,7 @@ def scale_phase(phase: str, store: Path, steps: int, eval_rows: int) -> dict:
 def features_phase(phase: str, folder: Path, steps: int, eval_rows: int) -> dict:
     """One measured phase in this (fresh) process: the baseline read, or ours plus training."""
     from posebridge.stages.train.feature_folder import SIDES, load_feature_folder
-    from posebridge.stages.experiments.run import for_features
+    from posebridge.pipeline.run import for_features
 
     if phase == "features-baseline":  # DynaPURLS data/ntu_60.py: np.load, float32 tensors, normalise
         start = time.perf_counter()

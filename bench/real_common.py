@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.atomic import atomic_path
+from posebridge.cache.atomic import atomic_path
 
 
 @dataclass

@@ -40,7 +40,7 @@ def text_variants(real, cache_dir: Path) -> dict[str, np.ndarray]:
 
 def product_inputs(real) -> tuple[dict, np.ndarray]:
     """Pooled features of what the heads see: load_pyskl with the set's layout."""
-    from posebridge.pipeline.layouts import load_layout
+    from posebridge.cache.layouts import load_layout
     from posebridge.stages.train.data import load_pyskl
 
     ds = load_pyskl(real.pyskl, 64, load_layout(str(real.layout)))

@@ -30,7 +30,7 @@ import real_baseline  # noqa: E402
 from real_common import RealSet, random_partitions, write_json  # noqa: E402
 
 from posebridge.cache.export import read_pyskl  # noqa: E402
-from posebridge.pipeline.atomic import atomic_path  # noqa: E402
+from posebridge.cache.atomic import atomic_path  # noqa: E402
 
 VAL_UNSEEN = {"jhmdb": 3, "msr_action3d": 4}  # about the test protocol's unseen share (4/14, 5/20)
 VAL_PARTITIONS, VAL_SEED = 5, 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.splits.registry import get_split
+from posebridge.stages.splits.registry import get_split
 
 GENERATOR_VERSION = 1
 ROWS = {"ntu60": {"train": 37_000, "val": 2_000, "test": 17_880}}

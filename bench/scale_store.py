@@ -17,9 +17,9 @@ import numpy as np
 
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, dir_bytes, store_dir
 from posebridge.cache.writer import ShardWriter
-from posebridge.pipeline.config import BLAZEPOSE_JOINTS
-from posebridge.pipeline.fingerprint import fingerprint
-from posebridge.pipeline.splits.data_files import NTU60_CLASSES, read_lines
+from posebridge.stages.extract.config import BLAZEPOSE_JOINTS
+from posebridge.cache.fingerprint import fingerprint
+from posebridge.stages.splits.data_files import NTU60_CLASSES, read_lines
 from posebridge.stages.extract.synthetic import TEMPLATE, store_layout
 
 GENERATOR_VERSION = 2  # 2: cache schema v2 ([F, M, ...] with M = 1, as the synthetic demo store)

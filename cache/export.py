@@ -18,8 +18,8 @@ import numpy as np
 
 from posebridge.cache.schema import KEYPOINT_CHANNELS, load_layout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.atomic import atomic_path
+from posebridge.cache.errors import UserError
 
 _X, _Y, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "visibility"))
 _PYSKL_REQUIRED = ("frame_dir", "total_frames", "label", "keypoint")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.layouts import (  # noqa: F401 (re-exported)
+from posebridge.cache.errors import UserError
+from posebridge.cache.layouts import (  # noqa: F401 (re-exported)
     REGISTRY, Skeleton, builtin_layouts, load_layout, skeleton)
 
 SCHEMA_VERSION = 2
@@ -26,7 +26,7 @@ FEATURE_DTYPES = ("uint8", "float16")
 HEATMAP_KINDS = ("sigmoid", "clipped", "simcc_outer")
 
 
-# Skeletons are data: pipeline/layouts/*.json, loaded and registered by pipeline/layouts.py
+# Skeletons are data: cache/layouts/*.json, loaded and registered by cache/layouts.py
 # (docs/layouts.md). Re-exported here for the callers that look them up through the schema.
 BLAZEPOSE33 = skeleton("blazepose33")
 COCO17 = skeleton("coco17")

@@ -41,7 +41,7 @@ from zarr.storage import LocalStore
 from posebridge.cache import walk
 from posebridge.cache.manifest import FailureLog
 from posebridge.cache.schema import KEYPOINT_CHANNELS, READABLE_SCHEMAS, SCHEMA_VERSION, CacheLayout  # noqa: F401
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 STORE_NAME = "store.zarr"
 PARTS = "parts"
@@ -58,7 +58,7 @@ class _PartGone(Exception):
 @dataclass
 class ClipRecord:
     clip_id: str  # stable id (path relative to the videos root)
-    content_id: str  # from pipeline.fingerprint.content_id
+    content_id: str  # from cache.fingerprint.content_id
     label: int = -1  # -1 unknown
     label_name: str | None = None
     fps: float = 0.0

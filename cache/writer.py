@@ -20,7 +20,7 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 from posebridge.cache.schema import SCHEMA_VERSION, CacheLayout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, dir_bytes, encode_clip, new_tmp_dir

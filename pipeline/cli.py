@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from posebridge.pipeline.config import CueConfig, ExtractConfig, RunSettings
-from posebridge.pipeline.errors import UserError
+from posebridge.stages.extract.config import CueConfig, ExtractConfig, RunSettings
+from posebridge.cache.errors import UserError
 from posebridge.stages.train.config import TrainConfig, config_default
 from posebridge.stages.train.encoders import AUTO_SHIFTGCN_MIN_CLIPS
 from posebridge.stages.train.presets import preset_value
@@ -61,7 +61,7 @@ def _parse_ints(text: str) -> tuple[int, ...]:
 
 def parse_joints(joints: str) -> tuple[int, ...]:
     """--joints: body13, all, or comma-separated joint indices."""
-    from posebridge.pipeline.config import BODY13, BLAZEPOSE_JOINTS
+    from posebridge.stages.extract.config import BODY13, BLAZEPOSE_JOINTS
 
     joint_sets = {"body13": BODY13, "all": tuple(range(len(BLAZEPOSE_JOINTS)))}
     return joint_sets.get(joints) or _parse_ints(joints)
@@ -165,7 +165,7 @@ def extract(
 def resolve_store(store: str, cache_dir: Optional[Path] = None) -> Path:
     """A store path, or a dataset name whose single store under the cache root is meant."""
     from posebridge.cache.store import list_stores
-    from posebridge.pipeline import paths
+    from posebridge.stages import paths
 
     from posebridge.cache.store import STORE_NAME
 
@@ -250,7 +250,7 @@ def import_ntu(
 ) -> None:
     """Convert NTU RGB+D 60/120 .skeleton files into a 3D PYSKL pickle (keypoint [M, T, 25, 3] metres,
     label = action - 1, split lists xsub and xview (NTU-60) or xsub and xset (NTU-120)) for `train --pyskl`."""
-    from posebridge.pipeline.datasets.ntu_skeleton import import_ntu_skeletons
+    from posebridge.stages.datasets.ntu_skeleton import import_ntu_skeletons
 
     for line in import_ntu_skeletons(src, out).lines():
         typer.echo(line)
@@ -286,7 +286,7 @@ def export_features(
     the clips' cues pooled to cue tokens, for `train --features` or the PURLS / DynaPURLS code. The
     encoder is the cached one a `train --skeleton-encoder shiftgcn` run with the same settings uses,
     or is pretrained now."""
-    from posebridge.stages.experiments.run import export_features as export_split
+    from posebridge.pipeline.run import export_features as export_split
     from posebridge.stages.train.presets import resolve
 
     given = dict(seed=seed, device=device, cue_steps=cue_steps, shiftgcn_epochs=shiftgcn_epochs,
@@ -300,7 +300,7 @@ def export_features(
 
 def _standard_split(store) -> dict | None:
     """NTU stores get the standard xsub/xview split lists in their PYSKL export."""
-    from posebridge.pipeline.datasets.ntu import ntu_benchmark_splits
+    from posebridge.stages.datasets.ntu import ntu_benchmark_splits
 
     records = store.clips()
     if records and all("subject" in r.meta for r in records):
@@ -316,8 +316,8 @@ def splits(
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="Check a split file and show its partitions."),
 ) -> None:
     """List the published zero-shot splits (seen/unseen counts, source), or show one in full."""
-    from posebridge.pipeline.splits.registry import get_split, list_splits
-    from posebridge.pipeline.splits.split_file import read_split_file
+    from posebridge.stages.splits.registry import get_split, list_splits
+    from posebridge.stages.splits.split_file import read_split_file
 
     if split_file is not None:
         for part in read_split_file(split_file).splits():
@@ -428,7 +428,7 @@ def train(
     guess_kinetics200: bool = GuessOpt,
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
-    from posebridge.stages.experiments.run import train_split_file, train_splits
+    from posebridge.pipeline.run import train_split_file, train_splits
     from posebridge.stages.train.presets import resolve
 
     if bool(split) == (split_file is not None):
@@ -472,7 +472,7 @@ def ablate(
 ) -> None:
     """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
     writes ablation.md (one markdown table) and ablation.png next to the run folders."""
-    from posebridge.stages.experiments.run import ablate_cues
+    from posebridge.pipeline.run import ablate_cues
     from posebridge.stages.train.presets import resolve
 
     # None = not given: TrainConfig's default (the project's preset), as `train` resolves them
@@ -499,7 +499,7 @@ def eval_run(
     """Re-evaluate a trained run's checkpoint and print its metrics as JSON."""
     import json
 
-    from posebridge.stages.experiments.run import evaluate_run
+    from posebridge.pipeline.run import evaluate_run
 
     metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
                            split_file=split_file,
@@ -549,7 +549,7 @@ def predict(
     model), the texts through the run's own text encoder and prompt templates, the clips through
     the run's heads. Prints a ranked table per clip, or JSON with --json.
     """
-    from posebridge.stages.experiments.predict import parse_classes, predict as run_predict, read_classes_file
+    from posebridge.pipeline.predict import parse_classes, predict as run_predict, read_classes_file
 
     if (classes is None) == (classes_file is None):
         raise UserError('give the classes either as --classes "a;b;c" or as --classes-file FILE (one of them)')
@@ -602,8 +602,8 @@ def demo(
 ) -> None:
     """The main job on the embedded default: extract the demo videos, then train + evaluate the
     SYNTHETIC zero-shot split with and without cues, and print the results table."""
-    from posebridge.pipeline import paths
-    from posebridge.stages.experiments.demo import run_demo
+    from posebridge.stages import paths
+    from posebridge.pipeline.demo import run_demo
 
     if videos is None:
         videos = (paths.source_checkout() or Path(".")) / "assets" / "videos" / "demo"
@@ -622,7 +622,7 @@ def synthetic(
     mechanics of stage 2, not the science) into the cache, as `extract` writes a video set's. Only
     missing clips are generated; then `posebridge train --split synthetic_zsl` finds it."""
     from posebridge.cache.store import CueStore, list_stores
-    from posebridge.pipeline import paths
+    from posebridge.stages import paths
     from posebridge.stages.extract import synthetic as generator
 
     store = generator.write_synthetic_store(

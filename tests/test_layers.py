@@ -1,9 +1,14 @@
-"""The import graph is a stack: every module imports only its own layer and the layers below it.
+"""The import graph is a stack, at two scales.
 
-Every module under pipeline/, stages/ and cache/ is parsed with ast; every Import / ImportFrom node
-counts, the lazy ones inside functions too (a function-level import is still a dependency, it only
-runs later). Each module maps to an area (the longest matching prefix in LAYERS) and each area to a
-layer. README.md ("Layers") has the same table in prose.
+Folders: three floors, each importing only itself and the floors below it: cache/ (the store and
+what it rests on) <- stages/ (what the stages share, then extract, train, eval) <- pipeline/ (the
+drivers over the stages, and the command line).
+
+Inside the folders: every module imports only its own layer and the layers below it. Every module
+under the three folders is parsed with ast; every Import / ImportFrom node counts, the lazy ones
+inside functions too (a function-level import is still a dependency, it only runs later). Each
+module maps to an area (the longest matching prefix in LAYERS) and each area to a layer. README.md
+("Layers") has the same table in prose.
 """
 from __future__ import annotations
 
@@ -11,21 +16,26 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPS = ("pipeline", "stages", "cache")  # installed as posebridge.<top>
+# Bottom to top; installed as posebridge.<floor>.
+FLOORS: list[tuple[str, str]] = [
+    ("cache", "the zarr cue store and what it rests on: errors, atomic writes, fingerprints, skeleton layouts"),
+    ("stages", "what the stages share (paths, datasets and importers, split files), then extract, train, eval"),
+    ("pipeline", "the drivers over the stages (runs, splits x seeds, ablations, predict, the demo), the CLI"),
+]
+TOPS = tuple(floor for floor, _ in FLOORS)
 
 # Bottom to top: (layer, areas, why). An area is a module or a package prefix (dotted, no "posebridge.").
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("bottom", ("pipeline.errors", "pipeline.atomic", "pipeline.fingerprint",
-                "pipeline.paths", "pipeline.layouts"),
-     "errors, atomic writes, fingerprints, paths, skeleton layouts: used everywhere"),
+    ("bottom", ("cache.errors", "cache.atomic", "cache.fingerprint", "cache.layouts"),
+     "errors, atomic writes, fingerprints, skeleton layouts: used everywhere"),
     ("cache", ("cache",), "the zarr cue store: written by extract, read by train, knows nothing of either"),
-    ("data", ("pipeline.config", "pipeline.datasets", "pipeline.splits"),
-     "what the stages work on: stage-1 settings, datasets, published splits"),
-    ("extract", ("stages.extract",), "stage 1: pose model -> cues into the cache"),
+    ("stage data", ("stages.paths", "stages.datasets", "stages.splits"),
+     "what every stage shares: where models, caches and runs live, data sets and importers, split files"),
+    ("extract", ("stages.extract",), "stage 1: pose model -> cues into the cache (its settings: stages.extract.config)"),
     ("train", ("stages.train",), "stage 2: heads trained on cached tensors; knows nothing of evaluation"),
     ("eval", ("stages.eval",), "metrics of a trained model; reaches train only through stages.train.api"),
-    ("experiments", ("stages.experiments",), "drivers over extract + train + eval: runs, splits x seeds, "
-                                             "ablations, predict, the demo"),
+    ("experiments", ("pipeline",), "drivers over extract + train + eval: runs, splits x seeds, "
+                                   "ablations, predict, the demo"),
     ("cli", ("pipeline.cli",), "the command line, on top of everything"),
 ]
 # (importing area, imported area) -> the one module the import must go through.
@@ -34,7 +44,7 @@ GATEWAYS = {("stages.eval", "stages.train"): "stages.train.api"}
 RANK = {area: rank for rank, (_, areas, _) in enumerate(LAYERS) for area in areas}
 NAME = {area: layer for layer, areas, _ in LAYERS for area in areas}
 # The top packages' own __init__.py files (empty) sit at the bottom; they are no prefix for their modules.
-PACKAGE_INITS = ("pipeline", "stages")
+PACKAGE_INITS = ("stages",)
 RANK.update({p: 0 for p in PACKAGE_INITS})
 NAME.update({p: LAYERS[0][0] for p in PACKAGE_INITS})
 
@@ -89,6 +99,24 @@ def test_every_module_has_a_layer():
     assert not unmapped, f"modules in no layer (add their area to LAYERS in {__file__}): {unmapped}"
 
 
+def floor_of(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_floors_and_the_layers_agree():
+    """Each layer lies inside one floor, and the layers' order keeps the floors' order."""
+    floors = [floor_of(areas[0]) for _, areas, _ in LAYERS]
+    assert all(floor_of(a) == f for (_, areas, _), f in zip(LAYERS, floors) for a in areas)
+    assert [TOPS.index(f) for f in floors] == sorted(TOPS.index(f) for f in floors)
+
+
+def test_folders_import_only_their_own_floor_and_those_below():
+    upward = [f"{file}:{line}: {module} (floor {floor_of(module)}) imports {target} (floor {floor_of(target)})"
+              for file, line, module, target in edges()
+              if TOPS.index(floor_of(target)) > TOPS.index(floor_of(module))]
+    assert not upward, "imports from a folder above:\n" + "\n".join(upward)
+
+
 def test_imports_only_go_down():
     upward = []
     for file, line, module, target in edges():
@@ -139,6 +167,15 @@ def test_no_imports_by_name_strings():
                 if name in ("import_module", "__import__", "spec_from_file_location"):
                     hits.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
     assert not hits, "modules loaded by name:\n" + "\n".join(hits)
+
+
+def test_the_table_catches_an_upward_import_between_floors(tmp_path):
+    """An import from the cache into a stage is an upward edge at folder level."""
+    known = {"cache.store": tmp_path / "store.py", "stages.train.data": tmp_path / "data.py"}
+    (tmp_path / "store.py").write_text("from posebridge.stages.train.data import load_pyskl\n")
+    found = imports(tmp_path / "store.py", "cache.store", known)
+    assert found == [(1, "stages.train.data")]
+    assert TOPS.index(floor_of("stages.train.data")) > TOPS.index(floor_of("cache.store"))
 
 
 def test_the_table_catches_an_upward_import(tmp_path):

@@ -38,7 +38,7 @@ def test_every_folder_with_an_init_is_a_configured_package():
 
 def test_data_files_under_the_packages_are_covered_by_package_data(tmp_path):
     """Every non-Python file under a mapped folder matches a package-data glob of its package (the
-    nearest folder with an __init__.py above it), e.g. pipeline/splits/data/** or pipeline/layouts/*.json."""
+    nearest folder with an __init__.py above it), e.g. stages/splits/data/** or cache/layouts/*.json."""
     from fnmatch import fnmatch
 
     config = _configured()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.atomic import atomic_path
+from posebridge.cache.atomic import atomic_path
 from posebridge.stages.eval.metrics import aggregate
 from posebridge.stages.eval.report import summarise_runs
 

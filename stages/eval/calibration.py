@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from posebridge.pipeline.splits.registry import Split
+from posebridge.stages.splits.registry import Split
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import class_columns, score

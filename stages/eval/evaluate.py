@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.splits.registry import Split
+from posebridge.cache.errors import UserError
+from posebridge.stages.splits.registry import Split
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import class_columns, score

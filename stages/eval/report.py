@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.cache.atomic import atomic_path
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import fingerprint
 from posebridge.stages.eval.metrics import aggregate
 
 TABLE_HEADER = "| split | cues | text | ZSL top-1 | top-5 | GZSL S | U | H | seeds |"

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from posebridge.pipeline.atomic import atomic_path
+from posebridge.cache.atomic import atomic_path
 from posebridge.stages.eval.metrics import aggregate
 from posebridge.stages.eval.report import row_label
 

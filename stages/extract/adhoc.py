@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posebridge.cache.store import CueStore
-from posebridge.pipeline.config import CueConfig, ExtractConfig, RunSettings
-from posebridge.pipeline.datasets.base import MEDIA_SUFFIXES
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import content_id
+from posebridge.stages.extract.config import CueConfig, ExtractConfig, RunSettings
+from posebridge.stages.datasets.base import MEDIA_SUFFIXES
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import content_id
 
 ADHOC_DATASET = "adhoc"
 

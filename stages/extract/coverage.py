@@ -12,9 +12,9 @@ from pathlib import Path
 
 from posebridge.cache.manifest import FailureLog
 from posebridge.cache.store import ClipRecord, CueStore
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.datasets import ClipSpec, scan
-from posebridge.pipeline.fingerprint import canonical_json, content_id
+from posebridge.cache.atomic import atomic_path
+from posebridge.stages.datasets import ClipSpec, scan
+from posebridge.cache.fingerprint import canonical_json, content_id
 
 
 def labels_key(clip: ClipSpec | ClipRecord) -> str:

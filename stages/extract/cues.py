@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from posebridge.pipeline.config import CueConfig
+from posebridge.stages.extract.config import CueConfig
 
 @dataclass(frozen=True)
 class GridGeometry:

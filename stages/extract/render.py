@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from posebridge.cache.store import KEYPOINT_CHANNELS, CueStore
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.config import ExtractConfig
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.atomic import atomic_path
+from posebridge.stages.extract.config import ExtractConfig
+from posebridge.cache.errors import UserError
 
 SUFFIXES = (".mp4", ".gif", ".png")
 MIN_VISIBILITY = 0.3  # joints below it are not drawn (stage 2 barely trusts them either)
@@ -58,7 +58,7 @@ def clip_cues(store: CueStore, clip_id: str) -> ClipCues:
 
 def skeleton_parents(name: str) -> tuple[int, ...]:
     """Parent of each joint of a layout: a registered name (a store's skeleton) or a .json layout file."""
-    from posebridge.pipeline.layouts import load_layout
+    from posebridge.cache.layouts import load_layout
 
     return load_layout(name).parents
 

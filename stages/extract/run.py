@@ -30,11 +30,11 @@ from posebridge.cache.relabel import relabel
 from posebridge.cache.schema import BLAZEPOSE33, CacheLayout, skeleton_named_by
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
-from posebridge.pipeline import paths
-from posebridge.pipeline.config import ExtractConfig, RunSettings, available_cores
-from posebridge.pipeline.datasets import ClipSpec, scan
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import canonical_json, file_sha256, fingerprint
+from posebridge.stages import paths
+from posebridge.stages.extract.config import ExtractConfig, RunSettings, available_cores
+from posebridge.stages.datasets import ClipSpec, scan
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import canonical_json, file_sha256, fingerprint
 from posebridge.stages.extract.backends import make_backend
 from posebridge.stages.extract.backends.base import PoseBackend
 from posebridge.stages.extract.coverage import Coverage, content_ids, coverage, is_held

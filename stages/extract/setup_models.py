@@ -16,8 +16,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_sha256
 from posebridge.stages.extract.backends.blazepose_spec import (DETECTOR_FILE, DETECTOR_SHA256, LANDMARK_FILE,
                                                                LANDMARK_SHA256)
 
@@ -28,7 +28,7 @@ WHEEL_MEMBERS = {DETECTOR_FILE: "mediapipe/modules/pose_detection/pose_detection
 
 
 def default_destination(models_dir: str | os.PathLike | None = None) -> Path:
-    from posebridge.pipeline import paths
+    from posebridge.stages import paths
 
     if models_dir:
         return Path(models_dir).expanduser()

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 No labelled action videos can be had offline, so `make demo` trains and evaluates on this
 dataset ("synthetic", split "synthetic_zsl"). It checks the mechanics of stage 2, not the science.
 It is an ordinary data set: `posebridge synthetic` writes its cue store (what `posebridge extract`
-does for videos), and the shipped split file pipeline/splits/data/split_files/synthetic_zsl.json
+does for videos), and the shipped split file stages/splits/data/split_files/synthetic_zsl.json
 (= synthetic_split_file(), also written next to the store) says how to train on it.
 
 A class is a combination of four attributes: body part x motion x tempo x context (an object
@@ -26,11 +26,11 @@ import numpy as np
 from posebridge.cache.schema import BLAZEPOSE33, CacheLayout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore, store_dir
 from posebridge.cache.writer import ShardWriter
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.config import BLAZEPOSE_JOINTS, BODY13
-from posebridge.pipeline.fingerprint import file_code_sha256, fingerprint
-from posebridge.pipeline.splits.spec import Split
-from posebridge.pipeline.splits.split_file import parse_split
+from posebridge.cache.atomic import atomic_path
+from posebridge.stages.extract.config import BLAZEPOSE_JOINTS, BODY13
+from posebridge.cache.fingerprint import file_code_sha256, fingerprint
+from posebridge.stages.splits.spec import Split
+from posebridge.stages.splits.split_file import parse_split
 
 # Bump when what the generator produces changes: the fingerprint, and so the store, changes with it.
 GENERATOR_VERSION = 1
@@ -118,7 +118,7 @@ def synthetic_classes() -> list[SyntheticClass]:
 def synthetic_split_file() -> dict:
     """The "synthetic_zsl" split as a split file: 27 seen, 9 unseen classes (fixed, see UNSEEN),
     with each class's texts; sides are the store's meta["split"] values. The package ships this
-    dict as pipeline/splits/data/split_files/synthetic_zsl.json (tests check that the two agree)
+    dict as stages/splits/data/split_files/synthetic_zsl.json (tests check that the two agree)
     and write_synthetic_store() writes it next to the store."""
     classes = synthetic_classes()
     return {
@@ -340,7 +340,7 @@ def generator_settings(clips_per_class: int, seed: int) -> dict:
     """Everything that changes the generated store, and so enters its fingerprint.
 
     The generator's constants (signal strengths, clip lengths, image size, ...) live in this file,
-    so its code hash (pipeline.fingerprint.code_sha256) is part of the fingerprint: any code edit
+    so its code hash (cache.fingerprint.code_sha256) is part of the fingerprint: any code edit
     (not a docstring or comment) regenerates the store (a few seconds)
     rather than silently reusing one made by other code.
     """

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from posebridge.stages.extract.frames import RGBFrame, YUV420Frame
-from posebridge.pipeline.datasets.base import IMAGE_SUFFIXES
+from posebridge.stages.datasets.base import IMAGE_SUFFIXES
 
 # Container formats whose declared stream duration comes from an index, not a bitrate guess.
 _INDEXED_FORMATS = frozenset({"mov", "mp4", "avi", "matroska"})

@@ -1,4 +1,4 @@
-"""The public interface of stage-2 training for the layers above it (stages/eval, stages/experiments
+"""The public interface of stage-2 training for the layers above it (stages/eval, pipeline
 may use more): exactly what evaluating a trained model needs. stages/eval imports train only from
 here (tests/test_layers.py checks it), so train's internals can change without touching evaluation.
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.atomic import atomic_path
+from posebridge.cache.errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 CUE_MODES = ("none", "heatmap", "features", "all")
 CALIBRATIONS = ("pseudo_unseen", "none")
@@ -168,7 +168,7 @@ def config_field(name: str):
 
 def own_field(default, why: str):
     """A view's field that shares a name with a TrainConfig field but is another setting (`why` says
-    whose), so it keeps its own default; tests/test_config_defaults.py accepts only these."""
+    whose), so it keeps its own default; tests/stages/train/test_config.py accepts only these."""
     return dataclasses.field(default=default, metadata={OWN_FIELD: why})
 
 

@@ -30,10 +30,10 @@ import torch
 from posebridge.cache.export import read_pyskl
 from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skeleton_for_joints
 from posebridge.cache.store import ClipRecord, CueStore, decode_clip
-from posebridge.pipeline.datasets.ntu import is_train_sample
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256, fingerprint
-from posebridge.pipeline.splits.spec import Split
+from posebridge.stages.datasets.ntu import is_train_sample
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_sha256, fingerprint
+from posebridge.stages.splits.spec import Split
 from posebridge.stages.train.sides import split_sides
 
 MIN_CONFIDENCE = 0.3  # below it a joint does not enter the centre / scale statistics
@@ -53,7 +53,7 @@ class CueDataset:
     meta: list[dict]
     cue_joints: tuple[int, ...]  # indices into V where the cues were sampled
     source_fingerprint: str  # data_fingerprint() of a store's clips, or the sha256 of a PYSKL file
-    skeleton: str = ""  # registry name (pipeline/layouts.py); "" = found by the joint count
+    skeleton: str = ""  # registry name (cache/layouts.py); "" = found by the joint count
     # The layout's Skeleton.to_dict(): model args and checkpoints keep it, so a layout read from a
     # file is rebuilt in later processes (eval, predict) without the file. None = by `skeleton`.
     skeleton_layout: dict | None = None
@@ -214,8 +214,8 @@ def clip_set(records: list[ClipRecord]) -> str:
 
 def loader_code_sha256() -> str:
     """The code that turns stored clips into training tensors: this module and the cache's decoder,
-    as code (pipeline.fingerprint.code_sha256): a docstring or comment edit keeps every key."""
-    from posebridge.pipeline.fingerprint import code_sha256, file_code_sha256
+    as code (cache.fingerprint.code_sha256): a docstring or comment edit keeps every key."""
+    from posebridge.cache.fingerprint import code_sha256, file_code_sha256
 
     return fingerprint({"data.py": file_code_sha256(__file__), "decode_clip": code_sha256(inspect.getsource(decode_clip))})
 
@@ -284,7 +284,7 @@ def _persons_main_first(confidence: np.ndarray, scored: bool) -> np.ndarray:
 def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None = None) -> CueDataset:
     """A PYSKL pickle as a skeleton-only CueDataset (features and heatmaps None).
 
-    `layout` (pipeline/layouts.py: a built-in or a layout file's) says which skeleton the keypoints
+    `layout` (cache/layouts.py: a built-in or a layout file's) says which skeleton the keypoints
     follow; every clip's V must be its joint count. None: the built-in with the file's joint count
     (COCO-17 2D as pyskl and mmaction2 publish, NTU-25 3D, or BlazePose-33 from `export --layout full`).
 

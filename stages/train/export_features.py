@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.splits.registry import Split
+from posebridge.cache.atomic import atomic_path
+from posebridge.cache.errors import UserError
+from posebridge.stages.splits.registry import Split
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, partition
 

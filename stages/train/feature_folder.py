@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256, fingerprint
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_sha256, fingerprint
 from posebridge.stages.train.data import CueDataset
 
 SIDES = ("train", "val", "test")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from posebridge.cache.schema import skeleton, skeleton_for_joints
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.layouts import Skeleton, check_joint_count, layout_from_dict
+from posebridge.cache.errors import UserError
+from posebridge.cache.layouts import Skeleton, check_joint_count, layout_from_dict
 from posebridge.stages.train.config import TrainConfig, config_field, view_of
 from posebridge.stages.train.encoders.small_gcn import SmallGCN
 from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis
@@ -352,7 +352,7 @@ class ModelArgs:
     adaptive_parts: bool = config_field("adaptive_parts")  # PURLS adaptive partitioning instead of fixed joint groups / thirds
     symmetric_loss: bool = config_field("symmetric_loss")  # learnable temperature per representation (losses.symmetric_contrastive)
     skeleton: str = ""  # registry name; "" = by num_joints
-    # The layout's Skeleton.to_dict() (pipeline/layouts.py), so a layout read from a file rebuilds
+    # The layout's Skeleton.to_dict() (cache/layouts.py), so a layout read from a file rebuilds
     # without it; None (older checkpoints) = the registry's `skeleton`.
     skeleton_layout: dict | None = None
     # "exp": logits = exp(s) * cos (CLIP), capped at 100; "direct": logits = s * cos (PURLS losses.py

@@ -2,7 +2,7 @@
 
 fit() trains the PoseBridge heads on some classes' samples; the data live on the device and a
 batch is an index lookup plus the seeded augmentation. What a run does around it (checkpoints,
-calibration, evaluation, the run folder) is in stages/experiments/experiment.py;
+calibration, evaluation, the run folder) is in pipeline/experiment.py;
 evaluation is in stages/eval.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from posebridge.pipeline import paths
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.splits.registry import Split
+from posebridge.stages import paths
+from posebridge.cache.errors import UserError
+from posebridge.stages.splits.registry import Split
 from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset
 from posebridge.stages.train.encoders.frozen import ShiftGCNSettings, frozen_skeleton_features

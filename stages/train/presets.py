@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 
 class Setting(NamedTuple):

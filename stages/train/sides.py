@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.splits.spec import SideRule, Split
+from posebridge.cache.errors import UserError
+from posebridge.stages.splits.spec import SideRule, Split
 
 
 def side_names(meta: dict) -> set[str]:

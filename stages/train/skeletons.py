@@ -1,9 +1,9 @@
 """A split file's "skeleton" field: a layout name ("coco17") or a layout JSON file, checked against the data."""
 from __future__ import annotations
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.layouts import Skeleton, load_layout
-from posebridge.pipeline.splits.spec import Split
+from posebridge.cache.errors import UserError
+from posebridge.cache.layouts import Skeleton, load_layout
+from posebridge.stages.splits.spec import Split
 
 
 def split_layout(name_or_path: str, where: str) -> Skeleton:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.splits import descriptions
-from posebridge.pipeline.splits.spec import ClassInfo, Split
+from posebridge.cache.errors import UserError
+from posebridge.stages.splits import descriptions
+from posebridge.stages.splits.spec import ClassInfo, Split
 
 PART_NAMES = ("head", "hands", "torso", "legs")
 TEMPORAL_NAMES = ("start", "middle", "end")

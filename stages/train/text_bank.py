@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.cache.atomic import atomic_path
+from posebridge.cache.fingerprint import fingerprint
 from posebridge.stages.train.text import PART_NAMES, TEMPORAL_NAMES, ClassTexts
 from posebridge.stages.train.text_encoders import TextEncoder
 

@@ -16,8 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import torch
 
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256, fingerprint
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_sha256, fingerprint
 
 BATCH_SIZE = 64
 # Files that decide what a model computes; README, .gitattributes etc. do not.

@@ -29,8 +29,8 @@ import torch
 from posebridge.cache import walk
 from posebridge.cache.schema import skeleton
 from posebridge.cache.store import CueStore, clean_stale_tmp, new_tmp_dir
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_code_sha256, fingerprint
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_code_sha256, fingerprint
 from posebridge.stages.train import data as data_module
 from posebridge.stages.train.data import CueDataset, clip_rows, clip_set, data_fingerprint, open_store
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.config import BLAZEPOSE_JOINTS, ExtractConfig
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.fingerprint import file_sha256
+from posebridge.stages.extract.config import BLAZEPOSE_JOINTS, ExtractConfig
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_sha256
 
 from .. import tracking
 from . import blazepose_cues as cues
@@ -36,7 +36,7 @@ def pinned_model_files(models_dir: Path) -> dict[str, Path]:
     for key, (filename, sha256) in _PINNED_MODELS.items():
         path = Path(models_dir) / filename
         if not path.is_file():
-            from posebridge.pipeline.paths import models_search_text
+            from posebridge.stages.paths import models_search_text
 
             raise UserError(f"pose model {path} is missing. Model folders, by precedence (--models-dir or $POSEBRIDGE_MODELS when given, else the first that exists): {models_search_text(models_dir)}. "
                             f"Fill the per-user folder with `posebridge setup` (or `make models` in a clone), or "

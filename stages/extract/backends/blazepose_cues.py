@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from posebridge.pipeline.config import CueConfig
+from posebridge.stages.extract.config import CueConfig
 
 from ..cues import DenseHeatmaps, GridGeometry, sample_at_joints
 from .blazepose_landmarks import sigmoid

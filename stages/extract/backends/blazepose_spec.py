@@ -1,7 +1,7 @@
 """Facts about the two pinned BlazePose model files, in one place.
 
 The tensor names below exist in exactly the landmark file whose sha256 is pinned here
-(MediaPipe 0.10.21 wheel); tests/test_blazepose.py fails if the file or a name changes.
+(MediaPipe 0.10.21 wheel); tests/stages/extract/test_blazepose.py fails if the file or a name changes.
 """
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from posebridge.cache.schema import BLAZEPOSE_TO_COCO17, COCO17
-from posebridge.pipeline.config import ExtractConfig
-from posebridge.pipeline.errors import UserError
+from posebridge.stages.extract.config import ExtractConfig
+from posebridge.cache.errors import UserError
 
 from .. import cues as cue_sampling
 from .. import tracking

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 RTMPOSE_S_CONFIG = "body_2d_keypoint/rtmpose/coco/rtmpose-s_8xb256-420e_coco-256x192.py"
 RTMPOSE_M_CONFIG = "body_2d_keypoint/rtmpose/coco/rtmpose-m_8xb256-420e_coco-256x192.py"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posebridge.pipeline.config import ExtractConfig
-from posebridge.pipeline.errors import UserError
-from posebridge.pipeline.paths import models_root
+from posebridge.stages.extract.config import ExtractConfig
+from posebridge.cache.errors import UserError
+from posebridge.stages.paths import models_root
 
 from .base import PoseBackend
 

@@ -19,7 +19,7 @@ import flatbuffers
 from ai_edge_litert import schema_py_generated as tflite_schema
 from ai_edge_litert.interpreter import Interpreter
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 _FILE_IDENTIFIER = b"TFL3"
 

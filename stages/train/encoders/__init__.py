@@ -26,7 +26,7 @@ frozen Shift-GCN here produces, so the `--features DIR` route and "shiftgcn" sha
 """
 from __future__ import annotations
 
-from posebridge.pipeline.errors import UserError
+from posebridge.cache.errors import UserError
 
 SKELETON_ENCODERS = ("auto", "gcn", "shiftgcn")
 

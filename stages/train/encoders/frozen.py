@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from posebridge.pipeline.atomic import atomic_path
-from posebridge.pipeline.fingerprint import fingerprint
+from posebridge.cache.atomic import atomic_path
+from posebridge.cache.fingerprint import fingerprint
 from posebridge.stages.train.config import TrainConfig, config_field, own_field, view_of
 from posebridge.stages.train.encoders.shift_gcn import IN_CHANNELS, ShiftGCN
 from posebridge.stages.train.persons import fold, pool_rows, present_persons, with_person_axis

@@ -1,0 +1,179 @@
+"""NTU RGB+D 60/120 `.skeleton` text files -> one PYSKL pickle (3D, as pyskl's ntu*_3danno.pkl).
+
+The text format (one file per clip, named SsssCcccPpppRrrrAaaa.skeleton): line 1 the frame count;
+per frame the body count; per body one line of 10 values (bodyID, clippedEdges, hand states,
+isRestricted, leanX, leanY, trackingState), the joint count (25), then 25 lines of 12 values
+(x y z depthX depthY colorX colorY orientation W X Y Z trackingState). Only x y z (metres,
+camera space) are kept.
+
+Kinect hands out a bodyID per tracked body; a clip may list more IDs than bodies at any one time
+(tracking restarts). Slots are kept per ID: the ID seen in the most frames gets slot 0 (the main
+actor first, as pyskl orders persons), each further ID the first slot it never collides with.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from posebridge.cache.atomic import atomic_path
+from posebridge.stages.datasets.ntu import ntu_benchmark_splits, parse_ntu_name
+from posebridge.cache.errors import UserError
+
+NTU_JOINTS = 25
+_BODY_VALUES = 10
+_JOINT_VALUES = 12
+
+
+class BadSkeletonFile(ValueError):
+    """A file that is not a usable NTU skeleton file; str(err) says why, in a few words."""
+
+
+@dataclass
+class ImportReport:
+    out: Path
+    clips: int
+    splits: dict[str, int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file name, why)
+
+    def lines(self) -> list[str]:
+        sides = ", ".join(f"{name} {n}" for name, n in self.splits.items())
+        lines = [f"wrote {self.out}: {self.clips} clips ({sides})"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} files: "
+                         + ", ".join(f"{name} ({why})" for name, why in self.skipped))
+        return lines
+
+
+def read_skeleton_file(path: Path) -> tuple[int, list[list[tuple[str, np.ndarray]]]]:
+    """(declared frame count, per frame [(bodyID, xyz [25, 3] float32), ...]) or BadSkeletonFile."""
+    try:
+        lines = path.read_text(encoding="ascii", errors="replace").split("\n")
+    except OSError as err:
+        raise BadSkeletonFile(f"unreadable: {err.strerror}") from None
+    lines = [line.strip() for line in lines]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise BadSkeletonFile("empty")
+    pos = 0
+
+    def take() -> str:
+        nonlocal pos
+        if pos >= len(lines):
+            raise BadSkeletonFile(f"truncated at line {pos + 1}")
+        pos += 1
+        return lines[pos - 1]
+
+    def count(what: str) -> int:
+        text = take()
+        try:
+            value = int(text)
+        except ValueError:
+            raise BadSkeletonFile(f"line {pos}: expected the {what}, got {text[:30]!r}") from None
+        if value < 0:
+            raise BadSkeletonFile(f"line {pos}: negative {what}")
+        return value
+
+    num_frames = count("frame count")
+    frames = []
+    for _ in range(num_frames):
+        bodies = []
+        for _ in range(count("body count")):
+            body = take().split()
+            if len(body) != _BODY_VALUES:
+                raise BadSkeletonFile(f"line {pos}: a body line has {len(body)} values, not {_BODY_VALUES}")
+            joints = count("joint count")
+            if joints != NTU_JOINTS:
+                raise BadSkeletonFile(f"line {pos}: {joints} joints, not {NTU_JOINTS}")
+            rows = [take().split() for _ in range(NTU_JOINTS)]
+            if any(len(row) != _JOINT_VALUES for row in rows):
+                raise BadSkeletonFile(f"near line {pos}: a joint line lacks some of its {_JOINT_VALUES} values")
+            try:
+                xyz = np.array([row[:3] for row in rows], dtype=np.float32)
+            except ValueError:
+                raise BadSkeletonFile(f"near line {pos}: a joint value is not a number") from None
+            if not np.isfinite(xyz).all():
+                raise BadSkeletonFile(f"near line {pos}: a joint value is not finite")
+            bodies.append((body[0], xyz))
+        frames.append(bodies)
+    if pos != len(lines):
+        raise BadSkeletonFile(f"{len(lines) - pos} lines after the {num_frames} declared frames")
+    if not any(frames):
+        raise BadSkeletonFile("no body in any frame")
+    return num_frames, frames
+
+
+def body_slots(frames: list[list[tuple[str, np.ndarray]]]) -> tuple[int, list[list[int]]]:
+    """(M = most bodies in one frame, per frame the slot of each of its bodies)."""
+    m = max(len(bodies) for bodies in frames)
+    present: dict[str, set[int]] = {}
+    for t, bodies in enumerate(frames):
+        for body_id, _ in bodies:
+            present.setdefault(body_id, set()).add(t)
+    # Most frames first; ties keep first appearance (dicts keep insertion order, sorted is stable).
+    order = sorted(present, key=lambda b: -len(present[b]))
+    taken: list[set[int]] = [set() for _ in range(m)]
+    preferred = {}
+    for body_id in order:
+        frames_of = present[body_id]
+        slot = min(range(m), key=lambda s: (len(taken[s] & frames_of), s))
+        preferred[body_id] = slot
+        taken[slot] |= frames_of
+    slots = []
+    for bodies in frames:  # IDs that overlap in time: the first keeps its slot, the next takes a free one
+        row: list[int | None] = []
+        for body_id, _ in bodies:
+            slot = preferred[body_id]
+            row.append(None if slot in row else slot)
+        free = iter(s for s in range(m) if s not in row)
+        slots.append([slot if slot is not None else next(free) for slot in row])
+    return m, slots
+
+
+def skeleton_annotation(path: Path) -> dict:
+    """The PYSKL annotation of one file: keypoint [M, T, 25, 3] float32, absent bodies zero."""
+    meta = parse_ntu_name(path.name)
+    if meta is None:
+        raise BadSkeletonFile("not an NTU name SsssCcccPpppRrrrAaaa.skeleton")
+    num_frames, frames = read_skeleton_file(path)
+    m, slots = body_slots(frames)
+    keypoint = np.zeros((m, num_frames, NTU_JOINTS, 3), np.float32)
+    for t, (bodies, row) in enumerate(zip(frames, slots)):
+        for (_, xyz), slot in zip(bodies, row):
+            keypoint[slot, t] = xyz
+    return {"frame_dir": path.name[: -len(".skeleton")], "label": meta["action"] - 1,
+            "total_frames": num_frames, "keypoint": keypoint, "_meta": meta}
+
+
+def import_ntu_skeletons(src: str | Path, out: str | Path) -> ImportReport:
+    """Convert every SsssCcccPpppRrrrAaaa.skeleton file in `src` into the PYSKL pickle `out`.
+
+    Unusable files (empty, truncated, no body, not an NTU name) are skipped and listed in the
+    report; `out` must not exist yet (it is never overwritten) and is written atomically.
+    """
+    src, out = Path(src), Path(out)
+    if out.exists():
+        raise UserError(f"--out {out} already exists; give a new file name or delete it first")
+    if not src.is_dir():
+        raise UserError(f"{src} is not a folder; give the folder of NTU .skeleton files (nturgb+d_skeletons)")
+    files = sorted(src.glob("*.skeleton"))
+    if not files:
+        raise UserError(f"{src} holds no .skeleton files; give the folder of NTU .skeleton files (nturgb+d_skeletons)")
+    annotations, skipped = [], []
+    for path in files:
+        try:
+            annotations.append(skeleton_annotation(path))
+        except BadSkeletonFile as err:
+            skipped.append((path.name, str(err)))
+    if not annotations:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
+        raise UserError(f"none of the {len(files)} .skeleton files in {src} is usable ({reasons}"
+                        f"{'; ...' if len(skipped) > 3 else ''})")
+    split = ntu_benchmark_splits({"clip_id": a["frame_dir"], "meta": a.pop("_meta")} for a in annotations)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        pickle.dump({"split": split, "annotations": annotations}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return ImportReport(out=out, clips=len(annotations), splits={k: len(v) for k, v in split.items()},
+                        skipped=skipped)

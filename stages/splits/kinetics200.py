@@ -1,0 +1,63 @@
+"""The Kinetics-200 class list, which PURLS never published.
+
+PURLS' kinetic200 split files index a private 200-class subset of Kinetics-400 in an unknown
+order, so the names must come from the user: a text file with one Kinetics-400 class name per
+line, 200 lines, in Kinetics-200 label order. An explicit opt-in guess exists for smoke runs only.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from posebridge.cache.errors import UserError
+from posebridge.cache.fingerprint import file_sha256
+from posebridge.stages.splits.data_files import K400_CLASSES, read_lines
+
+N_CLASSES = 200
+GUESS_ASSUMPTION = (
+    "GUESS: the Kinetics-200 class list is not public; these are the first 200 Kinetics-400 "
+    "classes in alphabetical order, so the class names are almost surely wrong and results are "
+    "not comparable with published Kinetics-200 numbers."
+)
+MISSING_LIST = (
+    "the Kinetics-200 class list of PURLS is not public, so {split} cannot name its classes; "
+    "pass --kinetics200-classes FILE (one Kinetics-400 class name per line, 200 lines, "
+    "in Kinetics-200 label order)"
+)
+
+
+def read_kinetics200_classes(path: Path) -> tuple[str, ...]:
+    """Validated class names from the user's file, spelled as in label_map_k400.txt."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; pass a text file with the 200 Kinetics-200 class names")
+    k400 = {name.lower(): name for name in read_lines(K400_CLASSES)}
+    names: list[str] = []
+    seen_at: dict[str, int] = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        canonical = k400.get(entry.lower())
+        if canonical is None:
+            close = difflib.get_close_matches(entry.lower(), k400, n=1)
+            hint = f"; did you mean '{k400[close[0]]}'?" if close else ""
+            raise UserError(
+                f"{path}:{lineno}: '{entry}' is not a Kinetics-400 class name "
+                f"(see label_map_k400.txt){hint}"
+            )
+        if canonical in seen_at:
+            raise UserError(f"{path}:{lineno}: '{entry}' repeats line {seen_at[canonical]}; each class once")
+        seen_at[canonical] = lineno
+        names.append(canonical)
+    if len(names) != N_CLASSES:
+        raise UserError(f"{path}: has {len(names)} class names, Kinetics-200 needs exactly {N_CLASSES}")
+    return tuple(names)
+
+
+def guessed_kinetics200_classes() -> tuple[str, ...]:
+    return tuple(sorted(read_lines(K400_CLASSES))[:N_CLASSES])
+
+
+def describe_user_file(path: Path) -> str:
+    """Names the file by its base name and content hash, not its location, so moving it changes nothing."""
+    return f"class names: user file {path.name} (sha256 {file_sha256(path)[:12]})"
