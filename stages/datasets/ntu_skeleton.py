@@ -12,15 +12,14 @@ actor first, as pyskl orders persons), each further ID the first slot it never c
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from posebridge.cache.atomic import atomic_path
-from posebridge.stages.datasets.ntu import ntu_benchmark_splits, parse_ntu_name
 from posebridge.cache.errors import UserError
+from posebridge.cache.pyskl import Annotation, write_pyskl
+from posebridge.stages.datasets.ntu import ntu_benchmark_splits, parse_ntu_name
 
 NTU_JOINTS = 25
 _BODY_VALUES = 10
@@ -173,7 +172,6 @@ def import_ntu_skeletons(src: str | Path, out: str | Path) -> ImportReport:
         raise UserError(f"none of the {len(files)} .skeleton files in {src} is usable ({reasons}"
                         f"{'; ...' if len(skipped) > 3 else ''})")
     split = ntu_benchmark_splits({"clip_id": a["frame_dir"], "meta": a.pop("_meta")} for a in annotations)
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        pickle.dump({"split": split, "annotations": annotations}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    write_pyskl(out, [Annotation(a["frame_dir"], a["label"], a["keypoint"]) for a in annotations], split)
     return ImportReport(out=out, clips=len(annotations), splits={k: len(v) for k, v in split.items()},
                         skipped=skipped)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posebridge.cache.export import read_pyskl
+from posebridge.cache.pyskl import read_pyskl
 from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skeleton_for_joints
 from posebridge.cache.store import ClipRecord, CueStore, decode_clip
 from posebridge.stages.datasets.ntu import is_train_sample

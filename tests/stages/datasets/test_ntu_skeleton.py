@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from posebridge.cache.export import read_pyskl
+from posebridge.cache.pyskl import read_pyskl
 from posebridge.stages.datasets.ntu_skeleton import body_slots, import_ntu_skeletons, read_skeleton_file
 from posebridge.cache.errors import UserError
 from posebridge.stages.train.data import load_pyskl
