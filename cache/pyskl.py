@@ -4,11 +4,17 @@
      "annotations": [{"frame_dir": str, "total_frames": int, "label": int,
                       "keypoint": float32 [M, T, V, C],        # C = 2 (x, y pixels) or 3 (x, y, z)
                       "keypoint_score": float32 [M, T, V],     # optional
-                      "img_shape": (H, W), "original_shape": (H, W)}]}   # 2D data
+                      "img_shape": (H, W), "original_shape": (H, W)}],   # 2D data
+     "layout": "kinect_v1"}                                    # optional, written by `posebridge import`
 
 Reading admits only containers and numpy arrays (unpickling can run code), then checks the
 structure. Writing goes through a temporary sibling, so the target appears whole or not at all;
 an import refuses a target that exists (`replace=False`), an export replaces it (`replace=True`).
+
+"layout" names the built-in layout the keypoints follow (cache/layouts/*.json). pyskl and mmaction2
+read only "split" and "annotations"; the stage-2 loader reads it instead of guessing the layout from
+the joint count, which cannot tell Kinect v1's 20 joints (NW-UCLA, UTD-MHAD) from MSR Action3D's
+20 in another order.
 """
 from __future__ import annotations
 
@@ -24,8 +30,10 @@ import numpy as np
 
 from posebridge.cache.atomic import atomic_new_path, atomic_path
 from posebridge.cache.errors import UserError
+from posebridge.cache.layouts import check_joint_count, skeleton
 
 REQUIRED = ("frame_dir", "total_frames", "label", "keypoint")
+LAYOUT_KEY = "layout"
 
 
 @dataclass
@@ -84,13 +92,14 @@ class Annotation:
 # --- writing -----------------------------------------------------------------------------------
 
 def write_pyskl(out: str | os.PathLike, annotations: Iterable[Annotation | dict], split: dict[str, list[str]],
-                replace: bool = False) -> None:
+                layout: str | None = None, replace: bool = False) -> None:
     """Write a PYSKL pickle atomically: nothing is left at `out` or beside it if anything fails.
 
     Annotations are Annotation records or dicts as read_pyskl returns them; each is checked as
     read_pyskl checks it, every split id must be an annotation's frame_dir, and frame_dirs are
-    unique. replace=False refuses an existing `out` (UserError), also one another process creates
-    while this one writes.
+    unique. `layout` (a built-in layout name, whose joint count every clip must have) is recorded
+    when given. replace=False refuses an existing `out` (UserError), also one another process
+    creates while this one writes.
     """
     out = Path(out)
     rows = [a.to_dict() if isinstance(a, Annotation) else a for a in annotations]
@@ -106,7 +115,11 @@ def write_pyskl(out: str | os.PathLike, annotations: Iterable[Annotation | dict]
         if missing:
             raise UserError(f"{out}: split {side!r} names {len(missing)} clips that are not annotations, "
                             f"e.g. {missing[0]!r}")
-    data = {"split": split, "annotations": rows}
+    data: dict = {"split": split, "annotations": rows}
+    if layout is not None:
+        for i, ann in enumerate(rows):
+            check_joint_count(skeleton(layout), np.shape(ann["keypoint"])[2], f"{out}: annotation {i}")
+        data[LAYOUT_KEY] = layout
     try:
         with (atomic_path if replace else atomic_new_path)(out) as tmp, open(tmp, "wb") as f:
             pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -164,6 +177,8 @@ def read_pyskl(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("split"), dict) \
             or not isinstance(data.get("annotations"), list):
         raise UserError(f"{path} is not a PYSKL pickle: it needs a dict with 'split' (dict) and 'annotations' (list)")
+    if not isinstance(data.get(LAYOUT_KEY, ""), str):
+        raise UserError(f"{path}: '{LAYOUT_KEY}' is {data[LAYOUT_KEY]!r}, not a layout name")
     for i, ann in enumerate(data["annotations"]):
         check_annotation(path, i, ann)
     return data

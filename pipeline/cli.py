@@ -13,6 +13,7 @@ import typer
 
 from posebridge.stages.extract.config import CueConfig, ExtractConfig, RunSettings
 from posebridge.cache.errors import UserError
+from posebridge.cache.layouts import BUILTIN_NAMES
 from posebridge.stages.train.config import TrainConfig, config_default
 from posebridge.stages.train.encoders import AUTO_SHIFTGCN_MIN_CLIPS
 from posebridge.stages.train.presets import preset_value
@@ -43,9 +44,10 @@ def default_of(name: str, *presets: str) -> str:
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
 # Options that several stage-2 commands share, written once (as CacheDir).
-PysklLayout = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name (coco17, ntu25, "
-                           "blazepose33) or a layout .json file (docs/layouts.md); default: a split file's "
-                           "`skeleton`, else the built-in with the pickle's joint count.")
+PysklLayout = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a built-in layout name ("
+                           f"{', '.join(BUILTIN_NAMES)}) or a layout .json file (docs/layouts.md); default: a split "
+                           "file's `skeleton`, else the layout the pickle records (`posebridge import` does), else "
+                           "the built-in with the pickle's joint count (17, 25, 33).")
 ShiftGCNEpochs = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder "
                                                                     f"({default_of('shiftgcn_epochs')}).")
 ShiftGCNWidth = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width; features are 4x "
