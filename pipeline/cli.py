@@ -245,17 +245,47 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+def _formats_help(short: bool = False) -> str:
+    """`posebridge import --help` text: the formats as the registry describes them, one paragraph each."""
+    from posebridge.stages.datasets.skeleton_formats import FORMATS
+
+    if short:
+        return ", ".join(FORMATS)
+    return "\n\n".join(f"{name}: {fmt.summary}; layout {fmt.layout}." for name, fmt in FORMATS.items())
+
+
+@app.command("import", short_help=f"Convert a public skeleton release ({_formats_help(short=True)}) into a PYSKL "
+                                  "pickle with its sides.",
+             help="Convert a public skeleton release into a PYSKL pickle for `train --pyskl`: the data set's own "
+                  "sides as split lists, its layout recorded (no --layout needed). A file that is empty, truncated "
+                  "or not of the format is skipped and reported on one line with what to do; the others are "
+                  "imported. docs/own-data.md has each format's choices. FORMAT is one of:\n\n" + _formats_help())
+def import_release(
+    format: str = typer.Argument(..., metavar="FORMAT", help="The release's format (listed above)."),
+    src: Path = typer.Argument(..., metavar="SRC", help="The release's folder of skeleton files."),
+    out: Path = typer.Option(..., "--out", help="New PYSKL pickle (never overwritten)."),
+    label_dir: Optional[Path] = typer.Option(None, "--label-dir", help="pkummd: the folder of label files "
+                                             "(default: Train_Label_PKU_final, or another *label* folder, in SRC "
+                                             "or beside it)."),
+    split_dir: Optional[Path] = typer.Option(None, "--split-dir", help="pkummd: the folder of cross-subject.txt "
+                                             "and cross-view.txt (default: Split/ in SRC or beside it)."),
+) -> None:
+    from posebridge.stages.datasets import skeleton_formats
+
+    report = skeleton_formats.import_release(format, src, out, label_dir=label_dir, split_dir=split_dir)
+    for line in report.lines():
+        typer.echo(line)
+
+
 @app.command("import-ntu")
 def import_ntu(
     src: Path = typer.Argument(..., help="Folder of NTU RGB+D .skeleton files (SsssCcccPpppRrrrAaaa.skeleton)."),
     out: Path = typer.Option(..., "--out", help="New PYSKL pickle (never overwritten)."),
 ) -> None:
-    """Convert NTU RGB+D 60/120 .skeleton files into a 3D PYSKL pickle (keypoint [M, T, 25, 3] metres,
-    label = action - 1, split lists xsub and xview (NTU-60) or xsub and xset (NTU-120)) for `train --pyskl`."""
-    from posebridge.stages.datasets.ntu_skeleton import import_ntu_skeletons
-
-    for line in import_ntu_skeletons(src, out).lines():
-        typer.echo(line)
+    """`posebridge import ntu SRC --out FILE`, under its old name: NTU RGB+D 60/120 .skeleton files -> a 3D
+    PYSKL pickle (keypoint [M, T, 25, 3] metres, label = action - 1, split lists xsub and xview (NTU-60) or
+    xsub and xset (NTU-120)) for `train --pyskl`."""
+    import_release("ntu", src, out, label_dir=None, split_dir=None)
 
 
 @app.command("export-features")
