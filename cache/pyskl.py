@@ -4,7 +4,8 @@
      "annotations": [{"frame_dir": str, "total_frames": int, "label": int,
                       "keypoint": float32 [M, T, V, C],        # C = 2 (x, y pixels) or 3 (x, y, z)
                       "keypoint_score": float32 [M, T, V],     # optional
-                      "img_shape": (H, W), "original_shape": (H, W)}],   # 2D data
+                      "img_shape": (H, W), "original_shape": (H, W),     # 2D data
+                      "meta": {"view": 3, ...}}],              # optional: what the source says
      "layout": "kinect_v1"}                                    # optional, written by `posebridge import`
 
 Reading admits only containers and numpy arrays (unpickling can run code), then checks the
@@ -45,8 +46,9 @@ class Annotation:
     label:          0-based class index; -1 = unknown (as a cue store marks unlabelled clips).
     keypoint_score: float32 [M, T, V] or None (3D Kinect data has none).
     img_shape:      (height, width) the 2D pixels refer to; 2D data needs it (pyskl normalises by it).
-    meta:           what the source says about the clip (view, subject, take, ...): importers choose
-                    the sides from it; not written (the split lists carry the sides).
+    meta:           what the source says about the clip (view, subject, take, ...), plain values:
+                    importers choose the sides from it, and it is written as the annotation's "meta"
+                    (pyskl and mmaction2 pass unknown keys through), so other sides can be made later.
     """
 
     frame_dir: str
@@ -79,13 +81,15 @@ class Annotation:
         return int(self.keypoint.shape[1])
 
     def to_dict(self) -> dict:
-        """The annotation as the file holds it (pyskl's keys; score and image shape when there are any)."""
+        """The annotation as the file holds it (pyskl's keys; score, image shape and meta when there are any)."""
         ann = {"frame_dir": self.frame_dir, "label": self.label, "total_frames": self.total_frames,
                "keypoint": self.keypoint}
         if self.keypoint_score is not None:
             ann["keypoint_score"] = self.keypoint_score
         if self.img_shape is not None:
             ann["img_shape"] = ann["original_shape"] = self.img_shape
+        if self.meta:
+            ann["meta"] = dict(self.meta)
         return ann
 
 

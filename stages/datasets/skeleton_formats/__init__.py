@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from posebridge.cache.errors import UserError
-from posebridge.stages.datasets.skeleton_formats import ntu
+from posebridge.stages.datasets.skeleton_formats import kinetics_skeleton, ntu, nwucla, pkummd, utdmhad
 from posebridge.stages.datasets.skeleton_formats.importer import ImportReport, SkeletonFormat, import_skeletons
 
-FORMATS: dict[str, SkeletonFormat] = {fmt.name: fmt for fmt in (ntu.FORMAT,)}
+FORMATS: dict[str, SkeletonFormat] = {
+    fmt.name: fmt for fmt in (ntu.FORMAT, nwucla.FORMAT, utdmhad.FORMAT, pkummd.FORMAT, kinetics_skeleton.FORMAT)}
 
 
 def skeleton_format(name: str) -> SkeletonFormat:
