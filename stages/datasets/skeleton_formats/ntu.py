@@ -11,7 +11,7 @@ from posebridge.stages.datasets.ntu import ntu_benchmark_splits
 from posebridge.stages.datasets.ntu_skeleton import BadSkeletonFile, skeleton_annotation
 from posebridge.stages.datasets.skeleton_formats.importer import BadFile, SkeletonFormat
 
-# NTU ships ~300 clips whose files hold no body (its samples_with_missing_skeletons list).
+# NTU ships clips whose files hold no body, and lists them (its samples_with_missing_skeletons files).
 _NO_BODY = "no body in any frame"
 
 
@@ -24,7 +24,8 @@ def read(path: Path) -> list[Annotation]:
     try:
         ann = skeleton_annotation(path)
     except BadSkeletonFile as err:
-        fix = "NTU lists it among its samples with missing skeletons; nothing to do" if str(err) == _NO_BODY else None
+        fix = ("nothing to do if NTU lists it among its samples with missing skeletons, else copy it again"
+               if str(err) == _NO_BODY else None)
         raise BadFile(str(err), fix) from None
     return [Annotation(ann["frame_dir"], ann["label"], ann["keypoint"], meta=ann["_meta"])]
 

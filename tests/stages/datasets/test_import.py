@@ -108,6 +108,8 @@ def test_import_nwucla_then_train_on_it_without_a_layout(tmp_path):
         "skipped 1 files (bad input; the other files are imported):",
         "  a05_s01_e00_v01.json: truncated JSON (ends before the document closes); copy it again from the release "
         "(all_sqe.zip)"]
+    views = {a["frame_dir"]: a["meta"]["view"] for a in read_pyskl(out)["annotations"]}
+    assert views["a01_s01_e00_v03"] == 3 and sorted(set(views.values())) == [1, 2, 3]  # each record has its view
     split_file = tmp_path / "split.json"
     split_file.write_text(json.dumps({  # no "skeleton": the pickle says kinect_v1
         "name": "ucla_tiny", "classes": ["pick up with one hand", "pick up with two hands", "drop trash", "walk around"],
@@ -164,3 +166,30 @@ def test_every_format_imports_to_a_pickle_the_loader_reads_without_a_layout(tmp_
         data = read_pyskl(out)
         assert data["layout"] == layout and data["annotations"][0]["keypoint"].shape[2:] == joints
         assert load_pyskl(out, 8).skeleton == layout
+
+
+def test_two_copies_of_a_clip_and_a_failing_side_leave_nothing(tmp_path):
+    import shutil
+
+    nwucla_release(tmp_path / "release" / "all_sqe", clips_per_view=1)
+    shutil.copytree(tmp_path / "release" / "all_sqe", tmp_path / "release" / "all_sqe copy")
+    out = tmp_path / "out" / "x.pkl"
+    with pytest.raises(UserError, match=r"clip a01_s01_e00_v01 comes from both .* keep one copy of each file"):
+        import_release("nwucla", tmp_path / "release", out)
+    # PKU-MMD: the files read, then the official list contradicts them: no pickle, no temporary file
+    from tests.stages.datasets.test_format_pkummd import skeleton_text
+
+    pku = tmp_path / "pku"
+    for folder in ("PKU_Skeleton_Renew", "Train_Label_PKU_final", "Split"):
+        (pku / folder).mkdir(parents=True)
+    (pku / "PKU_Skeleton_Renew" / "0002-L.txt").write_text(skeleton_text(5))
+    (pku / "Train_Label_PKU_final" / "0002-L.txt").write_text("1,1,5,2\n")
+    (pku / "Split" / "cross-subject.txt").write_text("Training videos: \n0002-L\nValidataion videos: \n0002-L\n")
+    with pytest.raises(UserError, match="1 videos are on both sides"):
+        import_release("pkummd", pku, out)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    (pku / "Split" / "cross-subject.txt").write_text("Training videos: \n0002-L\nValidataion videos: \n0003-L\n")
+    report = import_release("pkummd", pku, out)
+    assert report.splits == {"xsub_train": 1, "xsub_val": 0}
+    assert read_pyskl(out)["annotations"][0]["meta"] == {"video": "0002-L", "video_id": 2, "view": "L", "line": 1,
+                                                         "start": 1, "end": 5, "confidence": 2}

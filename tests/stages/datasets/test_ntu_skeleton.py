@@ -62,8 +62,8 @@ def test_import_shapes_values_labels_and_splits(ntu_dir, tmp_path):
     assert report.lines()[1:3] == ["skipped 3 files (bad input; the other files are imported):",
                                    "  S002C003P002R001A013.skeleton: empty; copy it again from the release, "
                                    "or move it out of the folder"]
-    assert report.lines()[4] == ("  S002C003P002R001A015.skeleton: no body in any frame; NTU lists it among its "
-                                 "samples with missing skeletons; nothing to do")
+    assert report.lines()[4] == ("  S002C003P002R001A015.skeleton: no body in any frame; nothing to do if NTU lists "
+                                 "it among its samples with missing skeletons, else copy it again")
 
     data = read_pyskl(out)
     anns = {a["frame_dir"]: a for a in data["annotations"]}
