@@ -32,6 +32,8 @@ RUN ?=
 VIDEO ?=
 OUT ?=
 CLASSES ?=
+FORMAT ?=
+SRC ?=
 
 # Pinned upstream files: the embedded pose models come out of the MediaPipe wheel (Apache-2.0),
 # the demo videos out of the Pose2Sim wheel (BSD-3-Clause), messi5.jpg out of Debian's opencv-doc.
@@ -40,7 +42,7 @@ DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
 LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
 P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
 
-.PHONY: help setup models media demo extract synthetic train ablate eval predict render test bench-extract bench-train clean-outputs import-ntu bench-real validate-real bench-shiftgcn
+.PHONY: help setup models media demo extract synthetic train ablate eval predict render test bench-extract bench-train clean-outputs import import-ntu bench-real validate-real bench-shiftgcn
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -107,9 +109,13 @@ render: $(BIN)/.installed ## draw the cached skeleton + cue strength of VIDEO: m
 	@test -n "$(VIDEO)" -a -n "$(OUT)" || { echo "error: give VIDEO=file OUT=file.mp4|.gif|.png" >&2; exit 1; }
 	$(PB) render "$(VIDEO)" --out "$(OUT)" $(ARGS)
 
-import-ntu: $(BIN)/.installed ## NTU RGB+D .skeleton files -> 3D PYSKL pickle: make import-ntu SKELETONS=nturgb+d_skeletons OUT=ntu.pkl
+import: $(BIN)/.installed ## a public skeleton release -> PYSKL pickle with its sides: make import FORMAT=nwucla SRC=all_sqe OUT=nwucla.pkl (formats: posebridge import --help)
+	@test -n "$(FORMAT)" -a -n "$(SRC)" -a -n "$(OUT)" || { echo "error: give FORMAT=name SRC=folder OUT=new.pkl (the formats: $(PB) import --help)" >&2; exit 1; }
+	$(PB) import "$(FORMAT)" "$(SRC)" --out "$(OUT)" $(ARGS)
+
+import-ntu: $(BIN)/.installed ## make import FORMAT=ntu, under its old name: make import-ntu SKELETONS=nturgb+d_skeletons OUT=ntu.pkl
 	@test -n "$(SKELETONS)" -a -n "$(OUT)" || { echo "error: give SKELETONS=folder of .skeleton files OUT=new.pkl" >&2; exit 1; }
-	$(PB) import-ntu "$(SKELETONS)" --out "$(OUT)" $(ARGS)
+	$(PB) import ntu "$(SKELETONS)" --out "$(OUT)" $(ARGS)
 
 demo: setup ## the main job on the embedded default: extract the demo videos, then train+eval the synthetic split
 	$(PB) demo

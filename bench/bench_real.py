@@ -125,7 +125,7 @@ def class_text_matrix(real: RealSet, encoder_spec: str, cache_dir: Path) -> np.n
 
 
 def baseline_rows(real: RealSet, encoder_spec: str, cache_dir: Path) -> list[Row]:
-    from posebridge.cache.export import read_pyskl
+    from posebridge.cache.pyskl import read_pyskl
 
     start = time.perf_counter()
     data = read_pyskl(real.pyskl)

@@ -9,13 +9,13 @@ unseen partitions), as `posebridge train --split-file` reads them.
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from posebridge.cache.atomic import atomic_path
+from posebridge.cache.pyskl import write_pyskl
 
 
 @dataclass
@@ -47,8 +47,7 @@ def write_set(work: Path, name: str, annotations: list[dict], split: dict[str, l
     """Write the three files of a converted set into `work` (replacing earlier ones)."""
     work.mkdir(parents=True, exist_ok=True)
     pyskl, layout_path, split_path = work / f"{name}.pkl", work / f"{name}_layout.json", work / f"{name}_split.json"
-    with atomic_path(pyskl) as tmp, open(tmp, "wb") as f:
-        pickle.dump({"split": split, "annotations": annotations}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    write_pyskl(pyskl, annotations, split, replace=True)
     write_json(layout_path, layout)
     partitions = random_partitions([c["name"] for c in classes], unseen, count, seed)
     write_json(split_path, {"name": name, "skeleton": layout_path.name, "classes": classes, "train": train_key,

@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench-real")
     args = parser.parse_args()
-    from posebridge.cache.export import read_pyskl
+    from posebridge.cache.pyskl import read_pyskl
 
     lines = []
     for real in convert(args.data or default_data_dir(), args.work, 10):

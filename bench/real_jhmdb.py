@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.cache.export import restricted_load
+from posebridge.cache.pyskl import restricted_load
 from posebridge.cache.errors import UserError
 from real_common import RealSet, write_set
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,7 @@ import bench_real  # noqa: E402
 import real_baseline  # noqa: E402
 from real_common import RealSet, random_partitions, write_json  # noqa: E402
 
-from posebridge.cache.export import read_pyskl  # noqa: E402
-from posebridge.cache.atomic import atomic_path  # noqa: E402
+from posebridge.cache.pyskl import read_pyskl, write_pyskl  # noqa: E402
 
 VAL_UNSEEN = {"jhmdb": 3, "msr_action3d": 4}  # about the test protocol's unseen share (4/14, 5/20)
 VAL_PARTITIONS, VAL_SEED = 5, 1
@@ -76,8 +74,7 @@ def development_set(real: RealSet, unseen: int, count: int) -> RealSet:
     split = {key: [c for c in clips if c in ids] for key, clips in data["split"].items()}
     folder, name = real.pyskl.parent, f"{real.name}_val"
     pyskl, split_path = folder / f"{name}.pkl", folder / f"{name}_split.json"
-    with atomic_path(pyskl) as tmp, open(tmp, "wb") as f:
-        pickle.dump({"split": split, "annotations": annotations}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    write_pyskl(pyskl, annotations, split, replace=True)
     classes = [real.classes[i] for i in keep]
     partitions = random_partitions([c["name"] for c in classes], unseen, count, VAL_SEED)
     write_json(split_path, {"name": name, "skeleton": real.layout.name, "classes": classes, "train": real.train_key,

@@ -1,15 +1,13 @@
 """Exports of a cue cache to formats other tools read: the PYSKL pickle and a plain HDF5 file.
 
 Both are written to a tmp file next to the target and renamed over it, so a target is either the
-old file or the complete new one.
+old file or the complete new one. The PYSKL file itself is read and written by cache/pyskl.py.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import dataclasses
 import json
 import os
-import pickle
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,9 +18,9 @@ from posebridge.cache.schema import KEYPOINT_CHANNELS, load_layout
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore
 from posebridge.cache.atomic import atomic_path
 from posebridge.cache.errors import UserError
+from posebridge.cache.pyskl import Annotation, write_pyskl
 
 _X, _Y, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "visibility"))
-_PYSKL_REQUIRED = ("frame_dir", "total_frames", "label", "keypoint")
 # Export layouts: "coco17" is what pyskl's and mmaction2's 2D skeleton models are built for
 # (STGCN / ST-GCN++ with the COCO graph: 17 joints x (x, y, score)); "full" keeps every joint; any
 # other layout (a name or a .json file, docs/layouts.md) whose joints the store has, by joint name.
@@ -50,11 +48,9 @@ def export_pyskl(store: CueStore, out_path: str | os.PathLike,
     split = {"all": sorted(have)} if split is None else split
     missing = {name: [c for c in ids if c not in have] for name, ids in split.items()}
     annotations = [_pyskl_annotation(record, arrays, joints) for record, arrays in store.iter_clips()]
-    annotations.sort(key=lambda a: a["frame_dir"])
-    data = {"split": {name: [c for c in ids if c in have] for name, ids in split.items()},
-            "annotations": annotations}
-    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+    annotations.sort(key=lambda a: a.frame_dir)
+    write_pyskl(out_path, annotations, {name: [c for c in ids if c in have] for name, ids in split.items()},
+                replace=True)
     return {name: ids for name, ids in missing.items() if ids}
 
 
@@ -72,91 +68,17 @@ def _export_joints(store: CueStore, layout: str) -> tuple[int, ...] | None:
     return tuple(have[name] for name in target.joint_names)
 
 
-def _pyskl_annotation(record: ClipRecord, arrays: ClipArrays, joints: tuple[int, ...] | None) -> dict:
+def _pyskl_annotation(record: ClipRecord, arrays: ClipArrays, joints: tuple[int, ...] | None) -> Annotation:
     kp = np.nan_to_num(arrays.keypoints).transpose(1, 0, 2, 3)  # [M, T, V, 5]; no person: no position
     seen = np.flatnonzero(np.asarray(arrays.score).max(axis=0) > 0)  # slots are main actor first
     kp = kp[seen if len(seen) else [0]]
     if joints is not None:
         kp = kp[:, :, list(joints)]
     xy = kp[..., [_X, _Y]] * np.array([record.width, record.height], dtype=np.float32)
-    return {
-        "frame_dir": record.clip_id,
-        "total_frames": int(record.num_frames),
-        "img_shape": (int(record.height), int(record.width)),
-        "original_shape": (int(record.height), int(record.width)),
-        "label": int(record.label),
-        "keypoint": np.ascontiguousarray(xy, dtype=np.float32),
-        "keypoint_score": np.ascontiguousarray(kp[..., _VISIBILITY], dtype=np.float32),
-    }
-
-
-# What a PYSKL pickle may name: numpy's array / dtype / scalar reconstructors (numpy 1.x lives in
-# numpy.core, 2.x in numpy._core), and the helpers the pickle protocols themselves use for plain
-# containers and bytes. Everything else (os.system, eval, any class) is refused before it is looked up.
-_PICKLE_ALLOWED = {
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
-    ("collections", "OrderedDict"), ("_codecs", "encode"),
-    *((f"{core}.multiarray", name) for core in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")),
-    *((f"{core}.numeric", "_frombuffer") for core in ("numpy.core", "numpy._core")),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only _PICKLE_ALLOWED globals (Python docs, "Restricting Globals")."""
-
-    def find_class(self, module: str, name: str):
-        # Protocol-2 files name Python 2 modules (__builtin__.set): map them as the Unpickler would.
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        else:
-            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) not in _PICKLE_ALLOWED:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which a PYSKL file never holds "
-                                         f"(only containers and numpy arrays); refused without running it")
-        return super().find_class(module, name)
-
-
-def restricted_load(file, encoding: str = "ASCII"):
-    """Unpickle `file` admitting only containers and numpy arrays, as read_pyskl does; for other
-    research pickles (encoding="latin1" reads Python 2 pickles of numpy arrays)."""
-    return _RestrictedUnpickler(file, encoding=encoding).load()
-
-
-def read_pyskl(path: str | os.PathLike) -> dict:
-    """Load a PYSKL pickle safely (only containers and numpy arrays are admitted) and check its structure."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"PYSKL pickle {path} does not exist; check the path (a .pkl from pyskl / mmaction2 "
-                        f"or `posebridge export --format pyskl`)")
-    try:
-        with open(path, "rb") as f:
-            data = _RestrictedUnpickler(f).load()
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError) as err:
-        raise UserError(f"{path} is not a readable PYSKL pickle ({err}); give a pickle written by pyskl, "
-                        f"mmaction2 or `posebridge export --format pyskl`") from err
-    if not isinstance(data, dict) or not isinstance(data.get("split"), dict) \
-            or not isinstance(data.get("annotations"), list):
-        raise UserError(f"{path} is not a PYSKL pickle: it needs a dict with 'split' (dict) and 'annotations' (list)")
-    for i, ann in enumerate(data["annotations"]):
-        _check_pyskl_annotation(path, i, ann)
-    return data
-
-
-def _check_pyskl_annotation(path: Path, i: int, ann: object) -> None:
-    if not isinstance(ann, dict):
-        raise UserError(f"{path}: annotation {i} is a {type(ann).__name__}, not a dict")
-    lacking = [k for k in _PYSKL_REQUIRED if k not in ann]
-    if lacking:
-        raise UserError(f"{path}: annotation {i} ({ann.get('frame_dir', '?')}) lacks {lacking}")
-    where = f"{path}: annotation {i} ({ann['frame_dir']})"
-    kp = np.asarray(ann["keypoint"])
-    if kp.ndim != 4 or kp.shape[1] != ann["total_frames"]:
-        raise UserError(f"{where}: keypoint has shape {kp.shape}, expected [M, total_frames={ann['total_frames']}, V, C]")
-    if kp.shape[-1] == 2 and "img_shape" not in ann:
-        raise UserError(f"{where}: 2D keypoints need 'img_shape'")
-    if "keypoint_score" in ann and np.shape(ann["keypoint_score"]) != kp.shape[:3]:
-        raise UserError(f"{where}: keypoint_score has shape {np.shape(ann['keypoint_score'])}, expected {kp.shape[:3]}")
+    return Annotation(frame_dir=record.clip_id, label=int(record.label),
+                      keypoint=np.ascontiguousarray(xy, dtype=np.float32),
+                      keypoint_score=np.ascontiguousarray(kp[..., _VISIBILITY], dtype=np.float32),
+                      img_shape=(int(record.height), int(record.width)))
 
 
 # --- HDF5 --------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ A layout file (docs/layouts.md has the full format and an example):
 
 Parents (the bone stream's tree) come from the bones by a breadth-first search from `root`, which
 defaults to the (first) center joint; a joint the bones do not reach is its own parent (a zero bone).
-The built-ins (blazepose33, coco17, ntu25) are files of this form next to this module.
+The built-ins (blazepose33, coco17, ntu25, kinect_v1, openpose18) are files of this form next to
+this module.
 
 This module imports nothing of the project but the error type, so any stage can use it.
 """
@@ -29,7 +30,12 @@ from posebridge.cache.errors import UserError
 
 PART_NAMES = ("head", "hands", "torso", "legs")  # the order of the part texts (stages/train/text.py)
 BUILTIN_DIR = Path(__file__).with_name("layouts")
-BUILTIN_NAMES = ("blazepose33", "coco17", "ntu25")
+BUILTIN_NAMES = ("blazepose33", "coco17", "ntu25", "kinect_v1", "openpose18")
+# The built-ins a PYSKL file that names no layout is read with, by its joint count (17, 25, 33): the
+# conventions pyskl / mmaction2 files and our exports follow. Kinect v1's 20 joints are not among
+# them: MSR Action3D has 20 joints in another order, so a count cannot tell which; `posebridge import`
+# records "kinect_v1" / "openpose18" in the file instead (cache/pyskl.py).
+BY_JOINT_COUNT = ("blazepose33", "coco17", "ntu25")
 _REQUIRED = ("name", "dims", "joints", "bones", "parts", "center", "torso")
 _OPTIONAL = ("root", "description")
 
@@ -257,6 +263,11 @@ def skeleton(name: str) -> Skeleton:
 
 def builtin_layouts() -> tuple[Skeleton, ...]:
     return tuple(REGISTRY[n] for n in BUILTIN_NAMES)
+
+
+def layouts_by_joint_count() -> tuple[Skeleton, ...]:
+    """The built-ins a joint count alone may pick (BY_JOINT_COUNT; one per count)."""
+    return tuple(REGISTRY[n] for n in BY_JOINT_COUNT)
 
 
 def check_joint_count(skel: Skeleton, num_joints: int, source: str) -> None:

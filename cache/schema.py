@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from posebridge.cache.errors import UserError
 from posebridge.cache.layouts import (  # noqa: F401 (re-exported)
-    REGISTRY, Skeleton, builtin_layouts, load_layout, skeleton)
+    REGISTRY, Skeleton, builtin_layouts, layouts_by_joint_count, load_layout, skeleton)
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
@@ -43,13 +43,14 @@ BODY13 = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 
 def skeleton_for_joints(num_joints: int, source: str) -> Skeleton:
-    """The registry's skeleton with this many joints, for sources that carry no names (PYSKL pickles
-    follow exactly one of these layouts: COCO-17 2D, NTU-25 3D, or our BlazePose-33 export)."""
-    found = [s for s in builtin_layouts() if s.num_joints == num_joints]
+    """The built-in skeleton with this many joints, for sources that carry no names (PYSKL pickles
+    that name no layout follow one of these: COCO-17 2D, NTU-25 3D, or our BlazePose-33 export)."""
+    found = [s for s in layouts_by_joint_count() if s.num_joints == num_joints]
     if not found:
-        known = ", ".join(f"{s.num_joints} ({s.name})" for s in builtin_layouts())
+        known = ", ".join(f"{s.num_joints} ({s.name})" for s in layouts_by_joint_count())
+        others = ", ".join(f"{s.name} ({s.num_joints})" for s in builtin_layouts() if s not in layouts_by_joint_count())
         raise UserError(f"{source} has {num_joints} joints per skeleton; stage 2 knows {known} by count: "
-                        f"give its layout file (docs/layouts.md)")
+                        f"give its layout, a built-in name ({others}) or a layout file (docs/layouts.md)")
     return found[0]
 
 

@@ -13,6 +13,7 @@ import typer
 
 from posebridge.stages.extract.config import CueConfig, ExtractConfig, RunSettings
 from posebridge.cache.errors import UserError
+from posebridge.cache.layouts import BUILTIN_NAMES
 from posebridge.stages.train.config import TrainConfig, config_default
 from posebridge.stages.train.encoders import AUTO_SHIFTGCN_MIN_CLIPS
 from posebridge.stages.train.presets import preset_value
@@ -43,9 +44,10 @@ def default_of(name: str, *presets: str) -> str:
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
 # Options that several stage-2 commands share, written once (as CacheDir).
-PysklLayout = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a layout name (coco17, ntu25, "
-                           "blazepose33) or a layout .json file (docs/layouts.md); default: a split file's "
-                           "`skeleton`, else the built-in with the pickle's joint count.")
+PysklLayout = typer.Option(None, "--layout", help="The --pyskl pickle's skeleton: a built-in layout name ("
+                           f"{', '.join(BUILTIN_NAMES)}) or a layout .json file (docs/layouts.md); default: a split "
+                           "file's `skeleton`, else the layout the pickle records (`posebridge import` does), else "
+                           "the built-in with the pickle's joint count (17, 25, 33).")
 ShiftGCNEpochs = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epochs of the Shift-GCN encoder "
                                                                     f"({default_of('shiftgcn_epochs')}).")
 ShiftGCNWidth = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width; features are 4x "
@@ -243,17 +245,47 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+def _formats_help(short: bool = False) -> str:
+    """`posebridge import --help` text: the formats as the registry describes them, one paragraph each."""
+    from posebridge.stages.datasets.skeleton_formats import FORMATS
+
+    if short:
+        return ", ".join(FORMATS)
+    return "\n\n".join(f"{name}: {fmt.summary}; layout {fmt.layout}." for name, fmt in FORMATS.items())
+
+
+@app.command("import", short_help=f"Convert a public skeleton release ({_formats_help(short=True)}) into a PYSKL "
+                                  "pickle with its sides.",
+             help="Convert a public skeleton release into a PYSKL pickle for `train --pyskl`: the data set's own "
+                  "sides as split lists, its layout recorded (no --layout needed). A file that is empty, truncated "
+                  "or not of the format is skipped and reported on one line with what to do; the others are "
+                  "imported. docs/own-data.md has each format's choices. FORMAT is one of:\n\n" + _formats_help())
+def import_release(
+    format: str = typer.Argument(..., metavar="FORMAT", help="The release's format (listed above)."),
+    src: Path = typer.Argument(..., metavar="SRC", help="The release's folder of skeleton files."),
+    out: Path = typer.Option(..., "--out", help="New PYSKL pickle (never overwritten)."),
+    label_dir: Optional[Path] = typer.Option(None, "--label-dir", help="pkummd: the folder of label files "
+                                             "(default: Train_Label_PKU_final, or another *label* folder, in SRC "
+                                             "or beside it)."),
+    split_dir: Optional[Path] = typer.Option(None, "--split-dir", help="pkummd: the folder of cross-subject.txt "
+                                             "and cross-view.txt (default: Split/ in SRC or beside it)."),
+) -> None:
+    from posebridge.stages.datasets import skeleton_formats
+
+    report = skeleton_formats.import_release(format, src, out, label_dir=label_dir, split_dir=split_dir)
+    for line in report.lines():
+        typer.echo(line)
+
+
 @app.command("import-ntu")
 def import_ntu(
     src: Path = typer.Argument(..., help="Folder of NTU RGB+D .skeleton files (SsssCcccPpppRrrrAaaa.skeleton)."),
     out: Path = typer.Option(..., "--out", help="New PYSKL pickle (never overwritten)."),
 ) -> None:
-    """Convert NTU RGB+D 60/120 .skeleton files into a 3D PYSKL pickle (keypoint [M, T, 25, 3] metres,
-    label = action - 1, split lists xsub and xview (NTU-60) or xsub and xset (NTU-120)) for `train --pyskl`."""
-    from posebridge.stages.datasets.ntu_skeleton import import_ntu_skeletons
-
-    for line in import_ntu_skeletons(src, out).lines():
-        typer.echo(line)
+    """`posebridge import ntu SRC --out FILE`, under its old name: NTU RGB+D 60/120 .skeleton files -> a 3D
+    PYSKL pickle (keypoint [M, T, 25, 3] metres, label = action - 1, split lists xsub and xview (NTU-60) or
+    xsub and xset (NTU-120)) for `train --pyskl`."""
+    import_release("ntu", src, out, label_dir=None, split_dir=None)
 
 
 @app.command("export-features")

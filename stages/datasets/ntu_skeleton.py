@@ -1,4 +1,5 @@
-"""NTU RGB+D 60/120 `.skeleton` text files -> one PYSKL pickle (3D, as pyskl's ntu*_3danno.pkl).
+"""NTU RGB+D 60/120 `.skeleton` text files -> PYSKL annotations (3D, as pyskl's ntu*_3danno.pkl);
+`posebridge import ntu` (skeleton_formats/ntu.py) writes them.
 
 The text format (one file per clip, named SsssCcccPpppRrrrAaaa.skeleton): line 1 the frame count;
 per frame the body count; per body one line of 10 values (bodyID, clippedEdges, hand states,
@@ -12,15 +13,11 @@ actor first, as pyskl orders persons), each further ID the first slot it never c
 """
 from __future__ import annotations
 
-import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from posebridge.cache.atomic import atomic_path
-from posebridge.stages.datasets.ntu import ntu_benchmark_splits, parse_ntu_name
-from posebridge.cache.errors import UserError
+from posebridge.stages.datasets.ntu import parse_ntu_name
 
 NTU_JOINTS = 25
 _BODY_VALUES = 10
@@ -29,22 +26,6 @@ _JOINT_VALUES = 12
 
 class BadSkeletonFile(ValueError):
     """A file that is not a usable NTU skeleton file; str(err) says why, in a few words."""
-
-
-@dataclass
-class ImportReport:
-    out: Path
-    clips: int
-    splits: dict[str, int]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file name, why)
-
-    def lines(self) -> list[str]:
-        sides = ", ".join(f"{name} {n}" for name, n in self.splits.items())
-        lines = [f"wrote {self.out}: {self.clips} clips ({sides})"]
-        if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} files: "
-                         + ", ".join(f"{name} ({why})" for name, why in self.skipped))
-        return lines
 
 
 def read_skeleton_file(path: Path) -> tuple[int, list[list[tuple[str, np.ndarray]]]]:
@@ -148,32 +129,9 @@ def skeleton_annotation(path: Path) -> dict:
             "total_frames": num_frames, "keypoint": keypoint, "_meta": meta}
 
 
-def import_ntu_skeletons(src: str | Path, out: str | Path) -> ImportReport:
-    """Convert every SsssCcccPpppRrrrAaaa.skeleton file in `src` into the PYSKL pickle `out`.
+def import_ntu_skeletons(src: str | Path, out: str | Path):
+    """`posebridge import ntu SRC --out OUT` (stages/datasets/skeleton_formats), under its old name."""
+    # Imported here: the ntu format adapter imports this parser, so a module-level import would be a cycle.
+    from posebridge.stages.datasets.skeleton_formats import import_release
 
-    Unusable files (empty, truncated, no body, not an NTU name) are skipped and listed in the
-    report; `out` must not exist yet (it is never overwritten) and is written atomically.
-    """
-    src, out = Path(src), Path(out)
-    if out.exists():
-        raise UserError(f"--out {out} already exists; give a new file name or delete it first")
-    if not src.is_dir():
-        raise UserError(f"{src} is not a folder; give the folder of NTU .skeleton files (nturgb+d_skeletons)")
-    files = sorted(src.glob("*.skeleton"))
-    if not files:
-        raise UserError(f"{src} holds no .skeleton files; give the folder of NTU .skeleton files (nturgb+d_skeletons)")
-    annotations, skipped = [], []
-    for path in files:
-        try:
-            annotations.append(skeleton_annotation(path))
-        except BadSkeletonFile as err:
-            skipped.append((path.name, str(err)))
-    if not annotations:
-        reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:3])
-        raise UserError(f"none of the {len(files)} .skeleton files in {src} is usable ({reasons}"
-                        f"{'; ...' if len(skipped) > 3 else ''})")
-    split = ntu_benchmark_splits({"clip_id": a["frame_dir"], "meta": a.pop("_meta")} for a in annotations)
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        pickle.dump({"split": split, "annotations": annotations}, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return ImportReport(out=out, clips=len(annotations), splits={k: len(v) for k, v in split.items()},
-                        skipped=skipped)
+    return import_release("ntu", src, out)

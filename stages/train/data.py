@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posebridge.cache.export import read_pyskl
-from posebridge.cache.schema import KEYPOINT_CHANNELS, Skeleton, skeleton, skeleton_for_joints
+from posebridge.cache.pyskl import LAYOUT_KEY, read_pyskl
+from posebridge.cache.schema import KEYPOINT_CHANNELS, SKELETONS, Skeleton, skeleton, skeleton_for_joints
 from posebridge.cache.store import ClipRecord, CueStore, decode_clip
 from posebridge.stages.datasets.ntu import is_train_sample
 from posebridge.cache.errors import UserError
@@ -285,8 +285,10 @@ def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None =
     """A PYSKL pickle as a skeleton-only CueDataset (features and heatmaps None).
 
     `layout` (cache/layouts.py: a built-in or a layout file's) says which skeleton the keypoints
-    follow; every clip's V must be its joint count. None: the built-in with the file's joint count
+    follow; every clip's V must be its joint count. None: the layout the file records ("layout",
+    written by `posebridge import`, e.g. kinect_v1), else the built-in with the file's joint count
     (COCO-17 2D as pyskl and mmaction2 publish, NTU-25 3D, or BlazePose-33 from `export --layout full`).
+    A given layout must list the recorded layout's joints in its order (its parts may differ).
 
     Per clip `keypoint` [M, T, V, C]: C = 2 (x, y pixels; z = 0) with `keypoint_score` as confidence,
     or C = 3: x, y, z with confidence 1 where a joint is non-zero, except for a 2D layout (dims 2),
@@ -310,10 +312,13 @@ def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None =
 
     num_joints = np.shape(annotations[0]["keypoint"])[2]
     by_count = _builtin_for_joints(num_joints)
-    skel = layout if layout is not None else by_count or skeleton_for_joints(num_joints, str(path))
+    named = layout if layout is not None else _recorded_layout(path, data)  # every clip must have its V
+    if layout is not None:
+        _check_recorded_layout(path, data, layout)
+    skel = named if named is not None else by_count or skeleton_for_joints(num_joints, str(path))
     # Two passes: the first only finds the empty clips (a list of every clip's arrays would double
     # an NTU-size pickle in memory), the second fills the rows.
-    empty = {i for i, ann in enumerate(annotations) if _pyskl_clip(path, ann, skel, layout is not None) is None}
+    empty = {i for i, ann in enumerate(annotations) if _pyskl_clip(path, ann, skel, named is not None) is None}
     if empty:
         names = [str(annotations[i]["frame_dir"]) for i in sorted(empty)]
         shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10 else "")
@@ -329,7 +334,7 @@ def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None =
     confidence = np.zeros((n, m, num_frames, v), np.float32)
     labels, clip_ids, meta = np.empty(n, np.int64), [], []
     for i, ann in enumerate(kept):
-        xyz, conf, scored = _pyskl_clip(path, ann, skel, layout is not None)
+        xyz, conf, scored = _pyskl_clip(path, ann, skel, named is not None)
         persons = _persons_main_first(conf, scored)[:m]
         xyz, conf, k = xyz[persons], conf[persons], len(persons)
         normalised = normalise_persons(xyz, conf, skel)
@@ -345,6 +350,30 @@ def load_pyskl(path: str | Path, num_frames: int = 64, layout: Skeleton | None =
         keypoints=torch.from_numpy(keypoints), confidence=torch.from_numpy(confidence), features=None,
         heatmaps=None, labels=torch.from_numpy(labels), clip_ids=clip_ids, meta=meta, cue_joints=(),
         source_fingerprint=source, skeleton=skel.name, skeleton_layout=skel.to_dict())
+
+
+def _recorded_layout(path: Path, data: dict) -> Skeleton | None:
+    """The registered layout the file names (cache/pyskl.py LAYOUT_KEY, written by `posebridge import`)."""
+    name = data.get(LAYOUT_KEY)
+    if name is None:
+        return None
+    try:
+        return skeleton(name)
+    except UserError:
+        raise UserError(f"{path} says its keypoints follow layout {name!r}, which is not a built-in here; "
+                        f"give --layout with that layout's .json file (docs/layouts.md)") from None
+
+
+def _check_recorded_layout(path: Path, data: dict, given: Skeleton) -> None:
+    """A given layout may differ from the recorded one in its parts, centre or bones, never in which
+    joint is which: that is a fact of the file."""
+    name = data.get(LAYOUT_KEY)
+    if name is None or name not in SKELETONS:  # a layout made elsewhere, given explicitly: nothing to compare
+        return
+    recorded = skeleton(name)
+    if given.joint_names != recorded.joint_names:
+        raise UserError(f"{path} holds {recorded.name} keypoints, but {given.where()} lists other joints or "
+                        f"another order; use --layout {recorded.name} (or a layout with its joints, in its order)")
 
 
 def _builtin_for_joints(num_joints: int) -> Skeleton | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posebridge.cache.export import read_pyskl
+from posebridge.cache.pyskl import read_pyskl
 from posebridge.cache.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -1,7 +1,6 @@
 """Exports of a real cue cache: PYSKL pickle and HDF5 round trips, no half-written files."""
 from __future__ import annotations
 
-import os
 import shutil
 import pickle
 
@@ -9,7 +8,8 @@ import numpy as np
 import pytest
 
 from posebridge.cache.schema import BLAZEPOSE33, BLAZEPOSE_TO_COCO17, CacheLayout
-from posebridge.cache.export import export_hdf5, export_pyskl, read_hdf5, read_pyskl
+from posebridge.cache.export import export_hdf5, export_pyskl, read_hdf5
+from posebridge.cache.pyskl import read_pyskl
 from posebridge.cache.store import ClipArrays, ClipRecord, CueStore
 from posebridge.cache.writer import ShardWriter
 from posebridge.cache.errors import UserError
@@ -97,56 +97,6 @@ def test_pyskl_export_has_what_pyskl_and_mmaction2_read(store, tmp_path):
 def test_pyskl_export_refuses_an_unknown_layout(store, tmp_path):
     with pytest.raises(UserError, match="--layout"):
         export_pyskl(store, tmp_path / "x.pkl", layout="ntu25")
-
-
-class _RunsCode:
-    """Unpickling this calls os.system, as any pickle may: the restricted reader must never get there."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def test_read_pyskl_refuses_a_pickle_that_carries_a_callable_without_running_it(tmp_path):
-    marker = tmp_path / "code-ran"
-    ann = {"frame_dir": "x", "total_frames": 1, "img_shape": (4, 4), "label": 0,
-           "keypoint": np.zeros((1, 1, 17, 2), np.float32), "payload": _RunsCode(marker)}
-    path = tmp_path / "evil.pkl"
-    path.write_bytes(pickle.dumps({"split": {}, "annotations": [ann]}))
-    with pytest.raises(UserError, match=r"posix\.system|os\.system"):
-        read_pyskl(path)
-    assert not marker.exists()
-    with open(path, "rb") as f:  # the file does carry the call: plain pickle runs it
-        pickle.load(f)
-    assert marker.exists()
-
-
-@pytest.mark.parametrize("protocol", [2, 4, 5])
-def test_read_pyskl_admits_numpy_arrays_and_scalars_of_every_protocol(tmp_path, protocol):
-    # mmcv's pickle handler (pyskl's and mmaction2's own files) writes protocol 2.
-    ann = {"frame_dir": "x", "total_frames": 3, "img_shape": (4, 4), "label": np.int64(2),
-           "keypoint": np.arange(3 * 17 * 2, dtype=np.float32).reshape(1, 3, 17, 2),
-           "keypoint_score": np.ones((1, 3, 17), np.float16), "extra": {1, 2}}
-    path = tmp_path / f"p{protocol}.pkl"
-    path.write_bytes(pickle.dumps({"split": {"all": ["x"]}, "annotations": [ann]}, protocol=protocol))
-    got = read_pyskl(path)["annotations"][0]
-    np.testing.assert_array_equal(got["keypoint"], ann["keypoint"])
-    assert got["keypoint_score"].dtype == np.float16 and got["label"] == 2 and got["extra"] == {1, 2}
-
-
-def test_read_pyskl_names_what_is_missing(tmp_path):
-    path = tmp_path / "bad.pkl"
-    path.write_bytes(pickle.dumps({"annotations": []}))
-    with pytest.raises(UserError, match="split"):
-        read_pyskl(path)
-    path.write_bytes(pickle.dumps({"split": {}, "annotations": [{"frame_dir": "x", "total_frames": 2, "label": 0}]}))
-    with pytest.raises(UserError, match=r"bad\.pkl: annotation 0 \(x\) lacks \['keypoint'\]"):
-        read_pyskl(path)
-    path.write_bytes(b"not a pickle")
-    with pytest.raises(UserError, match="bad.pkl"):
-        read_pyskl(path)
 
 
 def test_hdf5_round_trip(store, tmp_path):

@@ -116,6 +116,35 @@ def test_builtin_dict_round_trips_and_fingerprint_is_stable():
     assert coco.fingerprint != skeleton("ntu25").fingerprint and len(coco.fingerprint) == 64
 
 
+# CTR-GCN graph/ucla.py and AimCLR net/utils/graph.py layout 'nw-ucla' (1-based): the Kinect SDK v1 tree.
+UCLA_EDGES_1BASED = [(1, 2), (2, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9), (11, 10), (12, 11),
+                     (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19)]
+# ST-GCN net/utils/graph.py layout 'openpose' (0-based): hips hang from the shoulders.
+OPENPOSE_EDGES = [(4, 3), (3, 2), (7, 6), (6, 5), (13, 12), (12, 11), (10, 9), (9, 8), (11, 5), (8, 2), (5, 1),
+                  (2, 1), (0, 1), (15, 0), (14, 0), (17, 15), (16, 14)]
+
+
+def _edges(skel: Skeleton) -> set[frozenset]:
+    return {frozenset(bone) for bone in skel.bones}
+
+
+def test_kinect_v1_is_the_sdk_order_and_graph():
+    skel = skeleton("kinect_v1")
+    assert skel.dims == 3 and skel.num_joints == 20
+    assert _edges(skel) == {frozenset((a - 1, b - 1)) for a, b in UCLA_EDGES_1BASED}
+    assert [skel.joint_names[i] for i in (0, 3, 6, 10, 14, 18)] == [
+        "hip_center", "head", "left_wrist", "right_wrist", "left_ankle", "right_ankle"]
+    assert set(skel.parents) <= set(range(20)) and skel.parents.count(0) == 4  # a tree from hip_center
+
+
+def test_openpose18_is_st_gcns_graph():
+    skel = skeleton("openpose18")
+    assert skel.dims == 2 and skel.num_joints == 18
+    assert _edges(skel) == {frozenset(e) for e in OPENPOSE_EDGES}
+    assert skel.joint_names[:3] == ("nose", "neck", "right_shoulder") and skel.joint_names[17] == "left_ear"
+    assert skel.joint_names[skel.root] == "neck"
+
+
 # --- user layout files ------------------------------------------------------------------------
 
 def test_user_layout_file_round_trips_and_registers(tmp_path):
@@ -266,6 +295,42 @@ def test_load_pyskl_20_joint_3d_and_without_layout(tmp_path):
     ds = load_pyskl(path, 8, layout=layout_from_dict(chain20_layout(unique("chain20"))))
     assert ds.keypoints.shape == (1, 1, 8, 20, 3) and torch.all(ds.confidence == 1)
     assert ds.keypoints[..., 2].abs().sum() > 0  # 3D layout: the third value is z
+
+
+def test_a_pickle_that_records_its_layout_needs_no_layout(tmp_path):
+    """`posebridge import` records kinect_v1 / openpose18, so 20 and 18 joints resolve without --layout."""
+    from posebridge.cache.pyskl import write_pyskl
+    from posebridge.stages.train.data import load_pyskl
+
+    kinect = tmp_path / "kinect.pkl"
+    write_pyskl(kinect, [_clip("a", 12, v=20, c=3, score=False)], {"train": ["a"]}, layout="kinect_v1")
+    ds = load_pyskl(kinect, 8)
+    assert ds.skeleton == "kinect_v1" and ds.keypoints.shape == (1, 1, 8, 20, 3)
+    assert ds.keypoints[..., 2].abs().sum() > 0  # read as 3D
+    openpose = tmp_path / "openpose.pkl"
+    write_pyskl(openpose, [_clip("b", 12, v=18)], {"train": ["b"]}, layout="openpose18")
+    assert load_pyskl(openpose, 8).skeleton == "openpose18"
+    # a given layout may regroup parts or move the centre, never rename or reorder the joints
+    regrouped = {**skeleton("kinect_v1").to_dict(), "name": unique("kinect_parts"), "center": "spine"}
+    assert load_pyskl(kinect, 8, layout=layout_from_dict(regrouped)).skeleton == regrouped["name"]
+    with pytest.raises(UserError, match="holds kinect_v1 keypoints, but .* lists other joints or another order"):
+        load_pyskl(kinect, 8, layout=layout_from_dict(chain20_layout(unique("chain20"))))
+
+
+def test_a_recorded_layout_must_be_known_and_fit(tmp_path):
+    from posebridge.cache.pyskl import write_pyskl
+    from posebridge.stages.train.data import load_pyskl
+
+    with pytest.raises(UserError, match="has 17 joints per skeleton, but layout kinect_v1 declares 20"):
+        write_pyskl(tmp_path / "x.pkl", [_clip("a", 4, v=17)], {}, layout="kinect_v1")
+    assert not (tmp_path / "x.pkl").exists()
+    path = tmp_path / "elsewhere.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"split": {}, "annotations": [_clip("a", 4, v=15)], "layout": "mpii15"}, f)
+    with pytest.raises(UserError, match="says its keypoints follow layout 'mpii15', which is not a built-in"):
+        load_pyskl(path, 8)
+    skel = layout_from_dict(jhmdb_layout(unique("jhmdb15")))
+    assert load_pyskl(path, 8, layout=skel).skeleton == skel.name  # given explicitly: used as it is
 
 
 def test_layout_joint_count_mismatch_names_file_clip_and_layout(tmp_path):

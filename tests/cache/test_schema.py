@@ -41,9 +41,13 @@ def test_lookups_by_name_count_and_joint_names():
     assert schema.skeleton_for_joints(25, "x") is schema.NTU25
     assert schema.skeleton_named_by(list(schema.BLAZEPOSE33.joint_names), "x") is schema.BLAZEPOSE33
     with pytest.raises(UserError, match="unknown skeleton"):
-        schema.skeleton("openpose18")
+        schema.skeleton("mpii16")
     with pytest.raises(UserError, match="18 joints"):
         schema.skeleton_for_joints(18, "file.pkl")
+    # built in by name, never by count: 20 joints are Kinect v1's or MSR Action3D's, in other orders
+    assert schema.skeleton("kinect_v1").num_joints == 20 and schema.skeleton("openpose18").num_joints == 18
+    with pytest.raises(UserError, match=r"20 joints.*kinect_v1 \(20\), openpose18 \(18\)"):
+        schema.skeleton_for_joints(20, "file.pkl")
     with pytest.raises(UserError, match="match no registered skeleton"):
         schema.skeleton_named_by(["a", "b"], "store")
 

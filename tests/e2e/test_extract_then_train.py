@@ -85,7 +85,8 @@ def test_cli_export_writes_pyskl_with_ntu_splits_and_hdf5(ntu_cache, tmp_path):
     import subprocess
     import sys
 
-    from posebridge.cache.export import read_hdf5, read_pyskl
+    from posebridge.cache.export import read_hdf5
+    from posebridge.cache.pyskl import read_pyskl
 
     env = {**os.environ, "POSEBRIDGE_CACHE": str(ntu_cache / "cache")}
     for fmt, out, extra in (("pyskl", tmp_path / "x.pkl", []), ("pyskl", tmp_path / "full.pkl", ["--layout", "full"]),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posebridge.cache.export import export_pyskl, read_pyskl
+from posebridge.cache.export import export_pyskl
+from posebridge.cache.pyskl import read_pyskl
 from posebridge.cache.store import CueStore
 from posebridge.stages.extract.config import ExtractConfig, RunSettings
 from posebridge.stages.train.data import load_store

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from posebridge.cache.export import read_pyskl
+from posebridge.cache.pyskl import read_pyskl
 from posebridge.stages.datasets.ntu_skeleton import body_slots, import_ntu_skeletons, read_skeleton_file
 from posebridge.cache.errors import UserError
 from posebridge.stages.train.data import load_pyskl
@@ -52,13 +52,18 @@ def test_import_shapes_values_labels_and_splits(ntu_dir, tmp_path):
     out = tmp_path / "ntu.pkl"
     report = import_ntu_skeletons(ntu_dir, out)
     assert report.clips == 2
-    assert [name for name, _ in report.skipped] == [
+    assert [name for name, *_ in report.skipped] == [
         "S002C003P002R001A013.skeleton", "S002C003P002R001A014.skeleton", "S002C003P002R001A015.skeleton"]
-    why = dict(report.skipped)
+    why = {name: reason for name, reason, _ in report.skipped}
     assert why["S002C003P002R001A013.skeleton"] == "empty"
     assert "truncated" in why["S002C003P002R001A014.skeleton"]
     assert why["S002C003P002R001A015.skeleton"] == "no body in any frame"
-    assert report.lines()[1].startswith("skipped 3 files: S002C003P002R001A013.skeleton (empty), ")
+    # one line per bad file: name, why, what to do
+    assert report.lines()[1:3] == ["skipped 3 files (bad input; the other files are imported):",
+                                   "  S002C003P002R001A013.skeleton: empty; copy it again from the release, "
+                                   "or move it out of the folder"]
+    assert report.lines()[4] == ("  S002C003P002R001A015.skeleton: no body in any frame; nothing to do if NTU lists "
+                                 "it among its samples with missing skeletons, else copy it again")
 
     data = read_pyskl(out)
     anns = {a["frame_dir"]: a for a in data["annotations"]}
