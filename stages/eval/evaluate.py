@@ -39,8 +39,10 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     seen_mask = np.isin(both, seen)
     gzsl_scores = score(model, test_visual, texts, both, cfg, refine=~seen_mask)
     gzsl_labels = class_columns(data.labels[gzsl_idx], both)
-    missing = M.gzsl_unavailable(gzsl_labels, seen_mask)
-    if missing:  # e.g. a feature folder whose test side holds unseen classes only: no GZSL, never NaN
+    # the sides share clips (a ZSL-only reading), or e.g. a feature folder's test side holds unseen
+    # classes only: no GZSL, never NaN
+    missing = getattr(parts, "gzsl_unavailable", None) or M.gzsl_unavailable(gzsl_labels, seen_mask)
+    if missing:
         out["gzsl"] = {"available": False, "reason": missing, "samples": int(len(gzsl_idx))}
         out["gzsl_uncalibrated"] = {"available": False, "reason": missing}
     else:
