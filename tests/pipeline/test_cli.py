@@ -67,6 +67,8 @@ def test_the_enumeration_sees_the_known_commands():
     (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),
     (["train", "--split", "kinetics200_180_20"], "posebridge extract --videos /path/to/kinetics400/videos --dataset "
                                                  "kinetics400 --annotations /path/to/kinetics.csv"),
+    (["train", "--split", "uwa3d_24_6"], "split uwa3d_24_6 has no reachable data: "),
+    (["train", "--split", "nwucla_8_2"], "or train skeleton-only: --pyskl FILE --cues none"),
     (["train", "--split", "kinetics200_180_20", "--guess-kinetics200"], "No such option: --guess-kinetics200"),
     (["eval", "/no/such/run"], "/no/such/run does not exist"),
     (["export", "nothing-here", "--out", "x.pkl"], "no cache store"),

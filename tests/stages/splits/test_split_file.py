@@ -240,6 +240,13 @@ BEFORE = {
     "ntu120_110_10_smie_split5": "8678b8a0e4cb92d0", "ntu120_110_10_smie_split6": "5d283298b13503fa",
     "pkummd_46_5_smie_split8": "c652762699479971", "pkummd_46_5_smie_split9": "b7056818c0b7b57c",
     "pkummd_46_5_star_ablation3": "1a720f8b5a265de2", "synthetic_zsl": "669899f0f9a4ec3c",
+    # added with the PURLS supplement's small sets (the all-clips twin of a cell shares its classes)
+    "nwucla_8_2": "95d27c9e8b5204a5", "nwucla_8_2_allclips": "95d27c9e8b5204a5", "nwucla_5_5": "21b77388487336b1",
+    "nwucla_5_5_allclips": "21b77388487336b1", "utdmhad_22_5": "7730a4a34b41eb26",
+    "utdmhad_22_5_allclips": "7730a4a34b41eb26", "utdmhad_18_9": "f6ce37115698471e",
+    "utdmhad_18_9_allclips": "f6ce37115698471e", "utdmhad_14_13": "d8902949803a8881",
+    "utdmhad_14_13_allclips": "d8902949803a8881", "uwa3d_24_6": "d761e3e0afc38d8e", "uwa3d_20_10": "0cce18a932780d60",
+    "uwa3d_15_15": "74d3e2f29d9c1f7c",
 }
 
 
