@@ -116,7 +116,25 @@ def results_table(rows: Iterable[tuple[str, str, list[dict]]]) -> str:
     return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
-def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
+def fit_title(fig, ax, title: str) -> None:
+    """Set `title` on `ax` of a constrained-layout figure so that it lies inside the figure: on one
+    line where it fits, else wrapped at word boundaries into as few lines as fit, else in smaller
+    type. Centred over a narrow plot (a confusion matrix of 2 classes) beside long tick labels, a
+    one-line title otherwise runs past the figure's edges and is cut off."""
+    import textwrap
+
+    base = ax.title.get_fontsize()
+    longest_word = max(len(w) for w in title.split())
+    for size in (base, base * 0.85, base * 0.7):
+        for width in range(len(title), longest_word - 1, -1):
+            text = ax.set_title("\n".join(textwrap.wrap(title, width, break_on_hyphens=False)), fontsize=size)
+            fig.canvas.draw()  # lays the figure out around the title
+            box = text.get_window_extent(fig.canvas.get_renderer())
+            if box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0 and box.y1 <= fig.bbox.height:
+                return
+
+
+def confusion_figure(confusion: np.ndarray, names: list[str]):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,15 +144,21 @@ def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
     rows = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros(confusion.shape, dtype=float), where=rows > 0)
     size = max(4.0, 0.45 * n + 2.0)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
     image = ax.imshow(normalised, vmin=0.0, vmax=1.0, cmap="Blues")
     ax.set_xticks(range(n), names, rotation=90, fontsize=7)
     ax.set_yticks(range(n), names, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("ZSL confusion (unseen classes, row-normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    fit_title(fig, ax, "ZSL confusion (unseen classes, row-normalised)")
+    return fig
+
+
+def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(confusion, names)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -146,13 +170,12 @@ def plot_per_class(path: Path, accuracy: np.ndarray, names: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     values = np.nan_to_num(np.asarray(accuracy, dtype=float) * 100.0)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(names) + 2.0), 4.0))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(names) + 2.0), 4.0), layout="constrained")
     ax.bar(range(len(names)), values, color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylim(0, 100)
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("ZSL accuracy per unseen class")
-    fig.tight_layout()
+    fit_title(fig, ax, "ZSL accuracy per unseen class")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -169,3 +169,20 @@ def test_a_zsl_only_row_shows_n_a_and_the_reason_instead_of_gzsl_numbers(tmp_pat
     summary = summarise_partitions("x", [tmp_path / "run"], 1, 1)
     assert "| x | none | 1 x 1 | 50.0 ± 0.0 | n/a | n/a | n/a |" in summary.table and reason in summary.table
     assert "nan" not in table.lower() and "nan" not in summary.table.lower()
+
+
+@pytest.mark.parametrize("names", [["pick up with one hand", "carry"], ["a", "b", "c"],
+                                   [f"class number {i} with a long name" for i in range(12)]])
+def test_the_confusion_plots_title_lies_inside_the_figure(names):
+    """A 2-class confusion (NW-UCLA 8/2) is a small figure beside long tick labels: its title is
+    wrapped to fit, never cut off at the right edge."""
+    import matplotlib.pyplot as plt
+
+    from posebridge.stages.eval.report import confusion_figure
+
+    fig = confusion_figure(np.eye(len(names), dtype=int), names)
+    fig.canvas.draw()
+    box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and 0 <= box.y0 and box.y1 <= fig.bbox.height
+    assert fig.axes[0].title.get_text().replace("\n", " ") == "ZSL confusion (unseen classes, row-normalised)"
+    plt.close(fig)
