@@ -224,7 +224,8 @@ def _split_for_run(name: str, split_file: Path | None, kinetics200_classes) -> S
                     f"the run was trained with")
 
 
-def pyskl_layout(layout: str | Path | None, pyskl: Path | None, spec: SplitSpec | Split | None = None) -> Skeleton | None:
+def pyskl_layout(layout: str | Path | None, pyskl: Path | None,
+                 spec: SplitSpec | Split | None = None) -> Skeleton | None:
     """The skeleton of a --pyskl pickle, loaded (and checked) before any data is read: --layout,
     else the split's "skeleton" field, else None (the built-in with the pickle's joint count)."""
     if layout is not None and pyskl is None:

@@ -32,9 +32,6 @@ def find_store(split: Split, cache_dir: Path | None = None, store: Path | None =
     """The cue cache a split trains on: --store, else the only store of the data sets that serve it."""
     if store is not None:
         return Path(store)
-    if split.no_data:
-        raise UserError(f"split {split.name} has no reachable data: {split.no_data}; pick another split "
-                        f"(`posebridge splits` lists them)")
     found = stores_of(split.store_datasets, cache_dir)
     if not found:
         root = paths.cache_root(cache_dir)

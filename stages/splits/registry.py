@@ -120,8 +120,9 @@ def _unplaced(value) -> Unplaced:
 
 
 def _text_sources(entry: dict) -> tuple[TextSource, ...]:
-    return tuple(TextSource(name=d["name"], kind="sheet" if "sheet" in d else "lines", file=d.get("sheet") or d["lines"],
-                            match=d.get("match", "row")) for d in entry.get("descriptions", ()))
+    return tuple(TextSource(name=d["name"], kind="sheet" if "sheet" in d else "lines",
+                            file=d.get("sheet") or d["lines"], match=d.get("match", "row"))
+                 for d in entry.get("descriptions", ()))
 
 
 def _protocol_fields(protocol: str) -> dict:
@@ -136,7 +137,8 @@ def _protocol_fields(protocol: str) -> dict:
         rule = side_rule(rules[field], field, data_path(DATASETS_FILE).parent, where)
         return rule if rule.kind == "any" else SideRule("any", (rule,), field)
 
-    return {"train_side": side("train"), "test_side": side("test"), "unplaced": _unplaced(rules.get("unplaced", "skip"))}
+    return {"train_side": side("train"), "test_side": side("test"),
+            "unplaced": _unplaced(rules.get("unplaced", "skip"))}
 
 
 def get_split(name: str, *, kinetics200_classes: Path | str | None = None) -> Split:
@@ -161,7 +163,8 @@ def get_split_spec(name: str, *, kinetics200_classes: Path | str | None = None) 
         class_list_source = kinetics200.describe_user_file(path)
         source, assumption = f"{idx.source}; class names: {class_list_source}", None
     if set(idx.seen) | set(idx.unseen) != set(range(len(class_names))):
-        raise ValueError(f"packaged split files for {name} do not cover its {len(class_names)} classes; reinstall posebridge")
+        raise ValueError(f"packaged split files for {name} do not cover its {len(class_names)} classes; "
+                         f"reinstall posebridge")
     return build_spec(
         name=name, dataset=idx.dataset, classes=[ClassInfo(n) for n in class_names], partitions=[idx.unseen],
         protocol=entry["protocol"], source=source, assumption=assumption, class_list_source=class_list_source,

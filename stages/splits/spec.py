@@ -70,7 +70,7 @@ class TextSource:
 @dataclass(frozen=True)
 class Split:
     name: str                       # canonical, e.g. "ntu60_55_5"; a split file's partition: "<name>/p<k>-<digest>"
-    dataset: str                    # ntu60 | ntu120 | pkummd | kinetics200 | kinetics400 | nwucla | ... | a split file's
+    dataset: str                    # ntu60 | ntu120 | pkummd | kinetics200 | nwucla | ... | a split file's
     class_names: tuple[str, ...]    # all classes, dataset label order
     seen: tuple[int, ...]           # sorted, 0-based into class_names
     unseen: tuple[int, ...]
