@@ -41,6 +41,9 @@ def default_of(name: str, *presets: str) -> str:
     return ", ".join(f"{p} {show(preset_value(TrainConfig, p, name))}" for p in presets)
 
 
+K200_HELP = ("Your Kinetics-200 class list (one Kinetics-400 name per line, 200 lines, in label order); default: "
+             "the first 200 Kinetics-400 classes, the best reading of PURLS's files (`posebridge splits "
+             "kinetics200_180_20` shows it and why).")
 CacheDir = typer.Option(None, "--cache-dir", help="Cache root (default: $POSEBRIDGE_CACHE, else the clone's outputs/cache when run from a clone, else ./outputs/cache).")
 
 # Options that several stage-2 commands share, written once (as CacheDir).
@@ -166,23 +169,9 @@ def extract(
 
 def resolve_store(store: str, cache_dir: Optional[Path] = None) -> Path:
     """A store path, or a dataset name whose single store under the cache root is meant."""
-    from posebridge.cache.store import list_stores
-    from posebridge.stages import paths
+    from posebridge.pipeline.stores import resolve_store as resolve
 
-    from posebridge.cache.store import STORE_NAME
-
-    if (Path(store) / STORE_NAME).exists():  # a store folder (a dataset name may also be a folder here)
-        return Path(store)
-    found = list_stores(paths.cache_root(cache_dir), store) if "/" not in store else []
-    if len(found) == 1:
-        return found[0]
-    if not found and (Path(store).exists() or "/" in store):
-        return Path(store)  # a path: opening it says what is wrong with it, naming it
-    if not found:
-        raise UserError(f"no cache store at '{store}' and no dataset of that name under "
-                        f"{paths.cache_root(cache_dir)}; run `posebridge extract --dataset {store} ...` first")
-    raise UserError(f"dataset '{store}' has {len(found)} stores (different extractor settings): "
-                    + ", ".join(str(p) for p in found) + "; pass one path")
+    return resolve(store, cache_dir)
 
 
 @cache_app.command("info")
@@ -307,10 +296,7 @@ def export_features(
                                          "(for `train --features DIR --cues all`); skipped when the data has no cues."),
     cue_steps: Optional[int] = typer.Option(None, "--cue-steps", help=f"Temporal cue tokens per clip ({default_of('cue_steps')})."),
     device: Optional[str] = typer.Option(None, "--device", help=f"auto, cpu or cuda ({default_of('device')})."),
-    kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
-                                                       help="Your Kinetics-200 class list (one K400 name per line)."),
-    guess_kinetics200: bool = typer.Option(False, "--guess-kinetics200",
-                                           help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers)."),
+    kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes", help=K200_HELP),
 ) -> None:
     """Write a split's frozen Shift-GCN features as a SynSE/PURLS feature folder ([N, C, 3, V] float32
     per side, the reference layout: train = seen classes of the training side, val = seen classes of
@@ -325,8 +311,7 @@ def export_features(
                  shiftgcn_width=shiftgcn_width)
     base = resolve(TrainConfig, preset, given, split=split, skeleton_encoder="shiftgcn").validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
-                          kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200,
-                          with_cues=cue_tokens, layout=layout)
+                          kinetics200_classes=kinetics200_classes, with_cues=cue_tokens, layout=layout)
     typer.echo(f"wrote {out}: " + ", ".join(f"{side} {n}" for side, n in counts.items()) + " rows")
 
 
@@ -343,8 +328,7 @@ def _standard_split(store) -> dict | None:
 @app.command()
 def splits(
     name: Optional[str] = typer.Argument(None, help="Show one split's seen and unseen class names."),
-    kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes",
-                                                       help="Your Kinetics-200 class list (one K400 name per line)."),
+    kinetics200_classes: Optional[Path] = typer.Option(None, "--kinetics200-classes", help=K200_HELP),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="Check a split file and show its partitions."),
 ) -> None:
     """List the published zero-shot splits (seen/unseen counts, source), or show one in full."""
@@ -361,16 +345,22 @@ def splits(
         for row in list_splits():
             typer.echo(f"{row['name']:34} {row['dataset']:12} {row['n_seen']:>5} {row['n_unseen']:>6}  {row['status']}")
         return
+    from posebridge.stages.train.sides import describe
+
     split = get_split(name, kinetics200_classes=kinetics200_classes)
     typer.echo(f"{split.name}: {split.dataset}, protocol {split.protocol}, source {split.source}")
-    if split.assumption:
-        typer.echo(f"assumption: {split.assumption}")
+    for label, text in (("about", split.about), ("no reachable data", split.no_data),
+                        ("class list", split.class_list_source), ("assumption", split.assumption)):
+        if text:
+            typer.echo(f"{label}: {text}")
+    same = (split.train_side.kind, split.train_side.values) == (split.test_side.kind, split.test_side.values)
+    both = " (the same clips: ZSL only, no GZSL)" if same else ""
+    typer.echo(f"sides: train = {describe(split.train_side)}; test = {describe(split.test_side)}{both}")
     typer.echo(f"unseen ({len(split.unseen)}): " + "; ".join(f"{i} {split.class_names[i]}" for i in split.unseen))
     typer.echo(f"seen ({len(split.seen)}): " + "; ".join(f"{i} {split.class_names[i]}" for i in split.seen))
 
 
-SplitOpt = typer.Option(None, "--kinetics200-classes", help="Your Kinetics-200 class list (one K400 name per line).")
-GuessOpt = typer.Option(False, "--guess-kinetics200", help="ASSUMPTION: use the first 200 K400 classes (not comparable to papers).")
+SplitOpt = typer.Option(None, "--kinetics200-classes", help=K200_HELP)
 
 
 @app.command()
@@ -457,7 +447,6 @@ def train(
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from each run folder's checkpoint."),
     kinetics200_classes: Optional[Path] = SplitOpt,
-    guess_kinetics200: bool = GuessOpt,
 ) -> None:
     """Stage 2: train the PoseBridge heads on a split's cue cache and evaluate ZSL / GZSL."""
     from posebridge.pipeline.run import train_split_file, train_splits
@@ -483,8 +472,8 @@ def train(
         typer.echo(f"\n{done.summary.table}\nsummary: {done.summary.path}")
         return
     results = train_splits(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, pyskl=pyskl,
-                           runs_dir=runs_dir, kinetics200_classes=kinetics200_classes,
-                           guess_kinetics200=guess_kinetics200, resume=resume, features=features, layout=layout)
+                           runs_dir=runs_dir, kinetics200_classes=kinetics200_classes, resume=resume,
+                           features=features, layout=layout)
     for result in results:
         typer.echo(f"\n{result.table}\nrun folders: {result.group_dir}")
 
@@ -500,7 +489,6 @@ def ablate(
     device: Optional[str] = typer.Option(None, "--device", help=f"auto, cpu or cuda ({default_of('device')})."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Run folders (default: $POSEBRIDGE_RUNS, else the clone's outputs/runs when run from a clone, else ./outputs/runs)."),
     kinetics200_classes: Optional[Path] = SplitOpt,
-    guess_kinetics200: bool = GuessOpt,
 ) -> None:
     """Cue ablation: train none / heatmap / features / all x seeds off one cache in one process;
     writes ablation.md (one markdown table) and ablation.png next to the run folders."""
@@ -510,7 +498,7 @@ def ablate(
     # None = not given: TrainConfig's default (the project's preset), as `train` resolves them
     base = resolve(TrainConfig, config_default("preset"), dict(epochs=epochs, device=device), split=split).validate()
     folder, table = ablate_cues(split, base=base, seeds=seeds, cache_dir=cache_dir, store=store, runs_dir=runs_dir,
-                                kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+                                kinetics200_classes=kinetics200_classes)
     typer.echo(f"\n{table}\ntable and plot: {folder / 'ablation.md'}, {folder / 'ablation.png'}")
 
 
@@ -526,7 +514,6 @@ def eval_run(
     features: Optional[Path] = typer.Option(None, "--features", help="The feature folder the run was trained on."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="The split file the run was trained with."),
     kinetics200_classes: Optional[Path] = SplitOpt,
-    guess_kinetics200: bool = GuessOpt,
 ) -> None:
     """Re-evaluate a trained run's checkpoint and print its metrics as JSON."""
     import json
@@ -534,8 +521,7 @@ def eval_run(
     from posebridge.pipeline.run import evaluate_run
 
     metrics = evaluate_run(run, cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=layout,
-                           split_file=split_file,
-                           kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+                           split_file=split_file, kinetics200_classes=kinetics200_classes)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 

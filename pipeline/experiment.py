@@ -35,10 +35,19 @@ from posebridge.stages.train.text_bank import TextBank
 def settings_line(cfg: TrainConfig, split: Split, device: torch.device, run_dir: Path) -> str:
     """The few settings that tell runs apart at a glance; everything else is in config.json."""
     extra = " ttr(transductive)" if cfg.ttr else ""
-    return (f"train {split.name} | {describe(cfg)} | text {cfg.text_encoder} | cues {cfg.cues} | seed {cfg.seed}"
-            f" | {cfg.epochs} epochs x batch {cfg.batch_size} | {cfg.optimizer} lr {cfg.lr:g} {cfg.lr_schedule}"
-            f" | keep {cfg.selection} | calibration {cfg.gzsl_calibration}{extra} | {device}"
+    classes = f" | classes: {split.class_list_source}" if split.class_list_source else ""
+    return (f"train {split.name}{classes} | {describe(cfg)} | text {cfg.text_encoder} | cues {cfg.cues}"
+            f" | seed {cfg.seed} | {cfg.epochs} epochs x batch {cfg.batch_size} | {cfg.optimizer} lr {cfg.lr:g}"
+            f" {cfg.lr_schedule} | keep {cfg.selection} | calibration {cfg.gzsl_calibration}{extra} | {device}"
             f" | config: {run_dir / 'config.json'}")
+
+
+def split_record(split: Split) -> dict:
+    """What a run keeps about its split beside its name (config.json, metrics.json): where the split
+    and its class list come from, what is assumed, the text encoder its published numbers use. The
+    tables read these (stages/eval/report.py split_notes)."""
+    return {"split_source": split.source, "split_class_list": split.class_list_source,
+            "split_assumption": split.assumption, "published_text_encoder": split.published_text_encoder}
 
 
 def _fingerprints(ds: CueDataset, split: Split, bank: TextBank, cfg: TrainConfig) -> dict:
@@ -82,7 +91,8 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
         torch.use_deterministic_algorithms(True, warn_only=True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {**cfg.to_dict(), "preset_sources": preset_sources(cfg.preset)}  # why each preset value
+    # why each preset value, and where the split (and its class list) come from
+    config = {**cfg.to_dict(), "preset_sources": preset_sources(cfg.preset), **split_record(split)}
     write_config(run_dir, config)
     print(settings_line(cfg, split, device, run_dir))
 
@@ -134,6 +144,9 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     # the validation side is seen classes only: the loss there steers the plateau schedule and picks the kept epoch
     fit(state, cfg, data, parts["train"], seen, texts, cfg.epochs, on_epoch=checkpoint, val_idx=parts["val"])
     state.select(cfg)  # --selection best_val_loss: the best epoch's weights from here on
+    if gamma_info is None and parts.gzsl_unavailable:  # nothing to calibrate: no GZSL on these sides
+        gamma_info = {"method": "none", "gamma": 0.0, "note": parts.gzsl_unavailable}
+        checkpoint(state, None, gamma_info)
     if gamma_info is None:
         gamma_info = calibrate_gamma(cfg, data, parts, split, texts, train_auxiliary)
         checkpoint(state, None, gamma_info)
@@ -141,7 +154,7 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     metrics.update({
         "split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": state.epoch,
         "train_loss": history[-1] if history else math.nan, "calibration": gamma_info,
-        "text_encoder": cfg.text_encoder, "preset": cfg.preset,
+        "text_encoder": cfg.text_encoder, "preset": cfg.preset, **split_record(split),
         "selected_epoch": state.best["epoch"] if cfg.selection == "best_val_loss" and state.best else state.epoch,
         "val_loss": state.val_losses,
         "samples": {k: int(len(v)) for k, v in parts.items()}, "seconds": round(time.perf_counter() - started, 2),

@@ -105,34 +105,25 @@ def resolve_run_dir(run: Path) -> Path:
 
 
 def load_run(run: Path, device: str | None = None) -> TrainedRun:
-    from posebridge.stages.train.config import TrainConfig
-    from posebridge.stages.train.heads import ModelArgs, PoseBridge
-    from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint
+    from posebridge.stages.train.checkpoint import CHECKPOINT
     from posebridge.stages.train.encoders.frozen import encoder_from_record
-    from posebridge.stages.train.loop import CPU_THREADS, resolve_device
+    from posebridge.stages.train.trained import load_trained
 
     if device not in (None, "auto", "cpu", "cuda"):
         raise UserError(f"--device '{device}' is unknown; use auto, cpu or cuda")
     run = resolve_run_dir(run)
-    ckpt = load_checkpoint(run / CHECKPOINT)  # weights_only: a shared run folder cannot run code
-    if ckpt.get("calibration") is None:
-        raise UserError(f"{run} is from an unfinished run; finish it with posebridge train --resume")
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    trained = load_trained(run / CHECKPOINT, device)
+    ckpt, cfg = trained.checkpoint, trained.config
     if ckpt["fingerprints"].get("feature_folder"):
         raise UserError(f"{run} was trained on a feature folder (--features): its heads read precomputed "
                         f"features, not clips; use a run trained on a cue cache")
-    target = resolve_device(device or cfg.device)
-    torch.set_num_threads(CPU_THREADS)
     encoder = None
     if cfg.skeleton_encoder == "shiftgcn":  # its heads read a frozen Shift-GCN's features of each clip
         if ckpt.get("skeleton_encoder") is None:
             raise UserError(f"{run} uses --skeleton-encoder shiftgcn but its checkpoint predates storing the "
                             f"encoder; train it again (the cached encoder is reused) to predict with it")
-        encoder = encoder_from_record(ckpt["skeleton_encoder"], target)
-    model = PoseBridge(ModelArgs.from_dict(ckpt["model_args"])).to(target)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return TrainedRun(run, cfg, model, ckpt["fingerprints"].get("data_layout"), target, encoder)
+        encoder = encoder_from_record(ckpt["skeleton_encoder"], trained.device)
+    return TrainedRun(run, cfg, trained.model, ckpt["fingerprints"].get("data_layout"), trained.device, encoder)
 
 
 # --- layouts ----------------------------------------------------------------------------------

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from posebridge.cache.store import list_stores
 from posebridge.stages import paths
 from posebridge.cache.errors import UserError
 from posebridge.cache.fingerprint import fingerprint
 from posebridge.cache.layouts import Skeleton, layout_from_dict, load_layout
-from posebridge.stages.splits.registry import PUBLISHED_DATASETS, SPLIT_NAMES, get_split, get_split_spec
+from posebridge.stages.splits.registry import get_split, get_split_spec
 from posebridge.stages.splits.spec import Split, SplitSpec
 from posebridge.stages.splits.split_file import read_split_file
 from posebridge.stages.eval.evaluate import evaluate
@@ -27,6 +26,7 @@ from posebridge.stages.train.config import TrainConfig
 from posebridge.stages.train.data import CueDataset, check_labels, load_pyskl
 from posebridge.stages.train.encoders import resolve_encoder
 from posebridge.pipeline.experiment import train
+from posebridge.pipeline.stores import find_store
 from posebridge.stages.train.feature_folder import load_feature_folder
 from posebridge.stages.train.loop import check_folder_cues
 from posebridge.stages.train.sides import split_sides
@@ -53,70 +53,26 @@ class SplitFileResult:
     summary: SplitSummary
 
 
-# A Kinetics-200 cache is a Kinetics(-400) extraction: its clips carry K400 labels and names.
-_STORE_DATASETS = {"kinetics200": ("kinetics200", "kinetics400", "kinetics"), "kinetics400": ("kinetics400", "kinetics")}
-
-
-def _extract_hint(dataset: str, cache_dir: Path | None = None) -> str:
-    """The command that makes the cache a split of `dataset` reads (Kinetics-200: a Kinetics-400 one)."""
-    target = "kinetics400" if dataset == "kinetics200" else dataset
-    if cache_dir is not None:  # make extract writes to the default cache root
-        hint = f"posebridge extract --videos /path/to/{target}/videos --dataset {target} --cache-dir {cache_dir}"
-        return hint + (" --annotations /path/to/kinetics.csv" if target.startswith("kinetics") else "")
-    hint = f"make extract VIDEOS=/path/to/{target}/videos DATASET={target}"
-    return hint + (" ANNOTATIONS=/path/to/kinetics.csv" if target.startswith("kinetics") else "")
-
-
-def dataset_stores(root: Path, dataset: str) -> list[Path]:
-    """Every cue store under `root` that can serve `dataset`'s splits."""
-    return [p for d in _STORE_DATASETS.get(dataset, (dataset,)) for p in list_stores(root, d)]
-
-
-def check_cache_exists(split_name: str, cache_dir: Path | None) -> None:
-    """Fail first, with the exact extract command, when a split's dataset has no cache at all."""
-    dataset = split_name.lower().split("_")[0]
-    if dataset not in PUBLISHED_DATASETS:
-        return  # a shipped split file's data set: find_store says how to make it
-    root = paths.cache_root(cache_dir)
-    if not dataset_stores(root, dataset):
-        extra = "; kinetics200 splits also need --kinetics200-classes FILE (the K200 class list is not public)" \
-            if dataset == "kinetics200" else ""
-        raise UserError(f"no cue cache for {split_name} (dataset '{dataset}') under {root}; extract it first: "
-                        f"{_extract_hint(dataset, cache_dir)}{extra}")
-
-
-def find_store(split: Split, cache_dir: Path | None = None, store: Path | None = None) -> Path:
-    """The cue cache a split trains on: --store, else the only store of the split's dataset."""
-    if store is not None:
-        return Path(store)
-    root = paths.cache_root(cache_dir)
-    found = dataset_stores(root, split.dataset)
-    if not found:
-        if split.get_data:  # the split file names the command that makes its data (the synthetic benchmark's)
-            where = f" --cache-dir {cache_dir}" if cache_dir is not None else ""
-            raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; make it first: "
-                            f"{split.get_data}{where} (or pass --store)")
-        raise UserError(f"no cue cache for dataset '{split.dataset}' under {root}; extract it first: "
-                        f"{_extract_hint(split.dataset, cache_dir)} (or train skeleton-only: --pyskl FILE --cues none)")
-    if len(found) > 1:
-        raise UserError(f"dataset '{split.dataset}' has {len(found)} caches from different extractor settings "
-                        f"under {root}: {', '.join(str(p) for p in found)}; choose one with --store")
-    return found[0]
-
-
-def align_labels(dataset: CueDataset, split: Split) -> CueDataset:
-    """Kinetics-200 is a subset of K400: map clips' K400 labels to the split's classes by name."""
-    if split.dataset != "kinetics200":
+def relabel_to_split(dataset: CueDataset, split: Split) -> CueDataset:
+    """Data whose labels index another class list than the split's (Split.data_classes: Kinetics-200
+    inside Kinetics-400 data) relabelled to the split's classes by name; clips of other classes are
+    left out. The result is other data: its fingerprint says which class list it was cut to."""
+    if split.data_classes is None:
         return dataset
-    k200 = {name.lower(): i for i, name in enumerate(split.class_names)}
-    new = np.array([k200.get(str(m.get("label_name") or "").lower(), -1) for m in dataset.meta])
+    wanted = {name.lower(): i for i, name in enumerate(split.class_names)}
+    labels = dataset.labels.numpy()
+    names = [str(m.get("label_name") or (split.data_classes[k] if 0 <= k < len(split.data_classes) else ""))
+             for m, k in zip(dataset.meta, labels)]  # a store names its labels; a pickle's index data_classes
+    new = np.array([wanted.get(n.lower(), -1) for n in names])
     keep = np.flatnonzero(new >= 0)
     if len(keep) == 0:
-        raise UserError(f"none of the {len(dataset)} cached clips is labelled with a Kinetics-200 class of "
-                        f"{split.name}; was the cache extracted with --annotations or K400 class folders?")
-    aligned = dataset.subset(keep)
-    aligned.labels = aligned.labels.new_tensor(new[keep])
-    return aligned
+        raise UserError(f"none of the {len(dataset)} clips is labelled with a class of {split.name}; was the data "
+                        f"extracted with its class names (--annotations, class folders) or labelled by "
+                        f"{len(split.data_classes)}-class indices?")
+    relabelled = dataset.subset(keep)
+    relabelled.labels = relabelled.labels.new_tensor(new[keep])
+    relabelled.source_fingerprint = fingerprint([dataset.source_fingerprint, list(split.class_names)])
+    return relabelled
 
 
 def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
@@ -132,7 +88,7 @@ def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store
            else ("store", str(find_store(split, cache_dir, store))))
     if key not in loaded:  # a store is read through its training view: written once, then reused
         loaded[key] = load_pyskl(pyskl, num_frames, layout) if pyskl else load_view(key[1], num_frames)
-    return align_labels(loaded[key], split)
+    return relabel_to_split(loaded[key], split)
 
 
 def for_features(cfg: TrainConfig, dataset: CueDataset) -> TrainConfig:
@@ -169,27 +125,33 @@ def _check_sources(base: TrainConfig, store: Path | None, pyskl: Path | None, fe
 
 def train_splits(split_names: list[str], *, base: TrainConfig, seeds: int = 1, cache_dir: Path | None = None,
                  store: Path | None = None, pyskl: Path | None = None, runs_dir: Path | None = None,
-                 kinetics200_classes: Path | None = None, guess_kinetics200: bool = False,
-                 resume: bool = False, features: Path | None = None, loaded: dict | None = None,
-                 layout: str | Path | None = None) -> list[SplitResult]:
+                 kinetics200_classes: Path | None = None, resume: bool = False, features: Path | None = None,
+                 loaded: dict | None = None, layout: str | Path | None = None) -> list[SplitResult]:
     """Train and evaluate every published split x seed; `loaded` (data already loaded, by source) may
     be shared between calls so that one process loads a cache once. `layout` (a layout name or .json
-    file, docs/layouts.md) is the skeleton of the --pyskl pickle."""
-    skel = pyskl_layout(layout, pyskl)
+    file, docs/layouts.md) is the skeleton of the --pyskl pickle, else the split's "skeleton"."""
     _check_sources(base, store, pyskl, features)
-    known = {n.lower() for n in SPLIT_NAMES}
-    for name in split_names:
-        if name.lower() not in known:
-            get_split(name)  # raises the unknown-name error with close matches
+    # resolve all first: a typo, a split without data or a missing cache fails before any training
+    specs = [get_split_spec(n, kinetics200_classes=kinetics200_classes) for n in split_names]
+    for spec in specs:
+        check_reachable(spec)
         if store is None and pyskl is None and features is None:
-            check_cache_exists(name, cache_dir)
-    specs = [get_split_spec(n, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
-             for n in split_names]  # resolve all first: a typo fails before any training
+            find_store(spec.split(0), cache_dir)
     encoder = make_text_encoder(base.text_encoder)
     loaded = {} if loaded is None else loaded
-    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
-    return [result for spec in specs for result in _train_spec(spec, base, seeds, runs_dir, resume, encoder,
-                                                                loaded, sources)]
+    results = []
+    for spec in specs:
+        sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features,
+                       layout=pyskl_layout(layout, pyskl, spec))
+        results += _train_spec(spec, base, seeds, runs_dir, resume, encoder, loaded, sources)
+    return results
+
+
+def check_reachable(spec: SplitSpec | Split) -> None:
+    """A split whose data cannot be had (its `no_data`) is refused before anything is read or written."""
+    if spec.no_data:
+        raise UserError(f"split {spec.name} has no reachable data: {spec.no_data}; pick another split "
+                        f"(`posebridge splits` lists them)")
 
 
 def train_split_file(split_file: Path | str | SplitSpec, *, base: TrainConfig, seeds: int = 1,
@@ -202,11 +164,10 @@ def train_split_file(split_file: Path | str | SplitSpec, *, base: TrainConfig, s
     A --pyskl pickle is read with `layout`, else with the split file's "skeleton"."""
     _check_sources(base, store, pyskl, features)
     spec = split_file if isinstance(split_file, SplitSpec) else read_split_file(split_file)
-    skel = pyskl_layout(layout, pyskl)
-    if skel is None and pyskl is not None and spec.skeleton is not None:
-        skel = split_layout(spec.skeleton, spec.source)
+    check_reachable(spec)
     loaded = {} if loaded is None else loaded
-    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features, layout=skel)
+    sources = dict(cache_dir=cache_dir, store=store, pyskl=pyskl, features=features,
+                   layout=pyskl_layout(layout, pyskl, spec))
     results = _train_spec(spec, base, seeds, runs_dir, resume, make_text_encoder(base.text_encoder), loaded, sources)
     run_dirs = [d for r in results for d in r.run_dirs]
     summary = summarise_partitions(spec.name, run_dirs, partitions=len(spec.partitions), seeds=seeds)
@@ -246,17 +207,15 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
             run_dir = group / f"seed-{cfg.seed}"
             train(cfg, dataset, split, bank, run_dir, resume=resume, encoder_cache=paths.cache_root(cache_dir))
             run_dirs.append(run_dir)
-        table = summarise_runs(run_dirs)
-        if split.assumption:  # e.g. a guessed Kinetics-200 class list: every table says so
-            table += f"\nASSUMPTION: {split.assumption}\n"
+        table = summarise_runs(run_dirs)  # notes the split's assumption and class list, as every table does
         (group / "results.md").write_text(table + "\n")
         results.append(SplitResult(split.name, group, run_dirs, table))
     return results
 
 
-def _split_for_run(name: str, split_file: Path | None, kinetics200_classes, guess_kinetics200) -> Split:
+def _split_for_run(name: str, split_file: Path | None, kinetics200_classes) -> Split:
     if split_file is None:
-        return get_split(name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+        return get_split(name, kinetics200_classes=kinetics200_classes)
     spec = read_split_file(split_file)
     for split in spec.splits():
         if split.name == name:
@@ -265,19 +224,22 @@ def _split_for_run(name: str, split_file: Path | None, kinetics200_classes, gues
                     f"the run was trained with")
 
 
-def pyskl_layout(layout: str | Path | None, pyskl: Path | None) -> Skeleton | None:
-    """The --layout of a --pyskl pickle, loaded (and checked) before any data is read."""
-    if layout is None:
-        return None
-    if pyskl is None:
+def pyskl_layout(layout: str | Path | None, pyskl: Path | None,
+                 spec: SplitSpec | Split | None = None) -> Skeleton | None:
+    """The skeleton of a --pyskl pickle, loaded (and checked) before any data is read: --layout,
+    else the split's "skeleton" field, else None (the built-in with the pickle's joint count)."""
+    if layout is not None and pyskl is None:
         raise UserError(f"--layout {layout} names the skeleton of a --pyskl pickle; stores and feature "
                         f"folders carry their own")
-    return load_layout(layout)
+    if layout is not None:
+        return load_layout(layout)
+    if pyskl is not None and spec is not None and spec.skeleton is not None:
+        return split_layout(spec.skeleton, spec.source)
+    return None
 
 
 def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | None = None,
-                 pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                 guess_kinetics200: bool = False, features: Path | None = None,
+                 pyskl: Path | None = None, kinetics200_classes: Path | None = None, features: Path | None = None,
                  layout: str | Path | None = None, split_file: Path | None = None) -> dict:
     """Re-evaluate a finished run folder's checkpoint on its split (from `split_file` if it was trained
     on one). A --pyskl pickle is read with `layout`, else with the layout the checkpoint recorded (a
@@ -293,7 +255,7 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     if not config_path.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by `posebridge train`")
     cfg = TrainConfig.from_dict(json.loads(config_path.read_text()))
-    split = _split_for_run(cfg.split, split_file, kinetics200_classes, guess_kinetics200)
+    split = _split_for_run(cfg.split, split_file, kinetics200_classes)
     skel = pyskl_layout(layout, pyskl)
     if skel is None and pyskl is not None:
         recorded = load_checkpoint(Path(run_dir) / CHECKPOINT)["model_args"].get("skeleton_layout")
@@ -322,18 +284,18 @@ def ablate_cues(split_name: str, *, base: TrainConfig, seeds: int = 1, runs_dir:
 
 def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir: Path | None = None,
                     store: Path | None = None, pyskl: Path | None = None, kinetics200_classes: Path | None = None,
-                    guess_kinetics200: bool = False, with_cues: bool = True,
-                    layout: str | Path | None = None) -> dict[str, int]:
+                    with_cues: bool = True, layout: str | Path | None = None) -> dict[str, int]:
     """A split's frozen Shift-GCN features as a SynSE/PURLS feature folder at `out` (the encoder is
     the one `train --skeleton-encoder shiftgcn` with the same settings uses: cached, or pretrained now),
     with its pooled cue tokens when `with_cues` and the data has cues. `layout`: as for train_splits."""
     from posebridge.stages.train.export_features import export_split_features, refuse_existing
 
     refuse_existing(out)  # before any data is read
-    skel = pyskl_layout(layout, pyskl)
-    split = get_split(split_name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200)
+    split = get_split(split_name, kinetics200_classes=kinetics200_classes)
+    check_reachable(split)
+    skel = pyskl_layout(layout, pyskl, split)
     if store is None and pyskl is None:
-        check_cache_exists(split.name, cache_dir)
+        find_store(split, cache_dir)
     dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {}, layout=skel)
     cfg = dataclasses.replace(base, split=split.name, cues="none").validate()
     return export_split_features(cfg, dataset, split, out, encoder_cache=paths.cache_root(cache_dir),

@@ -12,9 +12,9 @@ from posebridge.stages.splits.registry import Split
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
 from posebridge.stages.eval.scoring import class_columns, score
-from posebridge.stages.train.api import (CPU_THREADS, ClassTextTensors, CueDataset, DeviceData, ModelArgs, PoseBridge,
-                                         TextBank, TrainConfig, Visual, check_compatible, class_text_tensors,
-                                         load_checkpoint, partition, resolve_device, to_device, with_encoder_features)
+from posebridge.stages.train.api import (ClassTextTensors, CueDataset, DeviceData, PoseBridge, TextBank, TrainConfig,
+                                         check_compatible, class_text_tensors, load_trained, partition, to_device,
+                                         with_encoder_features)
 
 
 def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts: dict, split: Split,
@@ -39,8 +39,10 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     seen_mask = np.isin(both, seen)
     gzsl_scores = score(model, test_visual, texts, both, cfg, refine=~seen_mask)
     gzsl_labels = class_columns(data.labels[gzsl_idx], both)
-    missing = M.gzsl_unavailable(gzsl_labels, seen_mask)
-    if missing:  # e.g. a feature folder whose test side holds unseen classes only: no GZSL, never NaN
+    # the sides share clips (a ZSL-only reading), or e.g. a feature folder's test side holds unseen
+    # classes only: no GZSL, never NaN
+    missing = getattr(parts, "gzsl_unavailable", None) or M.gzsl_unavailable(gzsl_labels, seen_mask)
+    if missing:
         out["gzsl"] = {"available": False, "reason": missing, "samples": int(len(gzsl_idx))}
         out["gzsl_uncalibrated"] = {"available": False, "reason": missing}
     else:
@@ -68,20 +70,14 @@ def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: Tex
     """Score a trained run's checkpoint again (same partition, same calibration gamma).
 
     encoder_cache: where frozen encoder features are cached (default: the cue cache root)."""
-    ckpt = load_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    trained = load_trained(checkpoint)
+    ckpt, cfg, model, device = trained.checkpoint, trained.config, trained.model, trained.device
     if ckpt["fingerprints"]["split"] != split.name:
         raise UserError(f"{checkpoint} was trained for split {ckpt['fingerprints']['split']}, not {split.name}")
     if ckpt["fingerprints"]["text_bank"] != text_bank.fingerprint:
         raise UserError(f"{checkpoint} was trained with another text bank; rebuild it with text encoder "
                         f"'{cfg.text_encoder}' for split {split.name}")
-    if ckpt.get("calibration") is None:
-        raise UserError(f"{checkpoint} is from an unfinished run; finish it with posebridge train --resume")
     check_compatible(dataset, split, text_bank, cfg)
-    device = resolve_device(cfg.device)
-    torch.set_num_threads(CPU_THREADS)
-    model = PoseBridge(ModelArgs.from_dict(ckpt["model_args"])).to(device)
-    model.load_state_dict(ckpt["model"])
     parts = partition(dataset, split, cfg.val_fraction, cfg.seed)
     data = with_encoder_features(cfg, to_device(dataset, cfg.cues, device), parts["train"], np.array(split.seen),
                                  dataset.source_fingerprint, encoder_cache)

@@ -24,8 +24,6 @@ from posebridge.stages.eval.metrics import aggregate
 
 TABLE_HEADER = "| split | cues | text | ZSL top-1 | top-5 | GZSL S | U | H | seeds |"
 _TABLE_RULE = "|---|---|---|---|---|---|---|---|---|"
-# Splits whose published numbers (PURLS, DynaPURLS, PoseBridge) use CLIP ViT-B/32 text features.
-PUBLISHED_PREFIXES = ("ntu60_", "ntu120_", "pkummd_", "kinetics")
 MINILM_NOTE = ("NOTE: text encoder minilm (MiniLM-L6, 384-d); the published numbers on this split use CLIP "
                "ViT-B/32 (512-d): copy it into a local folder once (docs/method-presets.md) and pass "
                "--text-encoder clip:DIR")
@@ -79,28 +77,64 @@ def text_encoder_of(runs: list[dict]) -> str:
     return str(runs[0].get("text_encoder", "?")) if runs else "?"
 
 
-def minilm_on_published_split(split: str, text_encoder: str) -> bool:
-    return text_encoder == "minilm" and split.lower().startswith(PUBLISHED_PREFIXES)
+def minilm_on_published_split(runs: list[dict]) -> bool:
+    """MiniLM runs of a split whose published numbers use another text encoder (the split's
+    published_text_encoder, which metrics.json records)."""
+    return text_encoder_of(runs) == "minilm" and any(r.get("published_text_encoder") for r in runs)
+
+
+def split_notes(split: str, runs: list[dict]) -> list[str]:
+    """What a table must say about a row's split: why GZSL is not available, where its class list
+    comes from when upstream does not state it (Kinetics-200), and what is assumed about it."""
+    notes = []
+    reasons = [r["gzsl"]["reason"] for r in runs if (r.get("gzsl") or {}).get("available") is False]
+    if reasons:
+        notes.append(f"{split}: {reasons[0]}")
+    class_list = next((r["split_class_list"] for r in runs if r.get("split_class_list")), None)
+    if class_list:
+        notes.append(f"{split}: class list: {class_list}")
+    assumption = next((r["split_assumption"] for r in runs if r.get("split_assumption")), None)
+    if assumption:
+        notes.append(f"ASSUMPTION ({split}): {assumption}")
+    return notes
 
 
 def results_table(rows: Iterable[tuple[str, str, list[dict]]]) -> str:
-    """Markdown table; each row is (split, cues, metrics of its seeds). The text encoder is a column,
-    and a MiniLM row on a published split adds the note that the published numbers use CLIP."""
+    """Markdown table; each row is (split, cues, metrics of its seeds). The text encoder is a column;
+    notes under the table say what each row's split needs said (split_notes), and a MiniLM row on a
+    published split that the published numbers use CLIP."""
     lines, notes = [TABLE_HEADER, _TABLE_RULE], []
     for split, cues, runs in rows:
         stats = aggregate(runs)
-        reasons = [r["gzsl"]["reason"] for r in runs if (r.get("gzsl") or {}).get("available") is False]
-        cells = " | ".join("n/a" if reasons and key.startswith("gzsl.") else _cell(stats.get(key)) for key in _COLUMNS)
-        if reasons and f"{split}: {reasons[0]}" not in notes:
-            notes.append(f"{split}: {reasons[0]}")
-        encoder = text_encoder_of(runs)
-        lines.append(f"| {split} | {cues} | {encoder} | {cells} | {len(runs)} |")
-        if minilm_on_published_split(split, encoder) and MINILM_NOTE not in notes:
+        unavailable = any((r.get("gzsl") or {}).get("available") is False for r in runs)
+        cells = " | ".join("n/a" if unavailable and key.startswith("gzsl.") else _cell(stats.get(key))
+                           for key in _COLUMNS)
+        notes += [note for note in split_notes(split, runs) if note not in notes]
+        lines.append(f"| {split} | {cues} | {text_encoder_of(runs)} | {cells} | {len(runs)} |")
+        if minilm_on_published_split(runs) and MINILM_NOTE not in notes:
             notes.append(MINILM_NOTE)
     return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
-def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
+def fit_title(fig, ax, title: str) -> None:
+    """Set `title` on `ax` of a constrained-layout figure so that it lies inside the figure: on one
+    line where it fits, else wrapped at word boundaries into as few lines as fit, else in smaller
+    type. Centred over a narrow plot (a confusion matrix of 2 classes) beside long tick labels, a
+    one-line title otherwise runs past the figure's edges and is cut off."""
+    import textwrap
+
+    base = ax.title.get_fontsize()
+    longest_word = max(len(w) for w in title.split())
+    for size in (base, base * 0.85, base * 0.7):
+        for width in range(len(title), longest_word - 1, -1):
+            text = ax.set_title("\n".join(textwrap.wrap(title, width, break_on_hyphens=False)), fontsize=size)
+            fig.canvas.draw()  # lays the figure out around the title
+            box = text.get_window_extent(fig.canvas.get_renderer())
+            if box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y0 >= 0 and box.y1 <= fig.bbox.height:
+                return
+
+
+def confusion_figure(confusion: np.ndarray, names: list[str]):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,15 +144,21 @@ def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
     rows = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros(confusion.shape, dtype=float), where=rows > 0)
     size = max(4.0, 0.45 * n + 2.0)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
     image = ax.imshow(normalised, vmin=0.0, vmax=1.0, cmap="Blues")
     ax.set_xticks(range(n), names, rotation=90, fontsize=7)
     ax.set_yticks(range(n), names, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("ZSL confusion (unseen classes, row-normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    fit_title(fig, ax, "ZSL confusion (unseen classes, row-normalised)")
+    return fig
+
+
+def plot_confusion(path: Path, confusion: np.ndarray, names: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(confusion, names)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -130,13 +170,12 @@ def plot_per_class(path: Path, accuracy: np.ndarray, names: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     values = np.nan_to_num(np.asarray(accuracy, dtype=float) * 100.0)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(names) + 2.0), 4.0))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(names) + 2.0), 4.0), layout="constrained")
     ax.bar(range(len(names)), values, color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylim(0, 100)
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("ZSL accuracy per unseen class")
-    fig.tight_layout()
+    fit_title(fig, ax, "ZSL accuracy per unseen class")
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -229,12 +268,8 @@ def write_run_report(run_dir: Path, config: dict, fingerprints: dict, metrics: d
     calibration = metrics.get("calibration") or {}
     notes = [f"- seed {metrics.get('seed', config.get('seed'))}, {metrics.get('epochs', '?')} epochs; "
              f"GZSL gamma {metrics.get('gzsl', {}).get('gamma', 0.0):.3f} ({calibration.get('method', 'none')})"]
-    if (metrics.get("gzsl") or {}).get("available") is False:
-        notes.append(f"- {metrics['gzsl']['reason']}")
     if transductive:
         notes.append(f"- {TRANSDUCTIVE_NOTE}")
-    if fingerprints.get("split_assumption"):
-        notes.append(f"- split assumption: {fingerprints['split_assumption']}")
     if calibration.get("note"):
         notes.append(f"- calibration: {calibration['note']}")
     (run_dir / "results.md").write_text(table + "\n" + "\n".join(notes) + "\n")

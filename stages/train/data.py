@@ -17,9 +17,7 @@ length tensors. Every clip is brought to the same frame:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,14 +28,12 @@ import torch
 from posebridge.cache.pyskl import LAYOUT_KEY, read_pyskl
 from posebridge.cache.schema import KEYPOINT_CHANNELS, SKELETONS, Skeleton, skeleton, skeleton_for_joints
 from posebridge.cache.store import ClipRecord, CueStore, decode_clip
-from posebridge.stages.datasets.ntu import is_train_sample
 from posebridge.cache.errors import UserError
 from posebridge.cache.fingerprint import file_sha256, fingerprint
 from posebridge.stages.splits.spec import Split
-from posebridge.stages.train.sides import split_sides
+from posebridge.stages.train.sides import overlap_reason, split_sides
 
 MIN_CONFIDENCE = 0.3  # below it a joint does not enter the centre / scale statistics
-KINETICS_FALLBACK_TRAIN_PERCENT = 80
 PYSKL_MAX_PERSONS = 2  # as pyskl's and mmaction2's GCN pipelines (FormatGCNInput num_person=2)
 _X, _Y, _Z, _VISIBILITY = (KEYPOINT_CHANNELS.index(c) for c in ("x", "y", "z", "visibility"))
 
@@ -417,64 +413,7 @@ def _pyskl_label(path: Path, ann: dict) -> int:
         raise UserError(f"{path}: clip {ann['frame_dir']} has label {ann['label']!r}, not a class index") from None
 
 
-# --- partition --------------------------------------------------------------------------------
-
-def _pyskl_side(meta: dict, benchmark: str) -> bool | None:
-    splits = meta.get("pyskl_split", ())
-    if f"{benchmark}_train" in splits:
-        return True
-    if f"{benchmark}_val" in splits:
-        return False
-    return None
-
-
-def _ntu_xsub_side(meta: dict) -> bool | None:
-    return is_train_sample(meta, "xsub") if "subject" in meta else _pyskl_side(meta, "xsub")
-
-
-def _pku_xsub_side(meta: dict) -> bool | None:
-    if meta.get("split") in ("train", "test"):
-        return meta["split"] == "train"
-    return _pyskl_side(meta, "xsub")
-
-
-def _kinetics_side(meta: dict) -> bool | None:
-    split = meta.get("split")
-    if split == "train":
-        return True
-    return False if split in ("val", "validate", "test") else None
-
-
-_SIDES = {"ntu_xsub": _ntu_xsub_side, "pku_xsub": _pku_xsub_side, "kinetics": _kinetics_side}
-_NEEDS = {
-    "ntu_xsub": "subject ids (extract from NTU file names, or load a PYSKL pickle with xsub_train/xsub_val lists)",
-    "pku_xsub": "meta['split'] train/test or a PYSKL pickle with xsub_train/xsub_val lists",
-}
-
-
-def _hash_side(clip_id: str) -> bool:
-    """Deterministic KINETICS_FALLBACK_TRAIN_PERCENT / rest split from the clip id alone."""
-    bucket = int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "big") % 100
-    return bucket < KINETICS_FALLBACK_TRAIN_PERCENT
-
-
-def train_side(ds: CueDataset, protocol: str) -> np.ndarray:
-    """[N] bool: whether each sample is on the protocol's training side."""
-    if protocol not in _SIDES:
-        raise UserError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(_SIDES)}")
-    # A source that fixes its own sides (a feature folder's train / val / test files) overrides the protocol.
-    sides = [m["side"] in ("train", "val") if "side" in m else _SIDES[protocol](m) for m in ds.meta]
-    missing = [ds.clip_ids[i] for i, side in enumerate(sides) if side is None]
-    if missing and protocol == "kinetics":
-        warnings.warn(f"{len(missing)} clips (e.g. {missing[0]!r}) carry no Kinetics train/val split; "
-                      f"they are split {KINETICS_FALLBACK_TRAIN_PERCENT}/{100 - KINETICS_FALLBACK_TRAIN_PERCENT} "
-                      f"by a hash of the clip id, which is not the official split", stacklevel=3)
-        sides = [_hash_side(c) if s is None else s for c, s in zip(ds.clip_ids, sides)]
-    elif missing:
-        raise UserError(f"clip {missing[0]!r} (and {len(missing) - 1} more) lacks what protocol {protocol} "
-                        f"needs: {_NEEDS[protocol]}")
-    return np.asarray(sides, dtype=bool)
-
+# --- partition ---------------------------------------------------------------------------------
 
 def _stratified_val(train_pool: np.ndarray, labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
     """round(val_fraction * n) samples of each class (at least one stays in train), seeded per class."""
@@ -496,48 +435,58 @@ def check_labels(ds: CueDataset, split: Split) -> None:
                         f"or pick a split of the data's dataset")
 
 
-def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
+class Partition(dict):
+    """partition()'s index arrays by name, and why GZSL cannot be scored on them (None: it can)."""
+
+    def __init__(self, parts: dict[str, np.ndarray], gzsl_unavailable: str | None = None):
+        super().__init__(parts)
+        self.gzsl_unavailable = gzsl_unavailable
+
+
+def partition(ds: CueDataset, split: Split, val_fraction: float = 0.1, seed: int = 0) -> Partition:
     """Sorted index arrays into `ds`:
 
-    train      seen classes, protocol's training side, minus val
+    train      seen classes, the split's training side, minus val
     val        held-out seen-class samples of the training side (stratified per class), or the
                source's own validation rows where it has them (meta["side"] == "val"; in the
                reference feature-folder layout these are the test side's seen classes, and count in
                test_gzsl as well)
-    test_zsl   unseen classes, test side (the protocol's other side, or a split file's "test")
-    test_gzsl  seen and unseen classes, test side
-    Samples with an unknown label (-1) are in none of them.
+    test_zsl   unseen classes, test side
+    test_gzsl  seen and unseen classes, test side; when the sides share clips (a ZSL-only reading,
+               e.g. every clip on both sides) the seen classes' test clips are training clips, so
+               test_gzsl is test_zsl and `gzsl_unavailable` says why
+    Samples with an unknown label (-1) are in none of them. Which clip is on which side is
+    stages/train/sides.py's to say.
     """
     labels = ds.labels.numpy()
     check_labels(ds, split)
-    if split.train_side is not None:  # a split file's own sides
-        is_train, is_test = split_sides(ds.meta, ds.clip_ids, split)
-    else:
-        is_train = train_side(ds, split.protocol)
-        is_test = ~is_train
+    is_train, is_test = split_sides(ds.meta, ds.clip_ids, split)
     seen, unseen = np.isin(labels, split.seen), np.isin(labels, split.unseen)
     given_val = np.array([m.get("side") == "val" for m in ds.meta], dtype=bool)
     # A feature folder in the reference layout (SynSE / PURLS / DynaPURLS): val = the seen classes of
     # the TEST side, test = its unseen classes; then val is GZSL's seen half too. Told from the older
     # PoseBridge layout (val = held-out training rows, test = the whole test side) by the test file
-    # holding no seen class.
+    # holding no seen class. Either way its val rows are validation, never test rows by a side rule.
     on_test_file = np.array([m.get("side") == "test" for m in ds.meta], dtype=bool)
     reference_layout = bool(given_val.any()) and not bool((on_test_file & seen).any())
+    is_test = is_test & ~given_val
     if given_val.any():  # the source's own validation rows (a feature folder's val file)
         val = np.flatnonzero(given_val & seen)
         train_pool = np.flatnonzero(is_train & seen & ~given_val)
-    else:
+    else:  # validation only ever from the seen classes' training clips
         train_pool = np.flatnonzero(is_train & seen)
         val = _stratified_val(train_pool, labels, val_fraction, seed)
     test_side = is_test | (given_val if reference_layout else np.zeros_like(is_train))
+    overlap = overlap_reason(is_train, is_test, ds.clip_ids, split)
+    test_zsl = np.flatnonzero(is_test & unseen)
     parts = {
         "train": np.setdiff1d(train_pool, val),
         "val": val,
-        "test_zsl": np.flatnonzero(is_test & unseen),
-        "test_gzsl": np.flatnonzero(test_side & (seen | unseen)),
+        "test_zsl": test_zsl,
+        "test_gzsl": test_zsl if overlap else np.flatnonzero(test_side & (seen | unseen)),
     }
     for name in ("train", "test_zsl"):
         if len(parts[name]) == 0:
             raise UserError(f"split {split.name} leaves no {name} samples in this data "
-                            f"({len(labels)} clips): the data lacks those classes or that side of the protocol")
-    return {name: idx.astype(np.int64) for name, idx in parts.items()}
+                            f"({len(labels)} clips): the data lacks those classes or that side of the split")
+    return Partition({name: idx.astype(np.int64) for name, idx in parts.items()}, overlap)

@@ -2,7 +2,8 @@
 sources have them, body-part and temporal-phase descriptions.
 
 Like open_clip's zero-shot data module, the prompt templates are plain data here; which
-description file feeds which dataset is decided in one table (DESCRIPTION_SOURCES).
+description file feeds which split is the split's own field (Split.text_sources, from the
+registry's data), the first of them by default.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from posebridge.cache.errors import UserError
 from posebridge.stages.splits import descriptions
-from posebridge.stages.splits.spec import ClassInfo, Split
+from posebridge.stages.splits.spec import ClassInfo, Split, TextSource
 
 PART_NAMES = ("head", "hands", "torso", "legs")
 TEMPORAL_NAMES = ("start", "middle", "end")
@@ -22,14 +23,6 @@ TEMPLATES = (
     "human action of {}.",
     "{}.",
 )
-
-# description source -> datasets it covers. "auto" takes the first source covering the dataset:
-# PURLS' GPT-3 sheets where they exist (they also carry part and phase texts), else SMIE.
-DESCRIPTION_SOURCES = {
-    "purls": ("ntu60", "ntu120", "kinetics200", "kinetics400"),
-    "smie": ("ntu60", "ntu120", "pkummd"),
-    "pgfa": ("pkummd",),
-}
 
 
 @dataclass
@@ -47,32 +40,28 @@ def prompts(name: str) -> list[str]:
     return [template.format(phrase) for template in TEMPLATES]
 
 
-def _source_for(dataset: str, requested: str) -> str:
+def _source_for(split: Split, requested: str) -> TextSource:
     if requested == "auto":
-        return next(src for src, covered in DESCRIPTION_SOURCES.items() if dataset in covered)
-    if dataset not in DESCRIPTION_SOURCES.get(requested, ()):
-        usable = [src for src, covered in DESCRIPTION_SOURCES.items() if dataset in covered]
-        raise UserError(f"descriptions '{requested}' do not cover dataset {dataset}; use one of: auto, {', '.join(usable)}")
-    return requested
+        return split.text_sources[0]
+    for source in split.text_sources:
+        if source.name == requested:
+            return source
+    usable = ", ".join(s.name for s in split.text_sources)
+    raise UserError(f"descriptions '{requested}' do not cover dataset {split.dataset}; use one of: auto, {usable}")
 
 
 def class_texts(split: Split, descriptions_from: str = "auto") -> list[ClassTexts]:
     """Texts for every class of split.class_names, in label order: the split's own (a split file's
-    descriptions, parts, phases) where it gives any, else the dataset's shipped descriptions, else
-    the prompts alone."""
+    descriptions, parts, phases) where it gives any, else its shipped text source (`descriptions_from`:
+    auto = the first it names), else the prompts alone."""
     if split.classes:
         return [given_texts(c) for c in split.classes]
     names = split.class_names
-    if not any(split.dataset in covered for covered in DESCRIPTION_SOURCES.values()):
+    if not split.text_sources:
         return [ClassTexts(name=n, templates=prompts(n), description=None) for n in names]
-    source = _source_for(split.dataset, descriptions_from)
-    if source == "purls":
-        rows = descriptions.purls_rows(split.dataset, names)
-        return [ClassTexts(name=n, templates=prompts(n), description=r.description, parts=dict(r.parts),
-                           temporal=dict(r.temporal)) for n, r in zip(names, rows)]
-    files = descriptions.SMIE_FILES if source == "smie" else descriptions.PGFA_FILES
-    lines = descriptions.line_descriptions(files, split.dataset, len(names))
-    return [ClassTexts(name=n, templates=prompts(n), description=d) for n, d in zip(names, lines)]
+    texts = descriptions.source_texts(_source_for(split, descriptions_from), names)
+    return [ClassTexts(name=n, templates=prompts(n), description=t.description, parts=dict(t.parts),
+                       temporal=dict(t.temporal)) for n, t in zip(names, texts)]
 
 
 def given_texts(info: ClassInfo) -> ClassTexts:

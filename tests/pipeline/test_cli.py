@@ -65,7 +65,11 @@ def test_the_enumeration_sees_the_known_commands():
     (["splits", "ntu60_55"], "did you mean: ntu60_55_5"),
     (["train", "--split", "ntu60_55"], "did you mean"),
     (["train", "--split", "ntu60_55_5", "--cues", "everything"], "--cues"),
-    (["train", "--split", "kinetics200_180_20"], "make extract VIDEOS=/path/to/kinetics400/videos DATASET=kinetics400"),
+    (["train", "--split", "kinetics200_180_20"], "posebridge extract --videos /path/to/kinetics400/videos --dataset "
+                                                 "kinetics400 --annotations /path/to/kinetics.csv"),
+    (["train", "--split", "uwa3d_24_6"], "split uwa3d_24_6 has no reachable data: "),
+    (["train", "--split", "nwucla_8_2"], "or train skeleton-only: --pyskl FILE --cues none"),
+    (["train", "--split", "kinetics200_180_20", "--guess-kinetics200"], "No such option: --guess-kinetics200"),
     (["eval", "/no/such/run"], "/no/such/run does not exist"),
     (["export", "nothing-here", "--out", "x.pkl"], "no cache store"),
     (["frobnicate"], "No such command"),

@@ -23,11 +23,11 @@ def write(run_dir, m: dict) -> None:
     details = {"unseen_names": NAMES, "confusion": np.array([[2, 1, 0], [0, 3, 0], [1, 0, 2]]),
                "per_class": np.array([2 / 3, 1.0, 2 / 3])}
     write_run_report(run_dir, {"split": m["split"], "cues": m["cues"], "seed": m["seed"]},
-                     {"data": "d" * 64, "text_bank": "t" * 64, "split_assumption": "only a test"}, m, details)
+                     {"data": "d" * 64, "text_bank": "t" * 64}, m, details)
 
 
 def test_run_report_writes_every_file(tmp_path):
-    write(tmp_path, metrics("ntu60_55_5", "all", 0, 0.625, 0.5))
+    write(tmp_path, {**metrics("ntu60_55_5", "all", 0, 0.625, 0.5), "split_assumption": "only a test"})
     for name in ("config.json", "fingerprints.json", "versions.json", "metrics.json", "results.md",
                  "confusion.png", "per_class.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -119,7 +119,7 @@ def test_text_encoder_is_named_in_tables_and_minilm_on_a_published_split_gets_th
     from posebridge.stages.eval.report import MINILM_NOTE
 
     run = tmp_path / "ntu"
-    m = metrics("ntu60_55_5", "all", 0, 0.5, 0.5)
+    m = {**metrics("ntu60_55_5", "all", 0, 0.5, 0.5), "published_text_encoder": "CLIP ViT-B/32"}
     write_run_report(run, {"split": m["split"], "cues": "all", "text_encoder": "minilm"}, {"data": "d" * 64}, m,
                      {"unseen_names": NAMES, "confusion": np.eye(3, dtype=int), "per_class": np.ones(3)})
     results = (run / "results.md").read_text()
@@ -127,7 +127,7 @@ def test_text_encoder_is_named_in_tables_and_minilm_on_a_published_split_gets_th
     assert MINILM_NOTE in results and "CLIP ViT-B/32" in MINILM_NOTE and "--text-encoder clip:DIR" in MINILM_NOTE
     assert MINILM_NOTE in summarise_runs([run])  # read from config.json when metrics.json lacks it
     clip = results_table([("ntu60_55_5", "all", [{"text_encoder": "clip:openai/clip-vit-base-patch32",
-                                                  "zsl": {"top1": 0.5}}])])
+                                                  "published_text_encoder": "CLIP ViT-B/32", "zsl": {"top1": 0.5}}])])
     assert "| clip:openai/clip-vit-base-patch32 |" in clip and MINILM_NOTE not in clip
     synthetic = results_table([("synthetic_zsl", "all", [{"text_encoder": "minilm", "zsl": {"top1": 0.5}}])])
     assert MINILM_NOTE not in synthetic  # no published numbers to compare with
@@ -141,3 +141,48 @@ def test_run_folder_name_starts_with_the_text_encoder():
     clip = TrainConfig(split="x", text_encoder="clip:openai/clip-vit-base-patch32")
     assert run_name(clip, "d").startswith("clip-vit-base-patch32-cues-all-")
     assert run_name(TrainConfig(split="x", text_encoder="clip:/models/my b32/"), "d").startswith("clip-my-b32-cues-")
+
+
+def test_every_table_says_what_is_assumed_about_the_split_and_where_its_class_list_comes_from(tmp_path):
+    """A Kinetics-200 run's class list is the best reading, not PURLS's statement: the run's table,
+    the seed-averaged table and a split file's summary all say so."""
+    from posebridge.stages.eval.summary import summarise_partitions
+
+    m = {**metrics("kinetics200_180_20", "none", 0, 0.5, 0.5), "split_class_list": "first 200 of K400 (best reading)",
+         "split_assumption": "PURLS does not publish it"}
+    write(tmp_path / "run", m)
+    for table in ((tmp_path / "run" / "results.md").read_text(), summarise_runs([tmp_path / "run"]),
+                  summarise_partitions("kinetics200_180_20", [tmp_path / "run"], 1, 1).table):
+        assert "kinetics200_180_20: class list: first 200 of K400 (best reading)" in table
+        assert "ASSUMPTION (kinetics200_180_20): PURLS does not publish it" in table
+
+
+def test_a_zsl_only_row_shows_n_a_and_the_reason_instead_of_gzsl_numbers(tmp_path):
+    from posebridge.stages.eval.summary import summarise_partitions
+
+    reason = "GZSL not available: the train and test sides of x share 9 clips"
+    m = {**metrics("x", "none", 0, 0.5, 0.5), "gzsl": {"available": False, "reason": reason, "samples": 4},
+         "zsl": {"top1": 0.5, "top5": 1.0, "samples": 4}}
+    write(tmp_path / "run", m)
+    table = summarise_runs([tmp_path / "run"])
+    assert "| x | none | ? | 50.0 | 100.0 | n/a | n/a | n/a | 1 |" in table and f"x: {reason}" in table
+    summary = summarise_partitions("x", [tmp_path / "run"], 1, 1)
+    assert "| x | none | 1 x 1 | 50.0 ± 0.0 | n/a | n/a | n/a |" in summary.table and reason in summary.table
+    assert "nan" not in table.lower() and "nan" not in summary.table.lower()
+
+
+@pytest.mark.parametrize("names", [["pick up with one hand", "carry"], ["a", "b", "c"],
+                                   [f"class number {i} with a long name" for i in range(12)]])
+def test_the_confusion_plots_title_lies_inside_the_figure(names):
+    """A 2-class confusion (NW-UCLA 8/2) is a small figure beside long tick labels: its title is
+    wrapped to fit, never cut off at the right edge."""
+    import matplotlib.pyplot as plt
+
+    from posebridge.stages.eval.report import confusion_figure
+
+    fig = confusion_figure(np.eye(len(names), dtype=int), names)
+    fig.canvas.draw()
+    box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and 0 <= box.y0 and box.y1 <= fig.bbox.height
+    assert fig.axes[0].title.get_text().replace("\n", " ") == "ZSL confusion (unseen classes, row-normalised)"
+    plt.close(fig)

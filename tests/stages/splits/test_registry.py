@@ -19,6 +19,8 @@ REQUIRED = (
 )
 REAL = [n for n in SPLIT_NAMES if n not in registry.SHIPPED_SPLIT_FILES]
 N_CLASSES = {"ntu60": 60, "ntu120": 120, "pkummd": 51, "kinetics200": 200, "kinetics400": 400}
+PROTOCOL = {"ntu60": "ntu_xsub", "ntu120": "ntu_xsub", "pkummd": "pku_xsub", "kinetics200": "kinetics",
+            "kinetics400": "kinetics"}
 
 
 def k400() -> tuple[str, ...]:
@@ -32,7 +34,7 @@ def test_all_required_names_are_registered():
 
 @pytest.mark.parametrize("name", REAL)
 def test_split_is_a_sorted_partition_of_its_classes(name):
-    split = get_split(name, guess_kinetics200=name.startswith("kinetics200"))
+    split = get_split(name)
     n = N_CLASSES[split.dataset]
     assert len(split.class_names) == n == len(set(split.class_names))
     assert list(split.seen) == sorted(split.seen) and list(split.unseen) == sorted(split.unseen)
@@ -40,8 +42,8 @@ def test_split_is_a_sorted_partition_of_its_classes(name):
     assert set(split.seen) | set(split.unseen) == set(range(n))
     counts = re.match(r"[a-z]+\d*_(\d+)_(\d+)", name)
     assert (len(split.seen), len(split.unseen)) == (int(counts[1]), int(counts[2]))
-    assert split.protocol == {"ntu60": "ntu_xsub", "ntu120": "ntu_xsub", "pkummd": "pku_xsub"}.get(
-        split.dataset, "kinetics")
+    assert split.protocol == PROTOCOL[split.dataset]
+    assert split.train_side is not None and split.test_side is not None  # every split states its sides
 
 
 def test_ntu60_55_5_matches_the_published_unseen_classes():
@@ -76,10 +78,10 @@ def test_pkummd_46_5_unseen_names():
     assert "STAR" in split.source
 
 
-def test_code_split_file_defines_exactly_the_registered_code_splits():
+def test_every_code_split_of_the_data_file_is_registered_with_its_source():
     stored = json.loads(data_path("code_splits.json").read_text())["splits"]
-    assert set(stored) == set(registry._CODE)
-    assert all(entry["source"] for entry in stored.values())
+    assert set(stored) <= set(SPLIT_NAMES)
+    assert all(entry["source"] and entry["source"] in get_split(name).source for name, entry in stored.items())
 
 
 def test_kinetics400_names_follow_alphabetical_k400_with_the_assumption_stated():
@@ -89,9 +91,15 @@ def test_kinetics400_names_follow_alphabetical_k400_with_the_assumption_stated()
     assert "assumed" in split.assumption and "alphabetical" in split.assumption
 
 
-def test_kinetics200_without_class_list_says_it_is_not_public():
-    with pytest.raises(UserError, match=r"not public.*--kinetics200-classes FILE"):
-        get_split("kinetics200_180_20")
+def test_kinetics200_defaults_to_the_first_200_kinetics400_classes_with_its_provenance():
+    """The class list the evidence supports (shared notes, kinetics200-classes.md), stated wherever it is used."""
+    split = get_split("kinetics200_180_20")
+    assert split.class_names == k400()[:200] and split.class_names[0] == "abseiling"
+    assert split.class_names[-1] == "motorcycling"
+    assert "first 200" in split.class_list_source and "--kinetics200-classes" in split.class_list_source
+    assert "not the paper's own statement" in split.assumption
+    assert split.data_classes == k400()  # the data's labels index Kinetics-400: relabelled by name
+    assert split.store_datasets == ("kinetics200", "kinetics400", "kinetics")
 
 
 def test_kinetics200_reads_the_users_class_list(tmp_path):
@@ -102,6 +110,7 @@ def test_kinetics200_reads_the_users_class_list(tmp_path):
     split = get_split("kinetics200_160_40", kinetics200_classes=path)
     assert split.class_names == tuple(chosen)
     assert split.assumption is None and "k200.txt" in split.source and str(tmp_path) not in split.source
+    assert split.class_list_source.startswith("user file k200.txt (sha256 ")
     assert (len(split.seen), len(split.unseen)) == (160, 40)
 
 
@@ -125,17 +134,6 @@ def test_kinetics200_rejects_wrong_counts_and_repeats(tmp_path, names, message):
         get_split("kinetics200_180_20", kinetics200_classes=path)
 
 
-def test_kinetics200_guess_is_opt_in_and_labelled():
-    split = get_split("kinetics200_120_80", guess_kinetics200=True)
-    assert split.class_names == tuple(sorted(k400())[:200])
-    assert split.assumption.startswith("GUESS") and "not comparable" in split.assumption
-
-
-def test_kinetics200_file_and_guess_together_is_an_error(tmp_path):
-    with pytest.raises(UserError, match="not both"):
-        get_split("kinetics200_120_80", kinetics200_classes=tmp_path / "x.txt", guess_kinetics200=True)
-
-
 def test_unknown_split_suggests_close_names():
     with pytest.raises(UserError) as err:
         get_split("ntu60_55")
@@ -153,7 +151,7 @@ def test_names_are_matched_case_insensitively():
 def test_list_splits_rows():
     rows = {row["name"]: row for row in list_splits()}
     assert list(rows) == list(SPLIT_NAMES)
-    assert rows["kinetics200_180_20"]["status"] == "needs --kinetics200-classes"
+    assert rows["kinetics200_180_20"]["status"] == "ready (class list: best reading)"
     assert rows["ntu120_96_24"] | {"source": None} == {
         "name": "ntu120_96_24", "dataset": "ntu120", "n_seen": 96, "n_unseen": 24, "source": None,
         "status": "ready"}

@@ -194,8 +194,6 @@ def test_sides_by_meta_split_values(tmp_path):
      "field 'train' selects subjects, but the data carries no subject ids"),
     ({"test": {"clips": ["nope"]}}, [{"split": "xsub_train"}, {"split": "xsub_val"}], [0, 2],
      "field 'test.clips' matches none"),
-    ({"test": "xsub_train"}, [{"split": "xsub_train"}, {"split": "xsub_val"}], [0, 2],
-     "fields 'train' and 'test' both select"),
     ({}, [{"split": "xsub_train"}, {"split": "xsub_val"}], [0, 6],
      "the data has label 6, but field 'classes' lists 6 classes"),
 ])
@@ -206,10 +204,29 @@ def test_data_mismatches_are_one_line_naming_the_file_and_field(tmp_path, change
     assert expected in str(err.value) and str(tmp_path / "s.json") in str(err.value) and "\n" not in str(err.value)
 
 
+def test_sides_that_share_clips_give_zsl_and_say_why_there_is_no_gzsl(tmp_path):
+    """The "_allclips" reading: every clip on both sides. Seen classes' clips train (validation held
+    out of them), unseen classes' clips test; GZSL would score training clips, so it is not offered."""
+    metas = [{"pyskl_split": ["xview_train" if i % 2 else "xview_val"]} for i in range(24)]
+    labels = [i % 6 for i in range(24)]
+    both = ["xview_train", "xview_val"]
+    parts = partition(_tiny(metas, labels), _split(tmp_path, train=both, test=both), val_fraction=0.25)
+    labels = np.array(labels)
+    assert set(labels[parts["train"]]) | set(labels[parts["val"]]) == {0, 1, 3, 4}  # seen: jump, clap unseen
+    assert not np.intersect1d(parts["train"], parts["val"]).size and len(parts["val"]) == 4
+    assert set(labels[parts["test_zsl"]]) == {2, 5} and len(parts["test_zsl"]) == 8
+    assert np.array_equal(parts["test_gzsl"], parts["test_zsl"])
+    assert "GZSL not available" in parts.gzsl_unavailable and "share 24 clips" in parts.gzsl_unavailable
+    assert "ZSL-only" in parts.gzsl_unavailable
+    apart = partition(_tiny(metas, labels.tolist()), _split(tmp_path, train="xview_train", test="xview_val"))
+    assert apart.gzsl_unavailable is None
+
+
 # --- published and synthetic splits through the same path -----------------------------------------
 
 # sha256[:16] of json [dataset, class_names, seen, unseen] per published split, as the registry gave
-# them before splits became data (commit 955f638); kinetics200 with --guess-kinetics200.
+# them before splits became data (commit 955f638); kinetics200 with --guess-kinetics200 then, its
+# default class list now (the same first 200 Kinetics-400 classes).
 BEFORE = {
     "ntu60_55_5": "47f6c14cf9dee1ae", "ntu60_48_12": "bcd672efef92e29f", "ntu60_40_20": "15c5261f9d584c5e",
     "ntu60_30_30": "1ffe4049956c860d", "ntu120_110_10": "5bf5e8e6661f860e", "ntu120_96_24": "6f106ef65a5d8a37",
@@ -223,17 +240,24 @@ BEFORE = {
     "ntu120_110_10_smie_split5": "8678b8a0e4cb92d0", "ntu120_110_10_smie_split6": "5d283298b13503fa",
     "pkummd_46_5_smie_split8": "c652762699479971", "pkummd_46_5_smie_split9": "b7056818c0b7b57c",
     "pkummd_46_5_star_ablation3": "1a720f8b5a265de2", "synthetic_zsl": "669899f0f9a4ec3c",
+    # added with the PURLS supplement's small sets (the all-clips twin of a cell shares its classes)
+    "nwucla_8_2": "95d27c9e8b5204a5", "nwucla_8_2_allclips": "95d27c9e8b5204a5", "nwucla_5_5": "21b77388487336b1",
+    "nwucla_5_5_allclips": "21b77388487336b1", "utdmhad_22_5": "7730a4a34b41eb26",
+    "utdmhad_22_5_allclips": "7730a4a34b41eb26", "utdmhad_18_9": "f6ce37115698471e",
+    "utdmhad_18_9_allclips": "f6ce37115698471e", "utdmhad_14_13": "d8902949803a8881",
+    "utdmhad_14_13_allclips": "d8902949803a8881", "uwa3d_24_6": "d761e3e0afc38d8e", "uwa3d_20_10": "0cce18a932780d60",
+    "uwa3d_15_15": "74d3e2f29d9c1f7c",
 }
 
 
 @pytest.mark.parametrize("name", SPLIT_NAMES)
 def test_published_splits_resolve_as_before_through_a_split_spec(name):
-    spec = get_split_spec(name, guess_kinetics200=name.startswith("kinetics200"))
+    spec = get_split_spec(name)
     split = spec.split(0)
     assert spec.splits() == [split] and split.name == name == split.family
     blob = json.dumps([split.dataset, list(split.class_names), list(split.seen), list(split.unseen)])
     assert hashlib.sha256(blob.encode()).hexdigest()[:16] == BEFORE[name]
-    assert split == get_split(name, guess_kinetics200=name.startswith("kinetics200"))
+    assert split == get_split(name)
 
 
 def test_synthetic_split_is_an_ordinary_split_file(tmp_path):

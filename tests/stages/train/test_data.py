@@ -1,6 +1,7 @@
 """Stage-2 data: resampling, normalisation, loading a real cue cache and PYSKL pickles, partitions."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from posebridge.cache.errors import UserError
 from posebridge.cache.fingerprint import file_sha256
-from posebridge.stages.splits.registry import Split
+from posebridge.stages.splits.registry import Split, get_split
 from posebridge.stages.extract import synthetic
 from posebridge.cache.schema import BLAZEPOSE33, COCO17
 from posebridge.stages.train.data import (
@@ -157,9 +158,16 @@ def _tiny_ds(metas: list[dict], labels: list[int]) -> CueDataset:
                       meta=metas, cue_joints=(), source_fingerprint="0" * 64)
 
 
+PUBLISHED = {"ntu_xsub": "ntu60_55_5", "pku_xsub": "pkummd_46_5", "kinetics": "kinetics400_360_40"}
+
+
 def _split(protocol: str) -> Split:
-    return Split(name="tiny", dataset="tiny", class_names=("a", "b", "c"), seen=(0, 1), unseen=(2,),
-                 protocol=protocol, source="test")
+    """Three tiny classes on the sides of a published protocol: its rules, as the registry's data
+    writes them (stages/splits/data/datasets.json)."""
+    published = get_split(PUBLISHED[protocol])
+    assert published.protocol == protocol
+    return dataclasses.replace(published, name="tiny", dataset="tiny", class_names=("a", "b", "c"), seen=(0, 1),
+                               unseen=(2,), source="test", text_sources=(), data_classes=None)
 
 
 def test_ntu_xsub_uses_subject_ids_then_pyskl_lists():
@@ -171,6 +179,24 @@ def test_ntu_xsub_uses_subject_ids_then_pyskl_lists():
     assert parts["test_zsl"].tolist() == [2, 5] and parts["test_gzsl"].tolist() == [2, 3, 5]
     with pytest.raises(UserError, match="subject ids"):
         partition(_tiny_ds([{"subject": 1}, {}], [0, 2]), _split("ntu_xsub"))
+
+
+def test_published_sides_also_read_a_feature_folders_files():
+    # meta["side"] (train / val / test files): val rows are validation, never test rows by a side rule
+    metas = [{"side": "train"}, {"side": "train"}, {"side": "val"}, {"side": "test"}, {"side": "test"}]
+    for protocol in PUBLISHED:
+        parts = partition(_tiny_ds(metas, [0, 1, 0, 2, 1]), _split(protocol), val_fraction=0.0)
+        assert parts["train"].tolist() == [0, 1] and parts["val"].tolist() == [2], protocol
+        assert parts["test_zsl"].tolist() == [3] and parts["test_gzsl"].tolist() == [3, 4], protocol
+
+
+def test_the_ntu_protocols_subjects_are_the_ntu_importers():
+    from posebridge.stages.datasets.ntu import NTU120_TRAIN_SUBJECTS
+
+    rules = {r.kind: r for r in _split("ntu_xsub").train_side.values}
+    tests = {r.kind: r for r in _split("ntu_xsub").test_side.values}
+    assert set(rules["subjects"].values) == NTU120_TRAIN_SUBJECTS
+    assert set(tests["subjects"].values) == set(range(1, 107)) - NTU120_TRAIN_SUBJECTS
 
 
 def test_pku_xsub_reads_meta_split_or_pyskl_lists():
@@ -186,6 +212,9 @@ def test_kinetics_falls_back_to_a_hash_split_with_a_warning():
     assert official["train"].max() < 100 <= official["test_zsl"].min()
     with pytest.warns(UserWarning, match="hash of the clip id"):
         guessed = partition(_tiny_ds([{} for _ in range(200)], labels), _split("kinetics"), val_fraction=0.0)
+    pickle_sides = [{"pyskl_split": ["train" if i < 100 else "val"]} for i in range(200)]  # an imported pickle's
+    assert np.array_equal(partition(_tiny_ds(pickle_sides, labels), _split("kinetics"), val_fraction=0.0)["train"],
+                          official["train"])
     on_train = len(guessed["train"]) / sum(label in (0, 1) for label in labels)
     assert 0.65 < on_train < 0.95  # about 80/20
     with pytest.warns(UserWarning):

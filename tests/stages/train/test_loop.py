@@ -146,6 +146,22 @@ def test_evaluate_reproduces_the_training_metrics(trained):
                       dataclasses.replace(tiny_bank(), fingerprint="c" * 64))
 
 
+def test_a_run_folders_model_is_rebuilt_in_one_place_for_evaluation_and_prediction(trained, tmp_path):
+    from posebridge.pipeline.predict import load_run
+    from posebridge.stages.train.trained import load_trained
+
+    run_dir, _ = trained
+    model = load_trained(run_dir / checkpoint.CHECKPOINT)
+    assert not model.model.training and model.device == torch.device("cpu") and model.config.split == tiny_split().name
+    by_predict = load_run(run_dir).model.state_dict()
+    assert all(torch.equal(t, by_predict[k]) for k, t in model.model.state_dict().items())
+    unfinished = checkpoint.load_checkpoint(run_dir / checkpoint.CHECKPOINT) | {"calibration": None}
+    checkpoint.save_checkpoint(tmp_path / checkpoint.CHECKPOINT, unfinished)
+    for load in (load_trained, lambda path: evaluate.evaluate(path, tiny_dataset(), tiny_split(), tiny_bank())):
+        with pytest.raises(UserError, match=r"unfinished run; finish it with posebridge train --resume"):
+            load(tmp_path / checkpoint.CHECKPOINT)
+
+
 def test_calibration_gamma_ignores_test_labels_and_test_samples():
     cfg, split, bank = tiny_config(epochs=1), tiny_split(), tiny_bank()
     ds = tiny_dataset()
