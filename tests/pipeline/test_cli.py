@@ -99,3 +99,17 @@ def test_mmpose_backend_without_its_extra_says_how_to_get_it(tmp_path):
     assert out.returncode == 1
     lines = [l for l in out.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "make test-mmpose" in lines[0]
+
+
+def test_the_cli_bounds_openmp_spinning_before_torch_loads_and_a_users_value_wins():
+    """libgomp reads GOMP_SPINCOUNT once, when torch loads it: the CLI package sets it first."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import posebridge.pipeline.cli, os, torch; print(os.environ['GOMP_SPINCOUNT'])"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "10000"
+    assert subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "7"}, capture_output=True,
+                          text=True, check=True).stdout.strip() == "7"
