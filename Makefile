@@ -42,7 +42,7 @@ DET_SHA := 9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c
 LM_SHA := e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f
 P2S_WHEEL := pose2sim-0.10.49-py3-none-any.whl
 
-.PHONY: help setup models media demo extract synthetic train ablate eval predict render test bench-extract bench-train clean-outputs import import-ntu bench-real validate-real bench-shiftgcn
+.PHONY: help setup models media demo extract synthetic train ablate eval predict render test bench-extract bench-train clean-outputs import import-ntu bench-real validate-real bench-shiftgcn bench-published bench-published-presets validate-published
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -143,6 +143,15 @@ bench-real: $(BIN)/.installed ## stage 2 on real skeletons (JHMDB, MSR Action3D)
 
 validate-real: $(BIN)/.installed ## choose stage-2 defaults on the real sets' seen classes only (validation partitions) [DATA=../shared/real] [ARGS="--candidates adapter"]
 	$(BIN)/python bench/real_validate.py $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+bench-published: $(BIN)/.installed ## PURLS's published NW-UCLA / UTD-MHAD table beside ours: baselines + defaults, 3 seeds [DATA=../shared/real] [ARGS="--changes"]
+	$(BIN)/python bench/bench_published.py $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+bench-published-presets: $(BIN)/.installed ## the same table's --preset purls / dynapurls rows (MiniLM; hours on 2 cores: docs/published-benchmark.md)
+	$(BIN)/python bench/bench_published.py --presets --no-defaults $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+validate-published: $(BIN)/.installed ## choose stage-2 defaults on the published cells' seen classes (+ JHMDB, MSR) only [DATA=../shared/real] [ARGS="--candidates align"]
+	$(BIN)/python bench/validate_published.py $(if $(DATA),--data "$(DATA)") $(ARGS)
 
 bench-shiftgcn: $(BIN)/.installed ## Shift-GCN pretraining s/epoch: the product's shift vs the gather baseline [ARGS="--width 64 --frames 64"]
 	$(BIN)/python bench/bench_shiftgcn.py $(ARGS)

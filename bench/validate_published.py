@@ -1,0 +1,133 @@
+"""Choose stage-2 defaults on seen classes only, for the published cells too (a benchmark script, not a test).
+
+For every published cell of bench/bench_published.py (NW-UCLA 8/2, 5/5; UTD-MHAD 22/5, 18/9, 14/13)
+the development pool is that cell's SEEN classes: its unseen classes never enter this script (their
+clips are dropped before anything trains). The pool is split again into validation partitions
+(seen' / unseen', drawn with default_rng(1), with the cell's unseen share), each candidate setting
+is trained on seen' (the cell's training side) and scored on unseen' (its test side: cross-view or
+cross-subject, as the test is). The JHMDB and MSR Action3D development sets of bench/real_validate.py
+(the seen classes of their test partition 0) are scored the same way, so one default serves every
+set. Candidates are ranked by mean validation ZSL over all sets; the winner becomes the default, and
+bench_published.py / bench_real.py then report the test cells.
+
+Run it with `make validate-published` ([ARGS="--candidates align"]).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_published  # noqa: E402
+import bench_real  # noqa: E402
+import real_baseline  # noqa: E402
+import real_validate  # noqa: E402
+from real_common import RealSet, random_partitions, write_json  # noqa: E402
+
+from posebridge.cache.pyskl import read_pyskl, write_pyskl  # noqa: E402
+
+PARTITIONS, VAL_SEED = 3, 1
+# (name, extra `posebridge train` flags); "defaults" is always run, as the reference row.
+CANDIDATES: list[tuple[str, list[str]]] = [
+    ("defaults", []),
+    ("view alignment: first frame", ["--view-align", "first"]),
+    ("view alignment: mean axes", ["--view-align", "mean"]),
+    ("name + description (mix 0.5)", ["--proto-mix", "0.5"]),
+    ("32 frames", ["--num-frames", "32"]),
+    ("60 epochs", ["--epochs", "60"]),
+]
+
+
+def unseen_share(cell: bench_published.Cell) -> int:
+    """Pseudo-unseen classes per validation partition: the cell's unseen share of its seen classes,
+    at least 2 (a 1-class ZSL test is always right) and at most half of them."""
+    seen = len(cell.classes) - len(cell.unseen)
+    share = round(seen * len(cell.unseen) / len(cell.classes))
+    return int(min(max(share, 2), seen // 2))
+
+
+def development_set(cell: bench_published.Cell, work: Path, partitions: int) -> RealSet:
+    """The cell's seen classes as a set of their own (labels renumbered, unseen classes' clips gone),
+    with `partitions` validation partitions; its split file keeps the cell's texts and sides."""
+    raw = json.loads((bench_published.ROOT / "stages" / "splits" / "data" / "split_files" / f"{cell.name}.json").read_text())
+    keep = [i for i in range(len(cell.classes)) if i not in cell.unseen]
+    relabel = {old: new for new, old in enumerate(keep)}
+    data = read_pyskl(cell.pyskl)
+    annotations = [{**a, "label": relabel[a["label"]]} for a in data["annotations"] if a["label"] in relabel]
+    ids = {a["frame_dir"] for a in annotations}
+    split = {key: [c for c in clips if c in ids] for key, clips in data["split"].items()}
+    folder, name = work / "data", f"{cell.name}_val"
+    folder.mkdir(parents=True, exist_ok=True)
+    pyskl, split_path = folder / f"{name}.pkl", folder / f"{name}_split.json"
+    write_pyskl(pyskl, annotations, split, replace=True, layout=data.get("layout"))
+    classes = [raw["classes"][i] for i in keep]
+    names = [c["name"] if isinstance(c, dict) else c for c in classes]
+    parts = random_partitions(names, unseen_share(cell), partitions, VAL_SEED)
+    write_json(split_path, {"name": name, "skeleton": raw["skeleton"], "classes": classes, "train": raw["train"],
+                            "test": raw["test"], "partitions": parts})
+    return RealSet(name, pyskl, Path(raw["skeleton"]), split_path, classes, raw["train"], raw["test"], parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="Folder with nwucla/, utdmhad/, jhmdb/, msr_action3d/.")
+    parser.add_argument("--work", type=Path, default=bench_published.ROOT / "outputs" / "validate-published")
+    parser.add_argument("--partitions", type=int, default=PARTITIONS, help="Validation partitions per published cell.")
+    parser.add_argument("--candidates", default="", help="Only candidates whose name contains one of these words.")
+    parser.add_argument("--no-real", action="store_true", help="Leave out the JHMDB / MSR Action3D development sets.")
+    parser.add_argument("--epochs", type=int, default=None, help="Head epochs of every candidate (default: its own).")
+    args = parser.parse_args(argv)
+    data = args.data or bench_real.default_data_dir()
+    if not data.is_dir():
+        print(f"error: {data} does not exist; give --data DIR", file=sys.stderr)
+        return 1
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    wanted = [w.strip().lower() for w in args.candidates.split(",") if w.strip()]
+    candidates = [(n, f) for n, f in CANDIDATES if n == "defaults" or not wanted or any(w in n.lower() for w in wanted)]
+    run_args = argparse.Namespace(epochs=args.epochs, shiftgcn_epochs=bench_real.SHIFTGCN_EPOCHS, calibrate=True,
+                                  train_args="--gzsl-calibration none", row_timeout=None)
+    start = time.perf_counter()
+    published = json.loads(bench_published.PUBLISHED.read_text())
+    pickles = bench_published.import_sets(data, args.work, set(bench_published.SETS))
+    dev = [development_set(c, args.work, args.partitions) for c in bench_published.cells_of(published, pickles, [])]
+    if not args.no_real:
+        real_sets = bench_real.convert(data, args.work / "real", bench_real.PARTITIONS)
+        dev += [real_validate.development_set(s, real_validate.VAL_UNSEEN[s.name], real_validate.VAL_PARTITIONS)
+                for s in real_sets]
+    scores: dict[str, list[float]] = {n: [] for n, _ in candidates}
+    sections = []
+    for real in dev:
+        rows = bench_real.baseline_rows(real, "minilm", args.work / "cache")
+        for name, flags in candidates:
+            print(f"{real.name}: {name} ...", flush=True)
+            rows.append(bench_real.product_row(real, name, flags, run_args, "minilm", args.work, reuse=True))
+            scores[name].append(real_baseline.mean_std(rows[-1].zsl)[0])
+        sections.append(bench_real.table(real, "minilm", rows))
+        print("\n" + sections[-1] + "\n", flush=True)
+    ranking = sorted(scores.items(), key=lambda kv: -np.nanmean(kv[1]))
+    lines = ["| candidate | " + " | ".join(r.name for r in dev) + " | mean |", "|---" * (len(dev) + 2) + "|"]
+    lines += [f"| {n} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + f" | {100 * np.nanmean(vals):.1f} |"
+              for n, vals in ranking]
+    protocol = (f"Validation on seen classes only: each published cell's seen classes, {args.partitions} partitions "
+                f"(default_rng({VAL_SEED})) with the cell's unseen share, the cell's sides; JHMDB / MSR Action3D: "
+                f"bench/real_validate.py's development sets. `posebridge train --cues none --gzsl-calibration none` "
+                f"+ each candidate's flags, seed 0. Total {time.perf_counter() - start:.0f} s.")
+    text = "\n\n".join(["# Stage-2 validation on seen classes (published cells + real sets)", protocol, *sections,
+                        "## Ranking (mean validation ZSL top-1, %)", "\n".join(lines)]) + "\n"
+    out = args.work / "validation.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print("\n".join(lines) + f"\n\n{protocol}\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
