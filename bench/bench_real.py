@@ -125,11 +125,13 @@ def class_text_matrix(real: RealSet, encoder_spec: str, cache_dir: Path) -> np.n
 
 
 def baseline_rows(real: RealSet, encoder_spec: str, cache_dir: Path) -> list[Row]:
+    from posebridge.cache.layouts import load_layout
     from posebridge.cache.pyskl import read_pyskl
 
     start = time.perf_counter()
     data = read_pyskl(real.pyskl)
-    layout = json.loads(real.layout.read_text())
+    layout = (json.loads(real.layout.read_text()) if real.layout.suffix == ".json"
+              else load_layout(str(real.layout)).to_dict())  # a built-in layout, by name
     anns = {a["frame_dir"]: a for a in data["annotations"]}
 
     def side(key):
