@@ -74,8 +74,9 @@ def _unit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _end(xyz: np.ndarray, ok: np.ndarray, joints: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of `joints` [..., T, 3] and whether all of them were trustworthy [..., T]."""
-    return xyz[..., joints, :].mean(axis=-2), ok[..., joints].all(axis=-1)
+    """Mean of `joints` [..., T, 3] (float64: only these few joints are widened) and whether all of
+    them were trustworthy [..., T]."""
+    return xyz[..., joints, :].astype(np.float64).mean(axis=-2), ok[..., joints].all(axis=-1)
 
 
 def frame_axes(xyz: np.ndarray, ok: np.ndarray, layout: Skeleton) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,11 +118,12 @@ def torso_length(xyz: np.ndarray, ok: np.ndarray, layout: Skeleton) -> np.ndarra
     top, top_ok = _end(xyz, ok, layout.shoulders)
     bottom, bottom_ok = _end(xyz, ok, layout.hips)
     seen = top_ok & bottom_ok
-    lengths = np.where(seen, np.linalg.norm(top - bottom, axis=-1), np.nan)
-    out = np.ones(seen.shape[:-1])
-    rows = seen.any(axis=-1)
-    out[rows] = np.nanmedian(lengths[rows], axis=-1)
-    return np.where(out > TOLERANCE, out, 1.0)
+    # the median of the seen frames' lengths: unseen ones sort last (inf), the middle of the rest is read
+    lengths = np.sort(np.where(seen, np.linalg.norm(top - bottom, axis=-1), np.inf), axis=-1)
+    count = seen.sum(axis=-1, keepdims=True)
+    low, high = (np.take_along_axis(lengths, np.maximum(i, 0), axis=-1)[..., 0] for i in ((count - 1) // 2, count // 2))
+    median = np.where(count[..., 0] > 0, (low + high) / 2, 1.0)
+    return np.where(median > TOLERANCE, median, 1.0)
 
 
 def align_clips(keypoints: np.ndarray, confidence: np.ndarray, layout: Skeleton, mode: str
@@ -136,12 +138,13 @@ def align_clips(keypoints: np.ndarray, confidence: np.ndarray, layout: Skeleton,
         ok = confidence[start:start + _BLOCK] >= MIN_CONFIDENCE  # [n, M, T, V]
         main = np.argmax(ok.any(axis=(2, 3)), axis=1)  # the first person seen (0 when none is)
         rows = np.arange(len(clips))
-        actor, actor_ok = clips[rows, main].astype(np.float64), ok[rows, main]  # [n, T, V, 3], [n, T, V]
+        actor, actor_ok = clips[rows, main], ok[rows, main]  # [n, T, V, 3], [n, T, V]
         rotation, exists = body_rotation(*clip_axes(*frame_axes(actor, actor_ok, layout), mode))
         turn = exists & (clips[..., 2] != 0).any(axis=(1, 2, 3))  # 2D keypoints (z = 0) are never turned
         # a rotation keeps lengths, so the 3D torso unit is measured before it
-        to_body = rotation[turn] / torso_length(actor[turn], actor_ok[turn], layout)[:, None, None]
-        clips[turn] = clips[turn] @ np.swapaxes(to_body, 1, 2)[:, None, None].astype(np.float32)
+        to_body = (rotation[turn] / torso_length(actor[turn], actor_ok[turn], layout)[:, None, None]).astype(np.float32)
+        points = clips[turn].reshape(len(to_body), -1, 3)  # one [M*T*V, 3] block per clip: a fast batched matmul
+        clips[turn] = (points @ np.swapaxes(to_body, 1, 2)).reshape(-1, *clips.shape[1:])
         turned[start:start + _BLOCK] = turn
     return out, turned
 
