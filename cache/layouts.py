@@ -8,6 +8,7 @@ A layout file (docs/layouts.md has the full format and an example):
      "parts": {"head": [...], "hands": [...], "torso": [...], "legs": [...]},
      "center": "belly",                                    # or a list of joints, averaged
      "torso": ["neck", "belly"],                           # top, bottom; each a joint or a list
+     "across": ["right_shoulder", "left_shoulder"],        # optional: right end, left end (view alignment)
      "root": "neck"}                                       # optional: the bone tree's root
 
 Parents (the bone stream's tree) come from the bones by a breadth-first search from `root`, which
@@ -37,7 +38,7 @@ BUILTIN_NAMES = ("blazepose33", "coco17", "ntu25", "kinect_v1", "openpose18")
 # records "kinect_v1" / "openpose18" in the file instead (cache/pyskl.py).
 BY_JOINT_COUNT = ("blazepose33", "coco17", "ntu25")
 _REQUIRED = ("name", "dims", "joints", "bones", "parts", "center", "torso")
-_OPTIONAL = ("root", "description")
+_OPTIONAL = ("across", "root", "description")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Skeleton:
     dims: int = 3  # coordinates per joint in the data: 2 (x, y) or 3 (x, y, z)
     bones: tuple[tuple[int, int], ...] = ()  # as declared; () = the parent edges
     root: int = 0  # where the bone tree starts
+    # The across axis of the body (right end, left end; each averaged), which view alignment turns
+    # onto +x (stages/train/view_align.py); None: the layout names none, its clips are never turned.
+    across: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     source: str = field(default="", compare=False)  # the file it came from ("" = built in / a dict)
 
     @property
@@ -63,7 +67,8 @@ class Skeleton:
     def __post_init__(self):
         v = len(self.joint_names)
         assert len(self.parents) == v and all(0 <= p < v for p in self.parents), self.name
-        assert all(0 <= j < v for group in (*self.parts, self.centre, self.shoulders, self.hips) for j in group)
+        assert all(0 <= j < v for group in (*self.parts, self.centre, self.shoulders, self.hips, *(self.across or ()))
+                   for j in group)
 
     def where(self) -> str:
         """How error messages name this layout: its file, else its name."""
@@ -77,16 +82,23 @@ class Skeleton:
         def joints(group: tuple[int, ...]):  # one joint as its name, several as a list
             return names[group[0]] if len(group) == 1 else [names[j] for j in group]
 
-        return {"name": self.name, "dims": self.dims, "joints": list(names),
-                "bones": [[names[a], names[b]] for a, b in bones],
-                "parts": {p: [names[j] for j in group] for p, group in zip(PART_NAMES, self.parts)},
-                "center": joints(self.centre), "torso": [joints(self.shoulders), joints(self.hips)],
-                "root": names[self.root]}
+        out = {"name": self.name, "dims": self.dims, "joints": list(names),
+               "bones": [[names[a], names[b]] for a, b in bones],
+               "parts": {p: [names[j] for j in group] for p, group in zip(PART_NAMES, self.parts)},
+               "center": joints(self.centre), "torso": [joints(self.shoulders), joints(self.hips)],
+               "root": names[self.root]}
+        if self.across is not None:
+            out["across"] = [joints(end) for end in self.across]
+        return out
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the canonical file form: two layouts that read data the same way share it."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 of the canonical file form: two layouts that read data the same way share it.
+        `across` is left out: it changes nothing unless clips are view-aligned, and an aligned data
+        set's fingerprint names the joints its axes came from (stages/train/view_align.py), so a
+        layout that gains `across` keeps every key made without alignment."""
+        form = {k: v for k, v in self.to_dict().items() if k != "across"}
+        return hashlib.sha256(json.dumps(form, sort_keys=True).encode()).hexdigest()
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -198,10 +210,23 @@ def layout_from_dict(data, source: str = "") -> Skeleton:
         raise _fail(where, f"torso is {torso!r}; give two entries, top and bottom of the torso "
                            f"(each a joint or a list of joints, averaged)")
     shoulders, hips = (_group(t, f"torso[{i}]", index, where) for i, t in enumerate(torso))
+    across = _across(data["across"], index, where) if "across" in data else None
     root = _index(data["root"], "root", index, where) if "root" in data else centre[0]
     return Skeleton(name=name, joint_names=names, parents=_bfs_parents(len(names), tuple(bones), root),
                     parts=tuple(groups), centre=centre, shoulders=shoulders, hips=hips, dims=int(dims),
-                    bones=tuple(bones), root=root, source=source)
+                    bones=tuple(bones), root=root, across=across, source=source)
+
+
+def _across(value, index: dict[str, int], where: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The optional `across` field: [right end, left end], each a joint or a list averaged."""
+    if not isinstance(value, list) or len(value) != 2:
+        raise _fail(where, f"across is {value!r}; give two entries, the body's right end then its left end "
+                           f"(e.g. [\"right_shoulder\", \"left_shoulder\"]; each a joint or a list of joints, averaged)")
+    right, left = (_group(v, f"across[{i}]", index, where) for i, v in enumerate(value))
+    if set(right) == set(left):
+        raise _fail(where, f"across names the same joints at both ends ({value!r}); the across axis runs from "
+                           f"the left end to the right end, so give two different ones")
+    return right, left
 
 
 # --- registry ---------------------------------------------------------------------------------

@@ -55,6 +55,13 @@ ShiftGCNEpochs = typer.Option(None, "--shiftgcn-epochs", help="Pretraining epoch
                                                                     f"({default_of('shiftgcn_epochs')}).")
 ShiftGCNWidth = typer.Option(None, "--shiftgcn-width", help="Shift-GCN's first width; features are 4x "
                                                                 f"as wide ({default_of('shiftgcn_width')}).")
+ViewAlign = typer.Option(None, "--view-align", help="Turn 3D skeletons into the main actor's body frame after "
+                         "loading: none, first (the first frame's body axes, as pyskl PreNormalize3D and the NTU "
+                         "pre-normalisation of Shift-GCN / MS-G3D) or mean (the axes averaged over the clip; safer on "
+                         "noisy skeletons); up = torso bottom -> top onto +y, the layout's `across` onto +x. 3D "
+                         "skeletons only: a --pyskl pickle read with a 3D layout that names `across`; 2D data, cue "
+                         "stores (z estimated) and feature folders stay as they are "
+                         f"({default_of('view_align', 'posebridge', 'purls')}; docs/method.md).")
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:
@@ -291,6 +298,7 @@ def export_features(
     shiftgcn_epochs: Optional[int] = ShiftGCNEpochs,
     shiftgcn_width: Optional[int] = ShiftGCNWidth,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/val partition (as `train --seed`)."),
+    view_align: Optional[str] = ViewAlign,
     cue_tokens: bool = typer.Option(True, "--cue-tokens/--no-cue-tokens",
                                     help="Also write <side>_cue.npy: the clip's cues pooled to --cue-steps tokens "
                                          "(for `train --features DIR --cues all`); skipped when the data has no cues."),
@@ -308,7 +316,7 @@ def export_features(
     from posebridge.stages.train.presets import resolve
 
     given = dict(seed=seed, device=device, cue_steps=cue_steps, shiftgcn_epochs=shiftgcn_epochs,
-                 shiftgcn_width=shiftgcn_width)
+                 shiftgcn_width=shiftgcn_width, view_align=view_align)
     base = resolve(TrainConfig, preset, given, split=split, skeleton_encoder="shiftgcn").validate()
     counts = export_split(split, out, base=base, cache_dir=cache_dir, store=store, pyskl=pyskl,
                           kinetics200_classes=kinetics200_classes, with_cues=cue_tokens, layout=layout)
@@ -411,6 +419,7 @@ def train(
                                                      "(posebridge: on; purls: off, the encoded texts as they are)."),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Frames every clip is resampled to "
                                                 f"({default_of('num_frames')})."),
+    view_align: Optional[str] = ViewAlign,
     gzsl_calibration: Optional[str] = typer.Option(None, "--gzsl-calibration", help="pseudo_unseen or none."),
     ttr: Optional[bool] = typer.Option(None, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class "
                                        "texts adapt to the unlabelled test batches (TRANSDUCTIVE, marked in every table; "
@@ -458,7 +467,7 @@ def train(
     given = dict(cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  lr_schedule=lr_schedule, selection=selection, text_encoder=text_encoder, temperature=temperature,
                  projection=projection, feature_norm=feature_norm, proto_mix=proto_mix, text_adapter=text_adapter,
-                 num_frames=num_frames, gzsl_calibration=gzsl_calibration, ttr=ttr,
+                 num_frames=num_frames, view_align=view_align, gzsl_calibration=gzsl_calibration, ttr=ttr,
                  ttr_lr=ttr_lr, ttr_steps=ttr_steps, ttr_memory=ttr_memory, ttr_min_conf=ttr_threshold,
                  ttr_order=ttr_order, ttr_refine=ttr_refine, ttr_schedule=ttr_schedule,
                  skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,

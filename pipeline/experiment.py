@@ -36,7 +36,8 @@ def settings_line(cfg: TrainConfig, split: Split, device: torch.device, run_dir:
     """The few settings that tell runs apart at a glance; everything else is in config.json."""
     extra = " ttr(transductive)" if cfg.ttr else ""
     classes = f" | classes: {split.class_list_source}" if split.class_list_source else ""
-    return (f"train {split.name}{classes} | {describe(cfg)} | text {cfg.text_encoder} | cues {cfg.cues}"
+    view = f" | view-align {cfg.view_align}" if cfg.view_align != "none" else ""
+    return (f"train {split.name}{classes} | {describe(cfg)} | text {cfg.text_encoder} | cues {cfg.cues}{view}"
             f" | seed {cfg.seed} | {cfg.epochs} epochs x batch {cfg.batch_size} | {cfg.optimizer} lr {cfg.lr:g}"
             f" {cfg.lr_schedule} | keep {cfg.selection} | calibration {cfg.gzsl_calibration}{extra} | {device}"
             f" | config: {run_dir / 'config.json'}")

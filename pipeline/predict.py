@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,6 +236,7 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
                 cache_dir: Path | None = None) -> np.ndarray:
     """Scaled class scores [len(clip_ids), len(classes)] of the run's heads."""
     from posebridge.stages.train.data import load_store
+    from posebridge.stages.train.view_align import align_views
     from posebridge.stages.eval.embedding import embed
     from posebridge.stages.eval.scoring import score
     from posebridge.stages.train.loop import class_text_tensors, to_device
@@ -243,7 +245,10 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
 
     cfg = run.config
     unique = list(dict.fromkeys(clip_ids))  # a video given twice is one clip, scored once
-    dataset = load_store(store, cfg.num_frames, clip_ids=unique)
+    # the run's own input preparation (a store's clips are never turned: the line says so, on stderr,
+    # so that --json output stays JSON)
+    dataset = align_views(load_store(store, cfg.num_frames, clip_ids=unique), cfg.view_align, "the new clips",
+                          echo=lambda line: print(line, file=sys.stderr))
     bank = build_text_bank(classes, make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     data = to_device(dataset, cfg.cues, run.device)
     if run.encoder is not None:  # the run's own frozen encoder, as its training features were made

@@ -22,7 +22,11 @@ CHOICES = {
     "ttr_refine": ("global", "all"),
     "ttr_schedule": ("constant", "cosine"),
     "ttr_logits": ("scaled", "cosine"),
+    "view_align": ("none", "first", "mean"),  # stages/train/view_align.py VIEW_ALIGN_MODES
 }
+# Settings added after runs existed, at the value that does what was done before: at that value they
+# stay out of run folder names (pipeline/run.py run_name), so earlier runs keep their folders.
+UNNAMED_AT = {"view_align": "none"}
 
 
 @dataclass
@@ -44,6 +48,10 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # cosine (warmup, then cosine to 10%) | plateau (x0.1 after 25 flat val epochs)
     selection: str = "last"  # last epoch | best_val_loss (lowest loss on the seen validation side)
     num_frames: int = 64  # T the data loader resamples every clip to
+    # 3D skeletons turned into the main actor's body frame after loading (stages/train/view_align.py):
+    # none | first (the first frame's body axes: pyskl PreNormalize3D, the NTU pre-normalisation) |
+    # mean (the axes averaged over the clip). 2D data, cue stores and feature folders stay as they are.
+    view_align: str = "none"
     dim: int = 128  # width of the skeleton / cue tokens
     joint_dim: int = 32  # per-joint width inside the skeleton encoder (kept small: it runs on T x V)
     layers: int = 2  # graph + temporal blocks in the skeleton encoder, each halving T

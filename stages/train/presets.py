@@ -10,7 +10,8 @@ Sources (read, not copied; file paths in the repositories named):
              model/utils/losses.py (contrastive_loss), main.py (checkpoint on val-loss)
   DynaPURLS  Alchemist0754/DynaPURLS test.py (the TTR grid it runs), model/utils/test_time_utils.py
              (optimizer, scheduler, buffer, load_callbacks)
-  Shift-GCN  kchengiva/Shift-GCN main.py (per-parameter weight decay), config/nturgbd-*/train_joint.yaml
+  Shift-GCN  kchengiva/Shift-GCN main.py (per-parameter weight decay), config/nturgbd-*/train_joint.yaml,
+             data_gen/ntu_gendata.py + preprocess.py (the NTU skeletons it learns from are view-aligned)
 
 What the presets do NOT copy (docs/method-presets.md): the references' test-time attention queries
 are the ground-truth class's descriptions (a label leak), and DynaPURLS keeps the best test
@@ -63,6 +64,9 @@ _PURLS: dict[str, Setting] = {
     "feature_norm": Setting("cell_l2", "DynaPURLS data/ntu_60.py preprocess: each joint-step cell L2-normalised"),
     "shiftgcn_wd": Setting("reference", "Shift-GCN main.py: weight decay 1e-3 on linear weights, 0 on the shift "
                                         "masks, 1e-4 elsewhere"),
+    "view_align": Setting("first", "Shift-GCN data_gen/ntu_gendata.py -> preprocess.py pre_normalization: the NTU "
+                                   "skeletons whose Shift-GCN features SynSE / PURLS train on had the first frame's "
+                                   "hip -> spine bone turned onto an axis and its shoulders onto another"),
     "crop_min": Setting(1.0, "PURLS: fixed features, no augmentation"),
     "scale_jitter": Setting(0.0, "PURLS: fixed features, no augmentation"),
 }

@@ -116,6 +116,28 @@ def test_builtin_dict_round_trips_and_fingerprint_is_stable():
     assert coco.fingerprint != skeleton("ntu25").fingerprint and len(coco.fingerprint) == 64
 
 
+@pytest.mark.parametrize("name", layouts.BUILTIN_NAMES)
+def test_builtins_name_their_shoulders_as_the_across_axis(name):
+    """Every built-in has shoulders; `across` (right end, left end) is what view alignment turns onto
+    +x. It is in the file form (checkpoints carry it) but not in the fingerprint, so the layouts'
+    keys are what they were before the field existed (tests/stages/train/test_view_align.py pins them)."""
+    skel = skeleton(name)
+    names = skel.joint_names
+    assert skel.across == ((names.index("right_shoulder"),), (names.index("left_shoulder"),))
+    assert skel.to_dict()["across"] == ["right_shoulder", "left_shoulder"]
+    without = layout_from_dict({k: v for k, v in skel.to_dict().items() if k != "across"})
+    assert without.across is None and "across" not in without.to_dict()
+    assert without.fingerprint == skel.fingerprint and without != skel
+
+
+def test_across_ends_may_be_joint_lists_and_round_trip(tmp_path):
+    data = {**jhmdb_layout(unique("wide")), "across": [["right_shoulder", "right_hip"], ["left_shoulder", "left_hip"]]}
+    skel = load_layout(write(tmp_path, data))
+    index = {n: i for i, n in enumerate(JHMDB_JOINTS)}
+    assert skel.across == ((index["right_shoulder"], index["right_hip"]), (index["left_shoulder"], index["left_hip"]))
+    assert layout_from_dict(skel.to_dict()) == skel and skel.to_dict()["across"] == data["across"]
+
+
 # CTR-GCN graph/ucla.py and AimCLR net/utils/graph.py layout 'nw-ucla' (1-based): the Kinect SDK v1 tree.
 UCLA_EDGES_1BASED = [(1, 2), (2, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9), (11, 10), (12, 11),
                      (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19)]
@@ -222,10 +244,17 @@ def _contradictions(name: str):
         (_bad(base, bones=None), r"missing field 'bones'"),
         (_bad(base, centre="belly"), r"unknown field 'centre'"),
         (_bad(base, name=""), r"name is ''"),
+        (_bad(base, across="right_shoulder"), r"across is 'right_shoulder'; give two entries, the body's right end "
+                                              r"then its left end"),
+        (_bad(base, across=["right_shoulder", "left_shoulder", "neck"]), r"across is \[.*\]; give two entries"),
+        (_bad(base, across=["right_shoulder", ["left_shoulder", "left_shouldr"]]),
+         r"across\[1\]\[1\] names 'left_shouldr', not a joint \(joints: neck, belly"),
+        (_bad(base, across=[[], "left_shoulder"]), r"across\[0\] is an empty list; name at least one joint"),
+        (_bad(base, across=["neck", ["neck"]]), r"across names the same joints at both ends"),
     ]
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(17))
 def test_each_contradiction_is_one_line_naming_file_and_field(tmp_path, case):
     data, pattern = _contradictions(unique("bad"))[case]
     path = write(tmp_path, data)
