@@ -36,6 +36,7 @@ LAYOUT = {
                        "right_foot"]},
     "center": "hip_centre",
     "torso": ["shoulder_centre", "hip_centre"],
+    "across": ["right_shoulder", "left_shoulder"],  # lets --view-align turn these 3D clips
 }
 # Label 1..20 names (action_names.mat, as in the README) with our own short descriptions.
 CLASSES = [
