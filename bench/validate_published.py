@@ -42,6 +42,8 @@ CANDIDATES: list[tuple[str, list[str]]] = [
     ("name + description (mix 0.5)", ["--proto-mix", "0.5"]),
     ("32 frames", ["--num-frames", "32"]),
     ("60 epochs", ["--epochs", "60"]),
+    ("view alignment: first frame, 32 frames", ["--view-align", "first", "--num-frames", "32"]),
+    ("view alignment: mean axes, 32 frames", ["--view-align", "mean", "--num-frames", "32"]),
 ]
 
 
