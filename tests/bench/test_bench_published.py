@@ -48,3 +48,21 @@ def test_the_global_map_carries_seen_motions_to_unseen_classes_with_matching_tex
     text = np.concatenate([seen_text, seen_text + 0.1 * rng.normal(size=(2, 8)).astype(np.float32)])
     assert real_baseline.zsl_only(x, y, x, y, text, np.array([2, 3]), seed=0) > 0.95
     assert real_baseline.zsl_only(x, y, x, y, text, np.array([3]), seed=0) == 1.0  # one unseen class: always right
+
+
+def test_the_turned_global_baseline_sees_a_turned_and_moved_body_as_the_same_clip():
+    """The third baseline's input: a clip and the same clip turned 70 degrees about the vertical and
+    moved come back as one clip, in the body's frame (what the family's pre-normalisation gives)."""
+    from posebridge.cache.layouts import load_layout
+
+    layout = load_layout("kinect_v1")
+    rng = np.random.default_rng(1)
+    clip = rng.normal(scale=0.3, size=(1, 6, 20, 3)) + np.array([0.0, 0.0, 3.0])
+    clip[:, 0] = 0.0  # an empty first frame, as recordings have
+    angle = np.deg2rad(70.0)
+    turn = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    moved = np.where(np.abs(clip).sum(-1, keepdims=True) > 0, clip @ turn.T + np.array([1.0, -0.5, 2.0]), 0.0)
+    a = bench_published.turned_to_body(clip, layout)
+    b = bench_published.turned_to_body(moved, layout)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert np.abs(a[0, 0]).sum() == 0  # the empty frame stays empty
