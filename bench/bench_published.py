@@ -52,9 +52,8 @@ SEEDS = 3
 # per-change table (the defaults row is each table's "before" or "after"); a new row is one line.
 DEFAULTS = "product defaults"
 CHANGES: list[tuple[str, str, list[str]]] = [
-    ("view alignment: none", "view alignment (3D)", ["--view-align", "none"]),
+    ("view alignment: none (before 2026-12-05)", "view alignment (3D)", ["--view-align", "none"]),
     ("view alignment: first frame", "view alignment (3D)", ["--view-align", "first"]),
-    ("view alignment: mean axes", "view alignment (3D)", ["--view-align", "mean"]),
     ("text: class-name prompts (mix 1)", "texts and prototype", ["--proto-mix", "1.0"]),
     ("text: name + description (mix 0.5)", "texts and prototype", ["--proto-mix", "0.5"]),
     ("text: + body-part and phase scores", "texts and prototype", ["--score-part", "0.3", "--score-temporal", "0.3"]),
@@ -66,7 +65,9 @@ CHANGES: list[tuple[str, str, list[str]]] = [
       "--feature-norm", "none"]),
     ("temperature: direct (PURLS)", "temperature", ["--temperature", "direct"]),
     ("epochs: 60", "epochs and frames", ["--epochs", "60"]),
-    ("frames: 32", "epochs and frames", ["--num-frames", "32"]),
+    ("frames: 64 (before 2026-12-05)", "epochs and frames", ["--num-frames", "64"]),
+    ("defaults before 2026-12-05 (64 frames, no view alignment)", "epochs and frames",
+     ["--num-frames", "64", "--view-align", "none"]),
 ]
 PRESETS: list[tuple[str, list[str]]] = [
     ("preset purls", ["--preset", "purls"]),

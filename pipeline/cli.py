@@ -60,7 +60,7 @@ ViewAlign = typer.Option(None, "--view-align", help="Turn 3D skeletons into the 
                          "pre-normalisation of Shift-GCN / MS-G3D) or mean (the axes averaged over the clip; safer on "
                          "noisy skeletons); up = torso bottom -> top onto +y, the layout's `across` onto +x. 3D "
                          "skeletons only: a --pyskl pickle read with a 3D layout that names `across`; 2D data, cue "
-                         "stores (z estimated) and feature folders stay as they are "
+                         "stores (z estimated) and feature folders stay as they are, said in one line where the mode was chosen "
                          f"({default_of('view_align', 'posebridge', 'purls')}; docs/method.md).")
 
 

@@ -236,7 +236,7 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
                 cache_dir: Path | None = None) -> np.ndarray:
     """Scaled class scores [len(clip_ids), len(classes)] of the run's heads."""
     from posebridge.stages.train.data import load_store
-    from posebridge.stages.train.view_align import align_views
+    from posebridge.stages.train.view_align import align_views, chosen
     from posebridge.stages.eval.embedding import embed
     from posebridge.stages.eval.scoring import score
     from posebridge.stages.train.loop import class_text_tensors, to_device
@@ -248,7 +248,8 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
     # the run's own input preparation (a store's clips are never turned: the line says so, on stderr,
     # so that --json output stays JSON)
     dataset = align_views(load_store(store, cfg.num_frames, clip_ids=unique), cfg.view_align, "the new clips",
-                          echo=lambda line: print(line, file=sys.stderr))
+                          echo=lambda line: print(line, file=sys.stderr),
+                          say_not_applicable=chosen(cfg.view_align, cfg.given))
     bank = build_text_bank(classes, make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     data = to_device(dataset, cfg.cues, run.device)
     if run.encoder is not None:  # the run's own frozen encoder, as its training features were made

@@ -35,7 +35,7 @@ from posebridge.stages.train.text import class_texts
 from posebridge.stages.train.text_bank import build_text_bank
 from posebridge.stages.train.text_encoders import make_text_encoder
 from posebridge.stages.train.view import load_view
-from posebridge.stages.train.view_align import align_views
+from posebridge.stages.train.view_align import align_views, chosen
 
 
 @dataclass
@@ -78,21 +78,23 @@ def relabel_to_split(dataset: CueDataset, split: Split) -> CueDataset:
 
 def load_split_data(split: Split, num_frames: int, cache_dir: Path | None, store: Path | None,
                     pyskl: Path | None, loaded: dict, features: Path | None = None,
-                    layout: Skeleton | None = None, view_align: str = "none") -> CueDataset:
+                    layout: Skeleton | None = None, view_align: str = "none", chosen_align: bool = True
+                    ) -> CueDataset:
     """`layout`: the skeleton a PYSKL pickle follows (None: the built-in with its joint count);
-    `view_align`: TrainConfig.view_align, applied after loading (stages/train/view_align.py)."""
+    `view_align`: TrainConfig.view_align, applied after loading (stages/train/view_align.py);
+    `chosen_align`: whether it was chosen rather than the default (only then a line where it does not apply)."""
     if features is not None:  # a feature folder serves the one split its encoder was trained for
         key = ("features", str(features), len(split.class_names), view_align)
         if key not in loaded:
             loaded[key] = align_views(load_feature_folder(features, num_classes=len(split.class_names)), view_align,
-                                      str(features))
+                                      str(features), say_not_applicable=chosen_align)
         return loaded[key]
     # the layout's whole file form: two layouts that differ only in `across` align differently
     key = (("pyskl", str(pyskl), layout and fingerprint(layout.to_dict())) if pyskl
            else ("store", str(find_store(split, cache_dir, store)))) + (view_align,)
     if key not in loaded:  # a store is read through its training view: written once, then reused
         data = load_pyskl(pyskl, num_frames, layout) if pyskl else load_view(key[1], num_frames)
-        loaded[key] = align_views(data, view_align, Path(key[1]).name)
+        loaded[key] = align_views(data, view_align, Path(key[1]).name, say_not_applicable=chosen_align)
     return relabel_to_split(loaded[key], split)
 
 
@@ -197,7 +199,8 @@ def _train_spec(spec: SplitSpec, base: TrainConfig, seeds: int, runs_dir: Path |
     cache_dir = sources["cache_dir"]
     splits = spec.splits()
     dataset = load_split_data(splits[0], base.num_frames, cache_dir, sources["store"], sources["pyskl"], loaded,
-                              sources["features"], sources["layout"], base.view_align)
+                              sources["features"], sources["layout"], base.view_align,
+                              chosen(base.view_align, base.given))
     if dataset.joint_features is not None:  # a feature folder: checked before any run folder is made
         check_folder_cues(dataset, base.cues)
     _check_before_training(spec, dataset)
@@ -266,7 +269,8 @@ def evaluate_run(run_dir: Path, *, cache_dir: Path | None = None, store: Path | 
     if skel is None and pyskl is not None:
         recorded = load_checkpoint(Path(run_dir) / CHECKPOINT)["model_args"].get("skeleton_layout")
         skel = layout_from_dict(recorded, f"{run_dir}'s layout") if recorded else None
-    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features, skel, cfg.view_align)
+    dataset = load_split_data(split, cfg.num_frames, cache_dir, store, pyskl, {}, features, skel, cfg.view_align,
+                              chosen(cfg.view_align, cfg.given))
     bank = build_text_bank(class_texts(split), make_text_encoder(cfg.text_encoder), paths.cache_root(cache_dir))
     return evaluate(Path(run_dir) / CHECKPOINT, dataset, split, bank, encoder_cache=paths.cache_root(cache_dir))
 
@@ -303,7 +307,7 @@ def export_features(split_name: str, out: Path, *, base: TrainConfig, cache_dir:
     if store is None and pyskl is None:
         find_store(split, cache_dir)
     dataset = load_split_data(split, base.num_frames, cache_dir, store, pyskl, {}, layout=skel,
-                              view_align=base.view_align)
+                              view_align=base.view_align, chosen_align=chosen(base.view_align, base.given))
     cfg = dataclasses.replace(base, split=split.name, cues="none").validate()
     return export_split_features(cfg, dataset, split, out, encoder_cache=paths.cache_root(cache_dir),
                                  with_cues=with_cues)

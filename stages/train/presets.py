@@ -67,6 +67,9 @@ _PURLS: dict[str, Setting] = {
     "view_align": Setting("first", "Shift-GCN data_gen/ntu_gendata.py -> preprocess.py pre_normalization: the NTU "
                                    "skeletons whose Shift-GCN features SynSE / PURLS train on had the first frame's "
                                    "hip -> spine bone turned onto an axis and its shoulders onto another"),
+    "num_frames": Setting(64, "not a reference choice (Shift-GCN's NTU clips are padded to 300 frames): the frame "
+                              "count the presets' numbers in the docs were measured at, kept when the project's "
+                              "own default became 32"),
     "crop_min": Setting(1.0, "PURLS: fixed features, no augmentation"),
     "scale_jitter": Setting(0.0, "PURLS: fixed features, no augmentation"),
 }

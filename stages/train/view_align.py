@@ -48,7 +48,7 @@ import torch
 from posebridge.cache.errors import UserError
 from posebridge.cache.fingerprint import file_code_sha256, fingerprint
 from posebridge.cache.layouts import Skeleton, layout_from_dict, skeleton
-from posebridge.stages.train.config import CHOICES
+from posebridge.stages.train.config import CHOICES, TrainConfig
 from posebridge.stages.train.data import MIN_CONFIDENCE, CueDataset
 
 VIEW_ALIGN_MODES = CHOICES["view_align"]  # none, first, mean
@@ -182,18 +182,26 @@ def aligned_fingerprint(source: str, layout: Skeleton, mode: str) -> str:
                         "code": file_code_sha256(__file__)})
 
 
-def align_views(ds: CueDataset, mode: str, source: str = "the data", echo: Callable[[str], None] = print
-                ) -> CueDataset:
+def chosen(mode: str, given: list[str]) -> bool:
+    """Whether a run's mode was chosen (on the command line, or by a preset) rather than the project's
+    default left as it is: only a chosen mode's "does not apply" is worth a line, since the default
+    is meant to pass over 2D data, stores and feature folders without a word."""
+    return "view_align" in given or mode != TrainConfig.view_align
+
+
+def align_views(ds: CueDataset, mode: str, source: str = "the data", echo: Callable[[str], None] = print,
+                say_not_applicable: bool = True) -> CueDataset:
     """`ds` with every 3D clip turned into its body frame (a new data set; `ds` is not changed), or
     `ds` itself for mode none and where alignment does not apply. One line through `echo` (stdout,
-    as the loader reports skipped clips) says where it does not apply, or how many clips kept the
-    loader's output."""
+    as the loader reports skipped clips) says where it does not apply (unless `say_not_applicable`
+    is False: see `chosen`), or how many clips kept the loader's output."""
     if check_mode(mode) == "none":
         return ds
     layout = dataset_layout(ds)
     reason = not_applicable(ds, layout)
     if reason is not None:
-        echo(f"view-align {mode} does not apply to {source}: {reason}")
+        if say_not_applicable:
+            echo(f"view-align {mode} does not apply to {source}: {reason}")
         return ds
     keypoints, turned = align_clips(ds.keypoints.numpy(), ds.confidence.numpy(), layout, mode)
     if not turned.all():

@@ -203,23 +203,24 @@ def test_runs_that_cannot_encode_clips_say_why(demo_run, tmp_path):
 def test_predict_prepares_clips_with_the_runs_view_align(demo_run, tmp_path, capfd):
     """New clips go through the run's own --view-align; a store's clips are never turned (their z is
     BlazePose's estimate), so the scores are the same, and a line on stderr (not stdout: --json)
-    says so."""
+    says so where the mode was chosen; the default mode passes over them without a word."""
     from posebridge.cache.store import CueStore
     from posebridge.pipeline.predict import load_run, score_clips
     from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 
     root, run_dir = demo_run
     ckpt = load_checkpoint(run_dir / CHECKPOINT)
-    save_checkpoint(tmp_path / "mean" / CHECKPOINT, {**ckpt, "config": {**ckpt["config"], "view_align": "mean"}})
+    assert ckpt["config"]["view_align"] == "mean" and "view_align" not in ckpt["config"]["given"]  # the default
+    save_checkpoint(tmp_path / "first" / CHECKPOINT, {**ckpt, "config": {**ckpt["config"], "view_align": "first"}})
     store = next((root / "cache" / "synthetic").iterdir())
     clip_ids = [r.clip_id for r in CueStore.open(store).clips()[:3]]
     classes = parse_classes(CLASSES)
     capfd.readouterr()
     plain = score_clips(load_run(run_dir), store, clip_ids, classes, root / "cache")
     assert capfd.readouterr().err == ""
-    aligned_run = load_run(tmp_path / "mean")
-    assert aligned_run.config.view_align == "mean"
+    aligned_run = load_run(tmp_path / "first")
+    assert aligned_run.config.view_align == "first"
     scores = score_clips(aligned_run, store, clip_ids, classes, root / "cache")
     seen = capfd.readouterr()
-    assert "view-align mean does not apply to the new clips: a cue store's z" in seen.err and seen.out == ""
+    assert "view-align first does not apply to the new clips: a cue store's z" in seen.err and seen.out == ""
     np.testing.assert_array_equal(scores, plain)

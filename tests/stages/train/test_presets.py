@@ -35,7 +35,9 @@ def test_each_preset_setting_equals_the_reference_and_names_its_source(preset, e
             "gzsl_calibration", "feature_norm") else "PURLS")
         assert repo in src[field], (field, src[field])
     assert cfg.preset == preset and cfg.given == []
-    assert set(PRESETS[preset]) <= set(expected) | {"crop_min", "scale_jitter"}  # no unchecked setting
+    assert set(PRESETS[preset]) <= set(expected) | {"crop_min", "scale_jitter", "num_frames"}  # no unchecked setting
+    # not the reference's: the frame count its documented numbers were measured at, said so
+    assert cfg.num_frames == 64 and "not a reference choice" in src["num_frames"]
 
 
 def test_posebridge_preset_is_the_dataclass_defaults():
@@ -238,9 +240,9 @@ def test_prototype_and_frame_flags_reach_the_config(monkeypatch):
     seen = {}
     monkeypatch.setattr(run, "train_splits", lambda splits, base, **kw: seen.setdefault("base", base) and [])
     with pytest.raises(SystemExit) as done:
-        cli.main(["train", "--split", "synthetic", "--proto-mix", "0.25", "--no-text-adapter", "--num-frames", "32",
+        cli.main(["train", "--split", "synthetic", "--proto-mix", "0.25", "--no-text-adapter", "--num-frames", "48",
                   "--shiftgcn-wd", "reference"])
     assert done.value.code == 0
     base = seen["base"]
-    assert (base.proto_mix, base.text_adapter, base.num_frames, base.shiftgcn_wd) == (0.25, False, 32, "reference")
+    assert (base.proto_mix, base.text_adapter, base.num_frames, base.shiftgcn_wd) == (0.25, False, 48, "reference")
     assert base.given == ["num_frames", "proto_mix", "shiftgcn_wd", "text_adapter"]

@@ -17,7 +17,7 @@ from posebridge.cache.errors import UserError
 from posebridge.cache.fingerprint import file_sha256
 from posebridge.cache.layouts import layout_from_dict, skeleton
 from posebridge.stages.train.data import CueDataset, load_pyskl
-from posebridge.stages.train.view_align import (aligned_fingerprint, align_views, body_rotation, check_mode,
+from posebridge.stages.train.view_align import (aligned_fingerprint, align_views, body_rotation, check_mode, chosen,
                                                  frame_axes)
 
 NTU = skeleton("ntu25")
@@ -173,10 +173,11 @@ def test_none_is_the_loader_output_and_keeps_every_key(tmp_path):
 
     assert data_module.loader_code_sha256() == "f156fe08ea09eea4a209b66fd95d3547ff0ffc4556cfd4cf96c271001639998f"
     assert file_code_sha256(view.__file__) == "0bf116767021117d8f70c3fcbfb9bee064c6189fec1cadb163bf5982a3fd2cbe"
-    assert run_name(TrainConfig(split="x"), "d") == "minilm-cues-all-bee2499c"
-    assert run_name(TrainConfig(split="x", cues="none", preset="purls", view_align="none"), "d") \
+    # the defaults of then (64 frames, no alignment) name their runs as they did
+    assert run_name(TrainConfig(split="x", num_frames=64, view_align="none"), "d") == "minilm-cues-all-bee2499c"
+    assert run_name(TrainConfig(split="x", cues="none", preset="purls", view_align="none", num_frames=64), "d") \
         == "minilm-cues-none-f3373238"
-    assert run_name(TrainConfig(split="x", view_align="mean"), "d") != "minilm-cues-all-bee2499c"
+    assert run_name(TrainConfig(split="x", num_frames=64), "d") != "minilm-cues-all-bee2499c"
     assert {s: skeleton(s).fingerprint[:16] for s in ("ntu25", "kinect_v1", "coco17", "blazepose33", "openpose18")} \
         == {"ntu25": "2c25ab889349a0d3", "kinect_v1": "918a4ee036d67c18", "coco17": "f76d7a6661986368",
             "blazepose33": "6e58e0ed805f8900", "openpose18": "68562fae8f51f59b"}
@@ -227,6 +228,10 @@ def test_2d_data_stores_and_feature_folders_are_left_as_they_are(tmp_path, capsy
     flat = load_pyskl(write_pickle(tmp_path / "coco.pkl", [coco]), 8)
     assert align_views(flat, "mean", "coco.pkl") is flat
     assert capsys.readouterr().out.strip() == "view-align mean does not apply to coco.pkl: layout coco17 is 2D (3D skeletons only)"
+    # the default mode, left as it is, passes over 2D data without a word; a chosen one says so
+    assert chosen("mean", []) is False and chosen("mean", ["view_align"]) and chosen("first", [])
+    assert align_views(flat, "mean", "coco.pkl", say_not_applicable=False) is flat
+    assert capsys.readouterr().out == ""
 
     # a 3D layout whose file has x, y only (z = 0): those clips are not turned, and are counted
     xy_only = {"frame_dir": "xy", "label": 0, "total_frames": T, "img_shape": (480, 640),
@@ -319,4 +324,4 @@ def test_help_names_the_flag_and_that_it_is_for_3d_skeletons(command, capsys):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert done.value.code == 0 and "--view-align" in text
-    assert "3D skeletons only" in text and "posebridge none, purls first" in text
+    assert "3D skeletons only" in text and "posebridge mean, purls first" in text
