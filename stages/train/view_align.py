@@ -200,7 +200,10 @@ def align_views(ds: CueDataset, mode: str, source: str = "the data", echo: Calla
     layout = dataset_layout(ds)
     reason = not_applicable(ds, layout)
     if reason is not None:
-        if say_not_applicable:
+        # a 3D layout without `across` is worth a line even under the default: the fix is one field
+        actionable = layout is not None and layout.dims == 3 and layout.across is None and ds.layout is None \
+            and ds.features is None and ds.joint_features is None
+        if say_not_applicable or actionable:
             echo(f"view-align {mode} does not apply to {source}: {reason}")
         return ds
     keypoints, turned = align_clips(ds.keypoints.numpy(), ds.confidence.numpy(), layout, mode)

@@ -257,9 +257,10 @@ def test_a_layout_without_across_keeps_the_loader_output_and_says_so(tmp_path, c
                       16, layout=layout)
     for mode in ("first", "mean"):
         assert align_views(data, mode, "d.pkl") is data
+    assert align_views(data, "mean", "d.pkl", say_not_applicable=False) is data  # the default: said all the same
     out = capsys.readouterr().out.splitlines()
     assert out == [f"view-align {m} does not apply to d.pkl: layout ntu25 names no `across` joints "
-                   f"(docs/layouts.md), so its clips keep the loader's normalisation" for m in ("first", "mean")]
+                   f"(docs/layouts.md), so its clips keep the loader's normalisation" for m in ("first", "mean", "mean")]
 
 
 def test_an_unknown_mode_is_a_one_line_error():
