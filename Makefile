@@ -147,7 +147,7 @@ validate-real: $(BIN)/.installed ## choose stage-2 defaults on the real sets' se
 bench-published: $(BIN)/.installed ## PURLS's published NW-UCLA / UTD-MHAD table beside ours: baselines + defaults, 3 seeds [DATA=../shared/real] [ARGS="--changes"]
 	$(BIN)/python bench/bench_published.py $(if $(DATA),--data "$(DATA)") $(ARGS)
 
-bench-published-presets: $(BIN)/.installed ## the same table's --preset purls / dynapurls rows (MiniLM; hours on 2 cores: docs/published-benchmark.md)
+bench-published-presets: $(BIN)/.installed ## the same table's --preset purls / dynapurls rows (MiniLM; about 70 min on 2 cores, ARGS="--seeds 1" 24 min)
 	$(BIN)/python bench/bench_published.py --presets --no-defaults $(if $(DATA),--data "$(DATA)") $(ARGS)
 
 validate-published: $(BIN)/.installed ## choose stage-2 defaults on the published cells' seen classes (+ JHMDB, MSR) only [DATA=../shared/real] [ARGS="--candidates align"]

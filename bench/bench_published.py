@@ -298,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="", help="Only product rows whose name contains one of these words "
                                                    "(the published rows, chance and the baselines are always shown).")
     parser.add_argument("--changes", action="store_true", help="Add the one-change-per-row product rows (per-change tables).")
-    parser.add_argument("--presets", action="store_true", help="Add --preset purls / dynapurls (about 30 min per "
-                                                                "seed and cell here; docs/published-benchmark.md).")
+    parser.add_argument("--presets", action="store_true", help="Add --preset purls / dynapurls (about 12 min per "
+                                                                "preset and seed for the five cells on 2 cores; "
+                                                                "docs/published-benchmark.md).")
     parser.add_argument("--no-defaults", action="store_true", help="Leave out the product-defaults row.")
     parser.add_argument("--text-encoder", action="append", default=None,
                         help="minilm (default) and/or clip:DIR (a local CLIP copy); repeat for both.")
