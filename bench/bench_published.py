@@ -87,6 +87,7 @@ class Row:
     train_clips: int = 0                                          # clips x epochs seen in training, all cells
     note: str = ""
     group: str = ""
+    recall: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # cell -> unseen class -> per seed
 
 
 @dataclass
@@ -226,6 +227,9 @@ def product_row(cells: list[Cell], name: str, flags: list[str], args, encoder_sp
             continue
         metrics = [json.loads(p.read_text()) for p in sorted(runs.rglob("metrics.json"))]
         row.zsl[cell.name] = [m["zsl"]["top1"] for m in metrics]
+        for m in metrics:
+            for name_, value in m.get("zsl_per_class", {}).items():
+                row.recall.setdefault(cell.name, {}).setdefault(name_, []).append(value)
         row.train_clips += sum(m["samples"]["train"] * m["epochs"] for m in metrics if "train" in m.get("samples", {}))
     return row
 
@@ -275,6 +279,34 @@ def change_tables(cells: list[Cell], rows: list[Row]) -> list[str]:
             lines.append(f"| {r.name} | " + " | ".join(vals) + f" | {avg} |")
         out.append("\n".join(lines))
     return out
+
+
+def closest_pairs(prototypes: np.ndarray, names: list[str], k: int = 3) -> list[tuple[float, str, str]]:
+    """The k most similar pairs of classes by the cosine of their prototypes, most similar first."""
+    unit = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    pairs = [(float(cos[i, j]), names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
+    return sorted(pairs, key=lambda p: -p[0])[:k]
+
+
+def holds_table(cells: list[Cell], rows: list[Row], encoder_spec: str, cache_dir: Path) -> str:
+    """What holds each cell, measured in this run: the defaults' recall of each unseen class (mean over
+    seeds; a cell whose predictions collapse onto one or two classes shows them near 100 and the rest
+    near 0) and the unseen classes whose description prototypes the text encoder puts closest."""
+    base = next((r for r in rows if r.name == DEFAULTS and r.recall), None)
+    if base is None:
+        return ""
+    lines = [f"#### What holds each cell ({DEFAULTS}; text: {encoder_spec})", "",
+             "| cell | recall of each unseen class, % (mean over seeds) | closest unseen prototypes (cosine) |",
+             "|---|---|---|"]
+    for cell in cells:
+        recall = base.recall.get(cell.name, {})
+        shown = ", ".join(f"{n} {100 * float(np.mean(v)):.0f}" for n, v in sorted(recall.items(), key=lambda kv: -np.mean(kv[1])))
+        unseen = [cell.classes[i] for i in cell.unseen]
+        texts = class_text_matrices(cell, encoder_spec, cache_dir)["description"][cell.unseen]
+        close = "; ".join(f"{a} / {b} {c:.2f}" for c, a, b in closest_pairs(texts, unseen))
+        lines.append(f"| {cell.name} | {shown or '-'} | {close} |")
+    return "\n".join(lines)
 
 
 def protocol_line(cells: list[Cell], args) -> str:
@@ -335,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(product_row(cells, name, flags, args, spec, group))
             print(f"  {' | '.join(f'{c.name} {_cell(rows[-1].zsl.get(c.name))}' for c in cells)} "
                   f"({rows[-1].seconds:.0f} s) {rows[-1].note}", flush=True)
-        sections.append(table(cells, published, rows, spec, args.seeds))
-        sections += change_tables(cells, rows)
-        print("\n" + "\n\n".join(sections[-1 - len(change_tables(cells, rows)):]) + "\n", flush=True)
+        tables = [table(cells, published, rows, spec, args.seeds), *change_tables(cells, rows)]
+        holds = holds_table(cells, rows, spec, args.work / "cache")
+        tables += [holds] if holds else []
+        sections += tables
+        print("\n" + "\n\n".join(tables) + "\n", flush=True)
     total = time.perf_counter() - start
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -66,3 +66,10 @@ def test_the_turned_global_baseline_sees_a_turned_and_moved_body_as_the_same_cli
     b = bench_published.turned_to_body(moved, layout)
     np.testing.assert_allclose(a, b, atol=1e-4)
     assert np.abs(a[0, 0]).sum() == 0  # the empty frame stays empty
+
+
+def test_closest_pairs_ranks_class_pairs_by_the_cosine_of_their_prototypes():
+    prototypes = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    pairs = bench_published.closest_pairs(prototypes, ["a", "b", "c", "d"], k=2)
+    assert [(a, b) for _, a, b in pairs] == [("a", "b"), ("b", "c")]
+    assert pairs[0][0] > pairs[1][0] > 0 and pairs[0][0] <= 1.0
