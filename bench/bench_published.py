@@ -176,17 +176,24 @@ def baseline_rows(cells: list[Cell], encoder_spec: str, cache_dir: Path, seeds: 
     from posebridge.cache.pyskl import read_pyskl
 
     rows = [Row(name) for name, _, _ in BASELINES]
+    # cells of one data set share its file and sides: each side's features are made once per (file, turn)
+    features: dict[tuple[Path, str, bool], tuple[np.ndarray, np.ndarray]] = {}
+    files: dict[Path, tuple[dict, object]] = {}
     for cell in cells:
         start = time.perf_counter()
-        data = read_pyskl(cell.pyskl)
-        layout = load_layout(data.get("layout", "kinect_v1"))
-        anns = {a["frame_dir"]: a for a in data["annotations"]}
+        if cell.pyskl not in files:
+            data = read_pyskl(cell.pyskl)
+            files[cell.pyskl] = data, load_layout(data.get("layout", "kinect_v1"))
+        data, layout = files[cell.pyskl]
 
         def side(key, turn):
-            clips = [anns[c] for c in data["split"][key]]
-            joints = [turned_to_body(a["keypoint"], layout) if turn else a["keypoint"] for a in clips]
-            return (np.stack([real_baseline.flat_features(j, layout.centre) for j in joints]),
-                    np.array([a["label"] for a in clips]))
+            if (cell.pyskl, key, turn) not in features:
+                anns = {a["frame_dir"]: a for a in data["annotations"]}
+                clips = [anns[c] for c in data["split"][key]]
+                joints = [turned_to_body(a["keypoint"], layout) if turn else a["keypoint"] for a in clips]
+                features[cell.pyskl, key, turn] = (np.stack([real_baseline.flat_features(j, layout.centre) for j in joints]),
+                                                   np.array([a["label"] for a in clips]))
+            return features[cell.pyskl, key, turn]
 
         texts = class_text_matrices(cell, encoder_spec, cache_dir)
         for row, (_, kind, turn) in zip(rows, BASELINES):
@@ -342,12 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs = QUICK["seeds"], QUICK["epochs"]
-    data = args.data or bench_real.default_data_dir()
-    if not data.is_dir():
-        print(f"error: {data} does not exist; give --data DIR (the folder with nwucla/ and utdmhad/)", file=sys.stderr)
+    data = bench_real.data_dir(args.data, "nwucla/ and utdmhad/")
+    if data is None:
         return 1
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     published = json.loads(PUBLISHED.read_text())
     wanted_cells = [w.strip() for w in args.cells.split(",") if w.strip()]
     wanted_rows = [w.strip().lower() for w in args.rows.split(",") if w.strip()]

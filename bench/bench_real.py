@@ -111,6 +111,18 @@ def default_data_dir() -> Path:
     return here
 
 
+def data_dir(given: Path | None, holds: str) -> Path | None:
+    """The real-data folder (`given`, else default_data_dir()), with the text encoders held offline;
+    None after a one-line error when it is missing. `holds`: what the folder should hold, for the fix."""
+    data = given or default_data_dir()
+    if not data.is_dir():
+        print(f"error: {data} does not exist; give --data DIR (the folder with {holds})", file=sys.stderr)
+        return None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return data
+
+
 def convert(data: Path, work: Path, partitions: int) -> list[RealSet]:
     return [module.convert(data, work / "data", unseen=unseen, count=partitions, seed=SEED)
             for module, unseen in SETS.values()]
@@ -339,17 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.partitions, args.epochs, args.shiftgcn_epochs = (QUICK[k] for k in ("partitions", "epochs", "shiftgcn_epochs"))
-    data = args.data or default_data_dir()
-    if not data.is_dir():
-        print(f"error: {data} does not exist; give --data DIR (the folder with jhmdb/ and msr_action3d/)", file=sys.stderr)
+    data = data_dir(args.data, "jhmdb/ and msr_action3d/")
+    if data is None:
         return 1
     encoders = args.text_encoder or ["minilm"]
     wanted = [w.strip().lower() for w in args.rows.split(",") if w.strip()]
     rows = [(n, f) for n, f in ROWS if (not wanted or any(w in n.lower() for w in wanted))
             and (args.fixes or bool(wanted) or not n.startswith("fix:"))  # --rows naming a row includes it
             and (args.presets or bool(wanted) or not n.startswith("preset"))]
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
     start = time.perf_counter()
     sets = [s for s in convert(data, args.work, args.partitions) if s.name in args.sets.split(",")]

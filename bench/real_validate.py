@@ -15,7 +15,6 @@ Run it with `make validate-real` ([ARGS="--candidates adapter,frames"]).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +81,36 @@ def development_set(real: RealSet, unseen: int, count: int) -> RealSet:
     return RealSet(name, pyskl, real.layout, split_path, classes, real.train_key, real.test_key, partitions)
 
 
+def validate(dev: list[RealSet], candidates: list[tuple[str, list[str]]], run_args, work: Path, cache_dir: Path
+             ) -> tuple[list[str], list[str]]:
+    """Every candidate (`posebridge train` flags) on every development set, beside chance and the linear
+    baseline: one table per set, and the ranking by mean validation ZSL top-1 (table lines). A row
+    whose command and defaults are those of an earlier run in `work` is read back."""
+    scores: dict[str, list[float]] = {n: [] for n, _ in candidates}
+    sections = []
+    for real in dev:
+        rows = bench_real.baseline_rows(real, "minilm", cache_dir)  # chance and the linear baseline
+        for name, flags in candidates:
+            print(f"{real.name}: {name} ...", flush=True)
+            rows.append(bench_real.product_row(real, name, flags, run_args, "minilm", work, reuse=True))
+            scores[name].append(real_baseline.mean_std(rows[-1].zsl)[0])
+        sections.append(bench_real.table(real, "minilm", rows))
+        print("\n" + sections[-1] + "\n", flush=True)
+    ranking = sorted(scores.items(), key=lambda kv: -np.nanmean(kv[1]))
+    lines = ["| candidate | " + " | ".join(r.name for r in dev) + " | mean |", "|---" * (len(dev) + 2) + "|"]
+    lines += [f"| {n} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + f" | {100 * np.nanmean(vals):.1f} |"
+              for n, vals in ranking]
+    return sections, lines
+
+
+def write_validation(out: Path, title: str, protocol: str, sections: list[str], lines: list[str]) -> None:
+    text = "\n\n".join([f"# {title}", protocol, *sections, "## Ranking (mean validation ZSL top-1, %)",
+                        "\n".join(lines)]) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print("\n".join(lines) + f"\n\n{protocol}\nwritten to {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="Folder with jhmdb/ and msr_action3d/ (default ../shared/real).")
@@ -92,11 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default=",".join(bench_real.SETS), help="Comma-separated sets.")
     parser.add_argument("--row-timeout", type=float, default=None, help="Stop a candidate after this many seconds.")
     args = parser.parse_args(argv)
-    data = args.data or bench_real.default_data_dir()
-    if not data.is_dir():
-        print(f"error: {data} does not exist; give --data DIR (the folder with jhmdb/ and msr_action3d/)", file=sys.stderr)
+    data = bench_real.data_dir(args.data, "jhmdb/ and msr_action3d/")
+    if data is None:
         return 1
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     wanted = [w.strip().lower() for w in args.candidates.split(",") if w.strip()]
     candidates = [(n, f) for n, f in CANDIDATES if not wanted or any(w in n.lower() for w in wanted)]
     # product_row reads these from the bench's own arguments
@@ -106,30 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     sets = [s for s in bench_real.convert(data, args.work, bench_real.PARTITIONS) if s.name in args.sets.split(",")]
     dev = [development_set(s, VAL_UNSEEN[s.name], args.partitions) for s in sets]
     work = args.work / "validation"
-    scores: dict[str, list[float]] = {n: [] for n, _ in candidates}
-    sections = []
-    for real in dev:
-        rows = bench_real.baseline_rows(real, "minilm", args.work / "cache")  # chance and the linear baseline
-        for name, flags in candidates:
-            print(f"{real.name}: {name} ...", flush=True)
-            rows.append(bench_real.product_row(real, name, flags, run_args, "minilm", work, reuse=True))
-            scores[name].append(real_baseline.mean_std(rows[-1].zsl)[0])
-        sections.append(bench_real.table(real, "minilm", rows))
-        print("\n" + sections[-1] + "\n", flush=True)
-    ranking = sorted(scores.items(), key=lambda kv: -np.mean(kv[1]))
-    lines = ["| candidate | " + " | ".join(f"{r.name} ZSL" for r in dev) + " | mean |", "|---" * (len(dev) + 2) + "|"]
-    lines += [f"| {n} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + f" | {100 * np.mean(vals):.1f} |"
-              for n, vals in ranking]
+    sections, lines = validate(dev, candidates, run_args, work, args.work / "cache")
     protocol = (f"Validation: the seen classes of test partition 0 of each set, {args.partitions} partitions "
                 f"(default_rng({VAL_SEED})), unseen' per set {', '.join(f'{s.name} {VAL_UNSEEN[s.name]}' for s in sets)}; "
                 f"`posebridge train --cues none --gzsl-calibration none --epochs {EPOCHS}` + each candidate's flags; "
                 f"GZSL H uncalibrated. Total {time.perf_counter() - start:.0f} s.")
-    text = "\n\n".join(["# Stage-2 validation on seen classes", protocol, *sections,
-                        "## Ranking (mean validation ZSL top-1, %)", "\n".join(lines)]) + "\n"
-    out = work / "validation.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print("\n".join(lines) + f"\n\n{protocol}\nwritten to {out}")
+    write_validation(work / "validation.md", "Stage-2 validation on seen classes", protocol, sections, lines)
     return 0
 
 

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_published  # noqa: E402
 import bench_real  # noqa: E402
-import real_baseline  # noqa: E402
 import real_validate  # noqa: E402
 from real_common import RealSet, random_partitions, write_json  # noqa: E402
 
@@ -91,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-real", action="store_true", help="Leave out the JHMDB / MSR Action3D development sets.")
     parser.add_argument("--epochs", type=int, default=None, help="Head epochs of every candidate (default: its own).")
     args = parser.parse_args(argv)
-    data = args.data or bench_real.default_data_dir()
-    if not data.is_dir():
-        print(f"error: {data} does not exist; give --data DIR", file=sys.stderr)
+    data = bench_real.data_dir(args.data, "nwucla/, utdmhad/, jhmdb/ and msr_action3d/")
+    if data is None:
         return 1
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     wanted = [w.strip().lower() for w in args.candidates.split(",") if w.strip()]
     candidates = [(n, f) for n, f in CANDIDATES if n == "defaults" or not wanted or any(w in n.lower() for w in wanted)]
     run_args = argparse.Namespace(epochs=args.epochs, shiftgcn_epochs=bench_real.SHIFTGCN_EPOCHS, calibrate=True,
@@ -109,30 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         real_sets = bench_real.convert(data, args.work / "real", bench_real.PARTITIONS)
         dev += [real_validate.development_set(s, real_validate.VAL_UNSEEN[s.name], real_validate.VAL_PARTITIONS)
                 for s in real_sets]
-    scores: dict[str, list[float]] = {n: [] for n, _ in candidates}
-    sections = []
-    for real in dev:
-        rows = bench_real.baseline_rows(real, "minilm", args.work / "cache")
-        for name, flags in candidates:
-            print(f"{real.name}: {name} ...", flush=True)
-            rows.append(bench_real.product_row(real, name, flags, run_args, "minilm", args.work, reuse=True))
-            scores[name].append(real_baseline.mean_std(rows[-1].zsl)[0])
-        sections.append(bench_real.table(real, "minilm", rows))
-        print("\n" + sections[-1] + "\n", flush=True)
-    ranking = sorted(scores.items(), key=lambda kv: -np.nanmean(kv[1]))
-    lines = ["| candidate | " + " | ".join(r.name for r in dev) + " | mean |", "|---" * (len(dev) + 2) + "|"]
-    lines += [f"| {n} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + f" | {100 * np.nanmean(vals):.1f} |"
-              for n, vals in ranking]
+    sections, lines = real_validate.validate(dev, candidates, run_args, args.work, args.work / "cache")
     protocol = (f"Validation on seen classes only: each published cell's seen classes, {args.partitions} partitions "
                 f"(default_rng({VAL_SEED})) with the cell's unseen share, the cell's sides; JHMDB / MSR Action3D: "
                 f"bench/real_validate.py's development sets. `posebridge train --cues none --gzsl-calibration none` "
                 f"+ each candidate's flags, seed 0. Total {time.perf_counter() - start:.0f} s.")
-    text = "\n\n".join(["# Stage-2 validation on seen classes (published cells + real sets)", protocol, *sections,
-                        "## Ranking (mean validation ZSL top-1, %)", "\n".join(lines)]) + "\n"
-    out = args.work / "validation.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print("\n".join(lines) + f"\n\n{protocol}\nwritten to {out}")
+    real_validate.write_validation(args.work / "validation.md",
+                                   "Stage-2 validation on seen classes (published cells + real sets)",
+                                   protocol, sections, lines)
     return 0
 
 

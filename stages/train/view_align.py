@@ -158,19 +158,20 @@ def dataset_layout(ds: CueDataset) -> Skeleton | None:
     return skeleton(ds.skeleton) if ds.skeleton else None
 
 
-def not_applicable(ds: CueDataset, layout: Skeleton | None) -> str | None:
-    """Why view alignment leaves this data set as it is; None when it applies."""
+def not_applicable(ds: CueDataset, layout: Skeleton | None) -> tuple[str, bool] | None:
+    """Why view alignment leaves this data set as it is, and whether its owner can fix that (a 3D
+    layout without `across`: one field); None when it applies."""
     if ds.joint_features is not None:
-        return "a feature folder's features are computed already"
+        return "a feature folder's features are computed already", False
     if ds.layout is not None or ds.features is not None:  # a store's training view (older ones record no layout)
-        return "a cue store's z is the pose model's estimate, not a measured depth (3D skeletons only)"
+        return "a cue store's z is the pose model's estimate, not a measured depth (3D skeletons only)", False
     if layout is None:
-        return "the data names no skeleton layout"
+        return "the data names no skeleton layout", False
     if layout.dims != 3:
-        return f"layout {layout.name} is 2D (3D skeletons only)"
+        return f"layout {layout.name} is 2D (3D skeletons only)", False
     if layout.across is None:
         return (f"layout {layout.name} names no `across` joints (docs/layouts.md), so its clips keep "
-                f"the loader's normalisation")
+                f"the loader's normalisation"), True
     return None
 
 
@@ -198,12 +199,10 @@ def align_views(ds: CueDataset, mode: str, source: str = "the data", echo: Calla
     if check_mode(mode) == "none":
         return ds
     layout = dataset_layout(ds)
-    reason = not_applicable(ds, layout)
-    if reason is not None:
-        # a 3D layout without `across` is worth a line even under the default: the fix is one field
-        actionable = layout is not None and layout.dims == 3 and layout.across is None and ds.layout is None \
-            and ds.features is None and ds.joint_features is None
-        if say_not_applicable or actionable:
+    skipped = not_applicable(ds, layout)
+    if skipped is not None:
+        reason, fixable = skipped
+        if say_not_applicable or fixable:  # a fixable reason is worth a line even under the default
             echo(f"view-align {mode} does not apply to {source}: {reason}")
         return ds
     keypoints, turned = align_clips(ds.keypoints.numpy(), ds.confidence.numpy(), layout, mode)
