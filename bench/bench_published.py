@@ -67,10 +67,11 @@ CHANGES: list[tuple[str, str, list[str]]] = [
      ["--skeleton-encoder", "shiftgcn", "--shiftgcn-width", "16", "--num-frames", "32", "--shiftgcn-epochs", "30",
       "--feature-norm", "none"]),
     ("temperature: direct (PURLS)", "temperature", ["--temperature", "direct"]),
+    ("hubness: none (plain cosines, before 2026-12-05)", "hubness correction", ["--hubness", "none"]),
     ("epochs: 60", "epochs and frames", ["--epochs", "60"]),
     ("frames: 64 (before 2026-12-05)", "epochs and frames", ["--num-frames", "64"]),
-    ("defaults before 2026-12-05 (64 frames, no view alignment)", "epochs and frames",
-     ["--num-frames", "64", "--view-align", "none"]),
+    ("defaults before 2026-12-05 (64 frames, no view alignment, no hubness correction)", "epochs and frames",
+     ["--num-frames", "64", "--view-align", "none", "--hubness", "none"]),
 ]
 PRESETS: list[tuple[str, list[str]]] = [
     ("preset purls", ["--preset", "purls"]),

@@ -32,12 +32,15 @@ from posebridge.cache.pyskl import read_pyskl, write_pyskl  # noqa: E402
 
 PARTITIONS, VAL_SEED = 3, 1
 # (name, extra `posebridge train` flags) on top of the current defaults; "defaults" is always run, as
-# the reference row. The defaults since 2026-12-05 (view_align mean, 32 frames) won rounds 1-2,
-# whose table (against the defaults of then) is in docs/published-benchmark.md. A row is read back
+# the reference row. The defaults since 2026-12-05 (view_align mean, 32 frames) won rounds 1-2, and
+# the CSLS hubness correction round 4; their tables (against the defaults of then) are in
+# docs/published-benchmark.md. A row is read back
 # only when its command and the defaults it ran with are the same (bench_real.product_row).
 CANDIDATES: list[tuple[str, list[str]]] = [
     ("defaults", []),
-    ("defaults before 2026-12-05 (no view alignment, 64 frames)", ["--view-align", "none", "--num-frames", "64"]),
+    ("defaults before 2026-12-05 (no view alignment, 64 frames, no hubness correction)",
+     ["--view-align", "none", "--num-frames", "64", "--hubness", "none"]),
+    ("hubness: none", ["--hubness", "none"]),
     ("view alignment: none", ["--view-align", "none"]),
     ("view alignment: first frame", ["--view-align", "first"]),
     ("64 frames", ["--num-frames", "64"]),

@@ -421,6 +421,10 @@ def train(
                                                 f"({default_of('num_frames')})."),
     view_align: Optional[str] = ViewAlign,
     gzsl_calibration: Optional[str] = typer.Option(None, "--gzsl-calibration", help="pseudo_unseen or none."),
+    hubness: Optional[str] = typer.Option(None, "--hubness", help="ZSL scores: csls (each unseen class lowered by "
+                                          "its prototype's CSLS hubness over the training clips' embeddings; not "
+                                          "transductive) or none (plain cosines) "
+                                          f"({default_of('hubness', 'posebridge', 'purls')}; docs/method.md)."),
     ttr: Optional[bool] = typer.Option(None, "--ttr/--no-ttr", help="DynaPURLS test-time refinement: the unseen class "
                                        "texts adapt to the unlabelled test batches (TRANSDUCTIVE, marked in every table; "
                                        "needs --gzsl-calibration none)."),
@@ -467,7 +471,7 @@ def train(
     given = dict(cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  lr_schedule=lr_schedule, selection=selection, text_encoder=text_encoder, temperature=temperature,
                  projection=projection, feature_norm=feature_norm, proto_mix=proto_mix, text_adapter=text_adapter,
-                 num_frames=num_frames, view_align=view_align, gzsl_calibration=gzsl_calibration, ttr=ttr,
+                 num_frames=num_frames, view_align=view_align, gzsl_calibration=gzsl_calibration, hubness=hubness, ttr=ttr,
                  ttr_lr=ttr_lr, ttr_steps=ttr_steps, ttr_memory=ttr_memory, ttr_min_conf=ttr_threshold,
                  ttr_order=ttr_order, ttr_refine=ttr_refine, ttr_schedule=ttr_schedule,
                  skeleton_encoder=skeleton_encoder, shiftgcn_epochs=shiftgcn_epochs, shiftgcn_width=shiftgcn_width,

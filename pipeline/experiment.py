@@ -18,7 +18,8 @@ from posebridge.cache.errors import UserError
 from posebridge.cache.layouts import layout_from_dict
 from posebridge.stages.splits.registry import Split
 from posebridge.stages.eval.calibration import calibrate_gamma
-from posebridge.stages.eval.evaluate import compute_metrics
+from posebridge.stages.eval.evaluate import compute_metrics, training_reference
+from posebridge.stages.eval.hubness import save_reference
 from posebridge.stages.eval.report import write_config, write_run_report
 from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from posebridge.stages.train.config import TrainConfig
@@ -39,7 +40,8 @@ def settings_line(cfg: TrainConfig, split: Split, device: torch.device, run_dir:
     view = f" | view-align {cfg.view_align}" if cfg.view_align != "none" else ""
     return (f"train {split.name}{classes} | {describe(cfg)} | text {cfg.text_encoder} | cues {cfg.cues}{view}"
             f" | seed {cfg.seed} | {cfg.epochs} epochs x batch {cfg.batch_size} | {cfg.optimizer} lr {cfg.lr:g}"
-            f" {cfg.lr_schedule} | keep {cfg.selection} | calibration {cfg.gzsl_calibration}{extra} | {device}"
+            f" {cfg.lr_schedule} | keep {cfg.selection} | zsl hubness {cfg.hubness} | calibration {cfg.gzsl_calibration}"
+            f"{extra} | {device}"
             f" | config: {run_dir / 'config.json'}")
 
 
@@ -151,7 +153,10 @@ def train(cfg: TrainConfig, dataset: CueDataset, split: Split, text_bank: TextBa
     if gamma_info is None:
         gamma_info = calibrate_gamma(cfg, data, parts, split, texts, train_auxiliary)
         checkpoint(state, None, gamma_info)
-    metrics, details = compute_metrics(state.model, cfg, data, parts, split, texts, gamma_info["gamma"])
+    reference = training_reference(state.model, cfg, data, parts)
+    if reference is not None:  # `predict` ranks new clips with the same correction
+        save_reference(run_dir, reference)
+    metrics, details = compute_metrics(state.model, cfg, data, parts, split, texts, gamma_info["gamma"], reference)
     metrics.update({
         "split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": state.epoch,
         "train_loss": history[-1] if history else math.nan, "calibration": gamma_info,

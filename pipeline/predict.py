@@ -238,6 +238,7 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
     from posebridge.stages.train.data import load_store
     from posebridge.stages.train.view_align import align_views, chosen
     from posebridge.stages.eval.embedding import embed
+    from posebridge.stages.eval.hubness import load_reference
     from posebridge.stages.eval.scoring import score
     from posebridge.stages.train.loop import class_text_tensors, to_device
     from posebridge.stages.train.text_bank import build_text_bank
@@ -266,7 +267,10 @@ def score_clips(run: TrainedRun, store: Path, clip_ids: list[str], classes: list
     texts = class_text_tensors(bank, run.device)
     # score() is in cosine units (stages/eval/scoring.py); the run's learned scale turns them into
     # the logits its softmax was trained on, so the probabilities are the model's own.
-    logits = score(run.model, visual, texts, np.arange(len(classes)), cfg) * float(run.model.scale().detach())
+    # the run's hubness correction, from the training clips' embeddings it saved (stages/eval/hubness.py)
+    reference = load_reference(run.path, run.device) if cfg.hubness == "csls" else None
+    logits = score(run.model, visual, texts, np.arange(len(classes)), cfg, reference=reference) \
+        * float(run.model.scale().detach())
     return logits[[unique.index(c) for c in clip_ids]]
 
 

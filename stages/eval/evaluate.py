@@ -11,15 +11,26 @@ from posebridge.cache.errors import UserError
 from posebridge.stages.splits.registry import Split
 from posebridge.stages.eval import metrics as M
 from posebridge.stages.eval.embedding import embed
+from posebridge.stages.eval.hubness import REFERENCE_FILE, reference_rows, save_reference
 from posebridge.stages.eval.scoring import class_columns, score
 from posebridge.stages.train.api import (ClassTextTensors, CueDataset, DeviceData, PoseBridge, TextBank, TrainConfig,
-                                         check_compatible, class_text_tensors, load_trained, partition, to_device,
-                                         with_encoder_features)
+                                         Visual, check_compatible, class_text_tensors, load_trained, partition,
+                                         to_device, with_encoder_features)
+
+
+def training_reference(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts: dict) -> Visual | None:
+    """The embeddings of the training clips the ZSL hubness correction compares prototypes with
+    (stages/eval/hubness.py); None with --hubness none."""
+    if cfg.hubness == "none":
+        return None
+    return embed(model, data, reference_rows(parts["train"], cfg.seed))
 
 
 def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts: dict, split: Split,
-                    texts: ClassTextTensors, gamma: float) -> tuple[dict, dict]:
+                    texts: ClassTextTensors, gamma: float, reference: Visual | None = None) -> tuple[dict, dict]:
     """ZSL on the unseen test samples, GZSL (raw and calibrated) on all test samples, seen-val top-1.
+    `reference` (training_reference): the ZSL scores get the hubness correction; GZSL's do not (its
+    seen-vs-unseen bias has its own calibration, whose gamma was chosen on uncorrected scores).
 
     Returns (metrics for metrics.json, details for the plots)."""
     seen, unseen = np.array(split.seen), np.array(split.unseen)
@@ -30,7 +41,7 @@ def compute_metrics(model: PoseBridge, cfg: TrainConfig, data: DeviceData, parts
     rows = torch.as_tensor(np.searchsorted(gzsl_idx, zsl_idx))
     zsl_labels = class_columns(data.labels[zsl_idx], unseen)
     zsl_scores = score(model, test_visual.map(lambda t: t[rows]), texts, unseen, cfg,
-                       refine=np.ones(len(unseen), bool))
+                       refine=np.ones(len(unseen), bool), reference=reference)
     zsl_preds = zsl_scores.argmax(1) if len(zsl_idx) else np.zeros(0, np.int64)
     per_class = M.per_class_accuracy(zsl_preds, zsl_labels, len(unseen))
     out["zsl"] = {**M.zsl_topk(zsl_scores, zsl_labels), "mean_class_acc": M.mean_class_accuracy(zsl_preds, zsl_labels, len(unseen)),
@@ -82,7 +93,10 @@ def evaluate(checkpoint: Path, dataset: CueDataset, split: Split, text_bank: Tex
     data = with_encoder_features(cfg, to_device(dataset, cfg.cues, device), parts["train"], np.array(split.seen),
                                  dataset.source_fingerprint, encoder_cache)
     texts = class_text_tensors(text_bank, device)
-    metrics, _ = compute_metrics(model, cfg, data, parts, split, texts, ckpt["calibration"]["gamma"])
+    reference = training_reference(model, cfg, data, parts)
+    if reference is not None and not (checkpoint.parent / REFERENCE_FILE).exists():  # for `predict`
+        save_reference(checkpoint.parent, reference)
+    metrics, _ = compute_metrics(model, cfg, data, parts, split, texts, ckpt["calibration"]["gamma"], reference)
     metrics.update({"split": split.name, "cues": cfg.cues, "transductive": cfg.ttr, "seed": cfg.seed, "epochs": ckpt["epoch"],
                     "data_matches_training": dataset.source_fingerprint == ckpt["fingerprints"]["data"]})
     return metrics

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from posebridge.stages.eval.hubness import class_hubness, corrected
 from posebridge.stages.eval.refinement import RefinementSettings, refine_scores, refine_stream
 from posebridge.stages.train.api import ClassTextTensors, PoseBridge, TrainConfig, Visual
 
@@ -23,9 +24,11 @@ def class_columns(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: np.ndarray, cfg: TrainConfig,
-          refine: np.ndarray | None = None) -> np.ndarray:
+          refine: np.ndarray | None = None, reference: Visual | None = None) -> np.ndarray:
     """Scores [N, len(classes)] in cosine units. With cfg.ttr and `refine` (bool per class: the
-    columns that may adapt), the rows are scored as a stream with test-time refinement (transductive)."""
+    columns that may adapt), the rows are scored as a stream with test-time refinement (transductive).
+    With `reference` (training clips' embeddings: stages/eval/hubness.py), each class's score is
+    lowered by half its prototype's CSLS hubness over those clips."""
     rows = texts.rows(classes)
     protos = model.prototypes(rows.name, rows.description)
     visual = visual.map(lambda t: t.to(protos.device))
@@ -39,7 +42,12 @@ def score(model: PoseBridge, visual: Visual, texts: ClassTextTensors, classes: n
                                        cfg.score_part, cfg.score_temporal)
             scores = refine_scores(visual.global_, extra, protos, columns, float(model.scale()),
                                    RefinementSettings.from_config(cfg))
-    return scores.float().cpu().numpy()
+    scores = scores.float().cpu().numpy()
+    if reference is not None:
+        reference = reference.map(lambda t: t.to(protos.device))
+        reference_scores = model.class_scores(reference, protos, rows, cfg.score_part, cfg.score_temporal)
+        scores = corrected(scores, class_hubness(reference_scores.float().cpu().numpy()))
+    return scores
 
 
 def _refine_all(model: PoseBridge, visual: Visual, protos: torch.Tensor, rows: ClassTextTensors,

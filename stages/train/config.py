@@ -23,10 +23,12 @@ CHOICES = {
     "ttr_schedule": ("constant", "cosine"),
     "ttr_logits": ("scaled", "cosine"),
     "view_align": ("none", "first", "mean"),  # stages/train/view_align.py VIEW_ALIGN_MODES
+    "hubness": ("none", "csls"),  # stages/eval/hubness.py HUBNESS
 }
 # Settings added after runs existed, at the value that does what was done before: at that value they
 # stay out of run folder names (pipeline/run.py run_name), so earlier runs keep their folders.
-UNNAMED_AT = {"view_align": "none"}
+# A run saved before such a setting existed is read back (evaluate, predict) at that value too.
+UNNAMED_AT = {"view_align": "none", "hubness": "none"}
 
 
 @dataclass
@@ -117,6 +119,10 @@ class TrainConfig:
     ttr_refine: str = "global"  # global: the global prototypes only | all: also every part / phase text
     ttr_schedule: str = "constant"  # constant lr | cosine over the steps (DynaPURLS: T_max = steps, floor 0.1 lr)
     ttr_logits: str = "scaled"  # confidences from scale * scores (scaled) or from raw cosines (cosine, DynaPURLS)
+    # ZSL scores lowered by each unseen prototype's CSLS hubness over the TRAINING clips' embeddings
+    # (stages/eval/hubness.py; not transductive): none | csls. csls since 2026-12-05: chosen on the
+    # seen classes' validation sets (bench/validate_published.py: mean ZSL 48.5 vs 46.4).
+    hubness: str = "csls"
     device: str = "auto"  # auto | cpu | cuda
 
     def validate(self) -> "TrainConfig":
@@ -157,7 +163,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        before = {k: v for k, v in UNNAMED_AT.items() if k not in data}  # saved before the setting existed
+        return cls(**{**before, **{k: v for k, v in data.items() if k in known}})
 
 
 # Views of the config: the concern-sized dataclasses (ModelArgs, LossWeights, ShiftGCNSettings,

@@ -70,6 +70,7 @@ _PURLS: dict[str, Setting] = {
     "num_frames": Setting(64, "not a reference choice (Shift-GCN's NTU clips are padded to 300 frames): the frame "
                               "count the presets' numbers in the docs were measured at, kept when the project's "
                               "own default became 32"),
+    "hubness": Setting("none", "PURLS losses.py accuracy(): argmax of the cosines, no hubness correction"),
     "crop_min": Setting(1.0, "PURLS: fixed features, no augmentation"),
     "scale_jitter": Setting(0.0, "PURLS: fixed features, no augmentation"),
 }

@@ -15,6 +15,7 @@ from posebridge.cache.errors import UserError
 from posebridge.pipeline.predict import parse_classes, predict, rank, read_classes_file
 from posebridge.stages.train.config import TrainConfig
 from posebridge.pipeline.run import train_splits
+from posebridge.stages.eval.hubness import REFERENCE_FILE
 
 CLASSES = "kick a ball;wave both hands;sit down on a chair"
 FRAMES = 8  # --max-frames: short clips keep the test fast
@@ -212,6 +213,7 @@ def test_predict_prepares_clips_with_the_runs_view_align(demo_run, tmp_path, cap
     ckpt = load_checkpoint(run_dir / CHECKPOINT)
     assert ckpt["config"]["view_align"] == "mean" and "view_align" not in ckpt["config"]["given"]  # the default
     save_checkpoint(tmp_path / "first" / CHECKPOINT, {**ckpt, "config": {**ckpt["config"], "view_align": "first"}})
+    shutil.copy(run_dir / REFERENCE_FILE, tmp_path / "first" / REFERENCE_FILE)  # the run's hubness reference
     store = next((root / "cache" / "synthetic").iterdir())
     clip_ids = [r.clip_id for r in CueStore.open(store).clips()[:3]]
     classes = parse_classes(CLASSES)
@@ -224,3 +226,28 @@ def test_predict_prepares_clips_with_the_runs_view_align(demo_run, tmp_path, cap
     seen = capfd.readouterr()
     assert "view-align first does not apply to the new clips: a cue store's z" in seen.err and seen.out == ""
     np.testing.assert_array_equal(scores, plain)
+
+
+def test_predict_ranks_with_the_runs_hubness_correction_and_says_when_its_reference_is_gone(demo_run, tmp_path):
+    """The default run (--hubness csls) lowers each class by one amount for every clip (its CSLS
+    hubness over the run's training clips), so its scores minus the plain ones are the same in
+    every row; a run folder without its saved reference is a one-line error naming the fix."""
+    from posebridge.cache.store import CueStore
+    from posebridge.pipeline.predict import load_run, score_clips
+    from posebridge.stages.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+
+    root, run_dir = demo_run
+    ckpt = load_checkpoint(run_dir / CHECKPOINT)
+    assert ckpt["config"]["hubness"] == "csls" and (run_dir / REFERENCE_FILE).is_file()
+    save_checkpoint(tmp_path / "plain" / CHECKPOINT, {**ckpt, "config": {**ckpt["config"], "hubness": "none"}})
+    store = next((root / "cache" / "synthetic").iterdir())
+    clip_ids = [r.clip_id for r in CueStore.open(store).clips()[:4]]
+    classes = parse_classes(CLASSES)
+    corrected = score_clips(load_run(run_dir), store, clip_ids, classes, root / "cache")
+    plain = score_clips(load_run(tmp_path / "plain"), store, clip_ids, classes, root / "cache")
+    shift = corrected - plain
+    assert np.abs(shift).max() > 1e-3  # the correction is there
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-4)
+    save_checkpoint(tmp_path / "lost" / CHECKPOINT, ckpt)
+    with pytest.raises(UserError, match=f"has no {REFERENCE_FILE}; evaluate it again"):
+        score_clips(load_run(tmp_path / "lost"), store, clip_ids, classes, root / "cache")

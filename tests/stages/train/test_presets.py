@@ -19,7 +19,7 @@ PURLS = {"text_encoder": "clip:openai/clip-vit-base-patch32", "proto_mix": 0.0, 
          "projection": "shared_mlp", "score_part": 0.0, "score_temporal": 0.0, "optimizer": "adam",
          "weight_decay": 0.0, "lr": 1e-4, "epochs": 100, "batch_size": 256, "lr_schedule": "plateau",
          "warmup_epochs": 0, "grad_clip": 0.0, "selection": "best_val_loss", "feature_norm": "cell_l2",
-         "shiftgcn_wd": "reference", "view_align": "first"}
+         "shiftgcn_wd": "reference", "view_align": "first", "hubness": "none"}
 DYNAPURLS = {**PURLS, "ttr": True, "gzsl_calibration": "none", "ttr_lr": 1e-2, "ttr_weight_decay": 1e-3,
              "ttr_memory": 16, "ttr_min_conf": 0.1, "ttr_steps": 1, "ttr_batch": 256, "ttr_order": "shuffled",
              "ttr_refine": "all", "ttr_schedule": "cosine", "ttr_logits": "cosine"}

@@ -175,9 +175,10 @@ def test_none_is_the_loader_output_and_keeps_every_key(tmp_path):
 
     assert data_module.loader_code_sha256() == "f156fe08ea09eea4a209b66fd95d3547ff0ffc4556cfd4cf96c271001639998f"
     assert file_code_sha256(view.__file__) == "0bf116767021117d8f70c3fcbfb9bee064c6189fec1cadb163bf5982a3fd2cbe"
-    # the defaults of then (64 frames, no alignment) name their runs as they did
-    assert run_name(TrainConfig(split="x", num_frames=64, view_align="none"), "d") == "minilm-cues-all-bee2499c"
-    assert run_name(TrainConfig(split="x", cues="none", preset="purls", view_align="none", num_frames=64), "d") \
+    # the defaults of then (64 frames, no alignment, no hubness correction) name their runs as they did
+    assert run_name(TrainConfig(split="x", num_frames=64, view_align="none", hubness="none"), "d") == "minilm-cues-all-bee2499c"
+    assert run_name(TrainConfig(split="x", cues="none", preset="purls", view_align="none", num_frames=64,
+                                hubness="none"), "d") \
         == "minilm-cues-none-f3373238"
     assert run_name(TrainConfig(split="x", num_frames=64), "d") != "minilm-cues-all-bee2499c"
     assert {s: skeleton(s).fingerprint[:16] for s in ("ntu25", "kinect_v1", "coco17", "blazepose33", "openpose18")} \
