@@ -49,6 +49,9 @@ CANDIDATES: list[tuple[str, list[str]]] = [
     ("text adapter", ["--text-adapter"]),
     ("60 epochs", ["--epochs", "60"]),
     ("temperature: direct (PURLS)", ["--temperature", "direct"]),
+    ("temperature start 0.03", ["--temperature-init", "0.03"]),
+    ("semantic soft targets 0.2", ["--soft-targets", "0.2"]),
+    ("semantic soft targets 0.5", ["--soft-targets", "0.5"]),
 ]
 
 

@@ -409,6 +409,11 @@ def train(
                                                "id in your cache> (the presets purls / dynapurls use CLIP ViT-B/32)."),
     temperature: Optional[str] = typer.Option(None, "--temperature", help="exp (logits = exp(s) cos, capped at 100) or "
                                               "direct (s cos, s from log(1/0.07) = 2.66: PURLS)."),
+    temperature_init: Optional[float] = typer.Option(None, "--temperature-init", help="The logit temperature the learnt "
+                                                     f"scale starts from ({default_of('temperature_init')})."),
+    soft_targets: Optional[float] = typer.Option(None, "--soft-targets", help="Share of the global loss's target "
+                                                 "taken from the class texts' own similarities, 0 to 1 "
+                                                 f"({default_of('soft_targets')}: one-hot)."),
     projection: Optional[str] = typer.Option(None, "--projection", help="linear (one per kind) or shared_mlp (PURLS)."),
     feature_norm: Optional[str] = typer.Option(None, "--feature-norm", help="Frozen Shift-GCN features: none or cell_l2 "
                                                "(each joint-step cell L2-normalised, as feature folders are read)."),
@@ -470,6 +475,7 @@ def train(
     # None = not given: the value comes from the preset, else from TrainConfig (defaults live there)
     given = dict(cues=cues, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                  lr_schedule=lr_schedule, selection=selection, text_encoder=text_encoder, temperature=temperature,
+                 temperature_init=temperature_init, soft_targets=soft_targets,
                  projection=projection, feature_norm=feature_norm, proto_mix=proto_mix, text_adapter=text_adapter,
                  num_frames=num_frames, view_align=view_align, gzsl_calibration=gzsl_calibration, hubness=hubness, ttr=ttr,
                  ttr_lr=ttr_lr, ttr_steps=ttr_steps, ttr_memory=ttr_memory, ttr_min_conf=ttr_threshold,

@@ -28,7 +28,7 @@ CHOICES = {
 # Settings added after runs existed, at the value that does what was done before: at that value they
 # stay out of run folder names (pipeline/run.py run_name), so earlier runs keep their folders.
 # A run saved before such a setting existed is read back (evaluate, predict) at that value too.
-UNNAMED_AT = {"view_align": "none", "hubness": "none"}
+UNNAMED_AT = {"view_align": "none", "hubness": "none", "temperature_init": 0.07, "soft_targets": 0.0}
 
 
 @dataclass
@@ -93,6 +93,11 @@ class TrainConfig:
     # 6 points of validation ZSL on JHMDB); until 2026-12-02 the defaults were 0.5 and True.
     proto_mix: float = 0.0
     text_adapter: bool = False  # shared residual MLP on the prototypes; False: the encoded texts as they are
+    # The logit temperature the learnt scale starts from (CLIP's and PURLS's 0.07).
+    temperature_init: float = 0.07
+    # Share of the global loss's target taken from the texts' class similarities (losses.semantic_targets;
+    # 0: one-hot, as before). Not used by the symmetric (PURLS) loss.
+    soft_targets: float = 0.0
     # Loss weights: global InfoNCE, part-aware and temporal-segment alignment.
     w_global: float = 1.0
     w_part: float = 0.5
@@ -139,6 +144,9 @@ class TrainConfig:
             raise UserError(f"--gzsl-calibration '{self.gzsl_calibration}' is unknown; use one of {', '.join(CALIBRATIONS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError(f"--epochs ({self.epochs}) and --batch-size ({self.batch_size}) must be >= 1")
+        if not 0.0 < self.temperature_init or not 0.0 <= self.soft_targets <= 1.0:
+            raise UserError(f"--temperature-init must be > 0 and --soft-targets in [0, 1]; got "
+                            f"{self.temperature_init} and {self.soft_targets}")
         if not 0.0 < self.crop_min <= 1.0:
             raise UserError(f"crop_min must be in (0, 1], got {self.crop_min}")
         if self.ttr and self.gzsl_calibration == "pseudo_unseen":

@@ -234,6 +234,8 @@ PLATEAU = {"mode": "min", "factor": 0.1, "patience": 25, "cooldown": 3}
 def new_fit_state(cfg: TrainConfig, args: ModelArgs, device: torch.device, seed: int) -> FitState:
     seed_everything(seed)
     model = PoseBridge(args).to(device)
+    with torch.no_grad():  # the same float32 arithmetic as the model's own start (1 / 0.07)
+        model.logit_scale.copy_(torch.tensor(1.0 / cfg.temperature_init).log())
     # Weight decay on weight matrices only: not on biases, norms, embeddings (token_type is the
     # skeleton tokens' type embedding) or the learned adjacency.
     decays = {n: p.ndim >= 2 and not any(k in n for k in ("embedding", "adjacency", "token_type"))

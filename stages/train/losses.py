@@ -33,20 +33,37 @@ class LossWeights:
     # how the 4 part (3 phase) terms of the symmetric loss combine: "mean", or "sum" (PURLS
     # model/purls.py adds all 8 representation losses with weight 1)
     reduce: str = config_field("loss_reduce")
+    # share of the global term's target taken from the texts' own class similarities (semantic_targets)
+    soft_targets: float = config_field("soft_targets")
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "LossWeights":
         return view_of(cls, cfg)
 
 
-def info_nce(visual: torch.Tensor, prototypes: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+def info_nce(visual: torch.Tensor, prototypes: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float,
+             soft: float = 0.0) -> torch.Tensor:
     """Cross-entropy of scaled cosine similarities: each sample against all class prototypes.
 
     visual [B,D], prototypes [K,D], targets [B] in 0..K-1. Prototypes are the negatives, so the
-    loss does not depend on which other classes happen to share the batch.
+    loss does not depend on which other classes happen to share the batch. soft > 0: the targets
+    of semantic_targets instead of one-hot.
     """
     logits = scale * F.normalize(visual, dim=-1) @ F.normalize(prototypes, dim=-1).T
-    return F.cross_entropy(logits, targets)
+    if not soft:
+        return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, semantic_targets(prototypes, targets, scale, soft))
+
+
+def semantic_targets(prototypes: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float,
+                     weight: float) -> torch.Tensor:
+    """[B, K] target distributions: (1 - weight) x one-hot + weight x the texts' own view of which
+    classes are alike, softmax over k of scale x cos(prototype of the label, prototype k), at the
+    model's scale and without gradient. A map trained to keep the text space's neighbourhoods,
+    rather than to separate the seen classes at any cost, is meant to transfer better to unseen ones."""
+    p = F.normalize(prototypes.detach(), dim=-1)
+    text = (float(scale) * p[targets] @ p.T).softmax(dim=-1)
+    return (1.0 - weight) * F.one_hot(targets, len(prototypes)).to(text.dtype) + weight * text
 
 
 def masked_ce(scores: torch.Tensor, classes: torch.Tensor, targets: torch.Tensor,
@@ -108,7 +125,7 @@ def posebridge_loss(visual: Visual, prototypes: torch.Tensor, texts: ClassTextTe
                     scale: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """Global InfoNCE against adapted prototypes + part-aware + temporal-segment alignment."""
     terms = {
-        "global": info_nce(visual.global_, prototypes, targets, scale),
+        "global": info_nce(visual.global_, prototypes, targets, scale, weights.soft_targets),
         "part": masked_alignment(visual.parts, texts.parts, texts.parts_mask, targets, scale),
         "temporal": masked_alignment(visual.segments, texts.temporal, texts.temporal_mask, targets, scale),
     }

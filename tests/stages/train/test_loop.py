@@ -327,3 +327,12 @@ def test_a_ttr_run_is_deterministic_and_marked_transductive(tmp_path):
     plain = experiment.train(dataclasses.replace(cfg, ttr=False), tiny_dataset(), tiny_split(), tiny_bank(),
                              tmp_path / "c")
     assert plain["transductive"] is False and plain["train_loss"] == first["train_loss"]  # same training
+
+
+def test_the_learnt_scale_starts_at_the_configured_temperature_and_the_default_start_is_the_models_own():
+    cfg, ds, bank = tiny_config(), tiny_dataset(), tiny_bank()
+    args = loop.model_args(cfg, ds, bank)
+    own = PoseBridge(args).logit_scale.detach().clone()
+    assert torch.equal(loop.new_fit_state(cfg, args, torch.device("cpu"), seed=0).model.logit_scale.detach(), own)
+    sharp = loop.new_fit_state(dataclasses.replace(cfg, temperature_init=0.03), args, torch.device("cpu"), seed=0)
+    assert math.isclose(float(sharp.model.scale()), 1 / 0.03, rel_tol=1e-5)

@@ -6,7 +6,7 @@ import math
 import torch
 
 from posebridge.stages.train.heads import ClassTextTensors, Visual
-from posebridge.stages.train.losses import LossWeights, info_nce, masked_alignment, posebridge_loss
+from posebridge.stages.train.losses import LossWeights, info_nce, masked_alignment, posebridge_loss, semantic_targets
 
 
 def test_info_nce_matches_hand_computed_cross_entropy():
@@ -19,6 +19,25 @@ def test_info_nce_matches_hand_computed_cross_entropy():
                         math.log(1 + math.e ** -10), rel_tol=1e-9)
     # wrong targets: -log(1 / (e^s + 1))
     assert math.isclose(float(info_nce(visual, protos, torch.tensor([1, 0]), 1.0)), math.log(1 + math.e), rel_tol=1e-6)
+
+
+def test_semantic_targets_mix_one_hot_with_the_texts_class_similarities():
+    # classes 0 and 1 have alike texts (cosine 0.8), class 2 is apart (cosine 0)
+    protos = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    targets = torch.tensor([0, 2])
+    assert torch.equal(semantic_targets(protos, targets, 5.0, 0.0), torch.eye(3)[targets])
+    soft = semantic_targets(protos, targets, 5.0, 0.5)
+    assert torch.allclose(soft.sum(1), torch.ones(2))
+    z = math.exp(5.0) + math.exp(4.0) + 1.0  # label 0's text row at scale 5: cosines 1, 0.8, 0
+    expected0 = [0.5 + 0.5 * math.exp(5.0) / z, 0.5 * math.exp(4.0) / z, 0.5 / z]
+    assert torch.allclose(soft[0], torch.tensor(expected0), atol=1e-6)
+    assert soft[0, 1] > soft[0, 2]  # the alike class gets more of the target than the unlike one
+    # the soft loss is the cross-entropy against those targets; soft 0 is the one-hot loss
+    visual = torch.tensor([[1.0, 0.2, 0.0], [0.0, 0.1, 1.0]])
+    logits = 5.0 * torch.nn.functional.normalize(visual, dim=-1) @ torch.nn.functional.normalize(protos, dim=-1).T
+    assert math.isclose(float(info_nce(visual, protos, targets, 5.0, 0.5)),
+                        float(-(soft * logits.log_softmax(-1)).sum(1).mean()), rel_tol=1e-6)
+    assert float(info_nce(visual, protos, targets, 5.0, 0.0)) == float(info_nce(visual, protos, targets, 5.0))
 
 
 def test_masked_alignment_skips_samples_whose_class_has_no_texts():
