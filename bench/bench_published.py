@@ -67,6 +67,8 @@ CHANGES: list[tuple[str, str, list[str]]] = [
      ["--skeleton-encoder", "shiftgcn", "--shiftgcn-width", "16", "--num-frames", "32", "--shiftgcn-epochs", "30",
       "--feature-norm", "none"]),
     ("temperature: direct (PURLS)", "temperature", ["--temperature", "direct"]),
+    ("temperature: learnt from 0.03 (was 0.07)", "temperature", ["--temperature-init", "0.03"]),
+    ("loss: semantic soft targets 0.5", "loss targets", ["--soft-targets", "0.5"]),
     ("hubness: none (plain cosines, before 2026-12-05)", "hubness correction", ["--hubness", "none"]),
     ("epochs: 60", "epochs and frames", ["--epochs", "60"]),
     ("frames: 64 (before 2026-12-05)", "epochs and frames", ["--num-frames", "64"]),
