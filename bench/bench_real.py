@@ -58,6 +58,8 @@ ROWS: list[tuple[str, list[str] | None]] = [
     ("heads + small GCN", ["--skeleton-encoder", "gcn", *FRAMES]),
     # the default's view alignment (3D only: MSR Action3D) against the loader's output, as before 2026-12-05
     ("heads + small GCN, no view alignment", ["--skeleton-encoder", "gcn", *FRAMES, "--view-align", "none"]),
+    # the default's ZSL hubness correction against the plain cosines, as before 2026-12-05
+    ("heads + small GCN, no hubness correction", ["--skeleton-encoder", "gcn", *FRAMES, "--hubness", "none"]),
     ("heads + Shift-GCN (frozen)", [*SHIFTGCN, "--feature-norm", "none"]),
     ("fix: + features L2 per cell (cell_l2)", [*SHIFTGCN, "--feature-norm", "cell_l2"]),
     ("fix: + reference Shift-GCN weight decay", [*SHIFTGCN, "--feature-norm", "cell_l2", "--shiftgcn-wd", "reference"]),

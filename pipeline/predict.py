@@ -4,7 +4,10 @@ The videos go through stage 1 into the cache (stages/extract/adhoc.py: same fing
 `posebridge extract`, so a second call runs no pose model). The class texts are turned into
 prototypes exactly as in training (open_clip's zero-shot classifier: the run's own prompt
 templates, embedded by the run's own text encoder, averaged and renormalised; an optional
-description takes the description slot), and every clip is scored with the run's heads.
+description takes the description slot), and every clip is scored with the run's heads, with
+the run's ZSL hubness correction (stages/eval/hubness.py: a class whose prototype lies among the
+run's training clips, a seen class among them, is lowered as the ZSL metric lowers it; a run
+trained with --hubness none ranks by the plain scores).
 """
 from __future__ import annotations
 
