@@ -2,7 +2,7 @@
 
 A head trained on the seen classes maps every clip near the seen classes' region; an unseen class
 whose prototype lies there becomes a "hub" that takes most unseen clips (measured on NW-UCLA 5/5:
-"donning" took 92% of the clips; docs/published-benchmark.md). CSLS (Lample et al., 2018, "Word
+"donning" took over 90% of the clips; docs/published-benchmark.md). CSLS (Lample et al., 2018, "Word
 translation without parallel data") lowers each class's score by its prototype's mean similarity
 to its k nearest reference embeddings. The reference here is the run's TRAINING clips (seen
 classes), never the test clips, so a clip's ranking does not depend on the other test clips.

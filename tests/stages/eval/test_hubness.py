@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from posebridge.cache.errors import UserError
-from posebridge.stages.eval.hubness import (CSLS_K, REFERENCE_FILE, class_hubness, corrected, load_reference,
-                                            reference_rows, save_reference)
+from posebridge.stages.eval.hubness import (CSLS_K, HUBNESS, REFERENCE_FILE, class_hubness, corrected,
+                                            load_reference, reference_rows, save_reference)
 from posebridge.stages.train.api import Visual
 from posebridge.stages.train.config import TrainConfig
 
@@ -60,6 +60,9 @@ def test_a_run_saved_before_a_setting_existed_reads_back_as_it_ran():
     assert TrainConfig.from_dict(old).hubness == "none" and TrainConfig.from_dict(old).view_align == "none"
     assert TrainConfig.from_dict(saved) == TrainConfig(split="x")  # today's runs: their own values
     assert TrainConfig(split="x").hubness == "csls"
+    from posebridge.stages.train.config import CHOICES
+
+    assert CHOICES["hubness"] == HUBNESS  # the config layer cannot import eval: the two lists agree
     with pytest.raises(UserError, match="--hubness 'x' is unknown; use one of none, csls"):
         TrainConfig(split="x", hubness="x").validate()
 
