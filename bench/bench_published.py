@@ -181,17 +181,17 @@ def baseline_rows(cells: list[Cell], encoder_spec: str, cache_dir: Path, seeds: 
     rows = [Row(name) for name, _, _ in BASELINES]
     # cells of one data set share its file and sides: each side's features are made once per (file, turn)
     features: dict[tuple[Path, str, bool], tuple[np.ndarray, np.ndarray]] = {}
-    files: dict[Path, tuple[dict, object]] = {}
+    files: dict[Path, tuple[dict, dict, object]] = {}  # file -> (its data, clips by id, layout)
     for cell in cells:
         start = time.perf_counter()
         if cell.pyskl not in files:
             data = read_pyskl(cell.pyskl)
-            files[cell.pyskl] = data, load_layout(data.get("layout", "kinect_v1"))
-        data, layout = files[cell.pyskl]
+            files[cell.pyskl] = (data, {a["frame_dir"]: a for a in data["annotations"]},
+                                 load_layout(data.get("layout", "kinect_v1")))
+        data, anns, layout = files[cell.pyskl]
 
         def side(key, turn):
             if (cell.pyskl, key, turn) not in features:
-                anns = {a["frame_dir"]: a for a in data["annotations"]}
                 clips = [anns[c] for c in data["split"][key]]
                 joints = [turned_to_body(a["keypoint"], layout) if turn else a["keypoint"] for a in clips]
                 features[cell.pyskl, key, turn] = (np.stack([real_baseline.flat_features(j, layout.centre) for j in joints]),

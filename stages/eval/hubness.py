@@ -22,7 +22,6 @@ from posebridge.cache.atomic import atomic_path
 from posebridge.cache.errors import UserError
 from posebridge.stages.train.api import Visual, load_checkpoint
 
-HUBNESS = ("none", "csls")
 CSLS_K = 10  # nearest reference clips per prototype: the CSLS paper's k
 REFERENCE_CLIPS = 4096  # at most this many training clips (seeded draw): r(c) costs O(N K), the file stays small
 REFERENCE_FILE = "hubness_reference.pt"  # the reference embeddings in a run folder, for `posebridge predict`
@@ -51,8 +50,9 @@ def corrected(scores: np.ndarray, hubness: np.ndarray) -> np.ndarray:
 
 
 def save_reference(run_dir: Path, reference: Visual) -> Path:
-    """The reference embeddings as float16 in the run folder (written atomically), so that
-    `posebridge predict` ranks new clips with the correction the run's metrics used."""
+    """The reference embeddings as float16 in the run folder (written atomically; half the bytes), so
+    that `posebridge predict` ranks new clips with the correction the run's metrics used, up to that
+    rounding of the reference (metrics and `eval` use the float32 embeddings)."""
     path = Path(run_dir) / REFERENCE_FILE
     with atomic_path(path) as tmp:  # a crash mid-write never leaves a torn file
         torch.save({"visual": [None if t is None else t.detach().to("cpu", torch.float16) for t in reference]}, tmp)

@@ -23,7 +23,7 @@ CHOICES = {
     "ttr_schedule": ("constant", "cosine"),
     "ttr_logits": ("scaled", "cosine"),
     "view_align": ("none", "first", "mean"),  # stages/train/view_align.py VIEW_ALIGN_MODES
-    "hubness": ("none", "csls"),  # stages/eval/hubness.py HUBNESS
+    "hubness": ("none", "csls"),  # stages/eval/hubness.py (the config layer cannot import it)
 }
 # Settings added after runs existed, at the value that does what was done before: at that value they
 # stay out of run folder names (pipeline/run.py run_name), so earlier runs keep their folders.
